@@ -1,0 +1,61 @@
+// SPDX-License-Identifier: Apache-2.0
+// agent.toml as typed, validated values (SPEC section 3). Owned by the
+// internal admin: the source of truth for which services the relays open.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/addr.hpp"
+#include "base/result.hpp"
+#include "config/common.hpp"
+
+namespace sp::config {
+
+enum class ProxyProtocol { None, V1, V2 };
+
+struct AgentSection {
+    std::string name;  // required; letters, digits, '-', '_', '.'; at most 64
+    std::string status_socket = "/run/sallyport/agent.sock";
+    uint32_t pool = 8;  // idle data channels kept per relay; 0 = on demand
+    unsigned threads = 0;
+    DataPath data_path = DataPath::Splice;
+};
+
+struct RelayEntry {
+    HostPorts address;  // a host name or literal, single port
+    std::string key;    // shared-key mode: path of a one-line "ID SECRET" file
+    std::string certificate;
+    std::string private_key;
+    std::string relay_ca;
+    bool standby = false;
+
+    [[nodiscard]] bool shared_key_mode() const { return !key.empty(); }
+};
+
+struct Service {
+    std::string name;                // unique; same charset as agent.name
+    std::vector<HostPorts> listen;   // literal IPs; may be ranges
+    std::vector<HostPorts> backend;  // names or literals; may be ranges
+    ProxyProtocol proxy_protocol = ProxyProtocol::None;
+    std::vector<Cidr> allow_clients;  // empty = all
+    std::vector<Cidr> deny_clients;
+    uint32_t max_sessions = 0;  // 0 = unlimited
+    uint32_t affinity_s = 0;
+};
+
+struct AgentConfig {
+    std::string path;
+    AgentSection agent;
+    std::vector<RelayEntry> relays;  // at least one
+    std::vector<Service> services;
+    std::string socks5_listen;  // [outbound]; "" = off
+};
+
+[[nodiscard]] Result<AgentConfig> load_agent_config(const std::string& path);
+[[nodiscard]] Result<AgentConfig> parse_agent_config(std::string_view text,
+                                                     const std::string& path);
+
+}  // namespace sp::config

@@ -1,0 +1,77 @@
+// SPDX-License-Identifier: Apache-2.0
+// relay.toml as typed, validated values (SPEC section 3). Owned by the DMZ
+// admin: these settings protect the DMZ from a misbehaving agent.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/addr.hpp"
+#include "base/result.hpp"
+#include "config/common.hpp"
+
+namespace sp::config {
+
+struct RelaySection {
+    unsigned threads = 0;  // 0 = one per online CPU
+    DataPath data_path = DataPath::Splice;
+    std::vector<SocketAddress> control_listen;  // default 0.0.0.0:44500
+    std::vector<HostPorts> allow_listen;        // literal IPs only; default 0.0.0.0:1-65535
+    std::string status_socket = "/run/sallyport/relay.sock";
+    uint32_t drain_timeout_s = 30;
+};
+
+struct AuthSection {
+    std::string keys;         // path of the "ID SECRET" file; "" = not in shared-key mode
+    std::string certificate;  // certificate mode: all three set together
+    std::string private_key;
+    std::string agent_ca;
+    std::vector<Cidr> allow_agents;  // empty = any
+    std::vector<Cidr> deny_agents;
+};
+
+struct LimitsSection {
+    uint32_t max_sessions = 100000;
+    uint32_t max_sessions_per_client = 0;            // 0 = unlimited
+    uint32_t max_new_sessions_per_client_per_s = 0;  // 0 = unlimited
+    uint32_t pending_timeout_ms = 10000;
+    uint32_t handshake_timeout_ms = 5000;
+    uint32_t idle_timeout_s = 0;  // 0 = none
+};
+
+/// One `[outbound] allow` entry: "HOST:PORT" (host may be a name) or
+/// "CIDR:P1-P2".
+struct OutboundRule {
+    std::string host;  // set when the entry names a host
+    std::optional<Cidr> cidr;
+    PortRange ports;
+};
+
+struct RelayConfig {
+    std::string path;  // the file it came from, for messages
+    RelaySection relay;
+    AuthSection auth;
+    LimitsSection limits;
+    std::vector<OutboundRule> outbound_allow;  // empty = forward proxy disabled
+
+    [[nodiscard]] bool shared_key_mode() const { return !auth.keys.empty(); }
+};
+
+/// Reads, parses and validates a relay.toml. Errors are ErrorKind::Config with
+/// file, line, column and key set (the position of the offending value, or of
+/// the table for a missing key). Does not open key or certificate files.
+[[nodiscard]] Result<RelayConfig> load_relay_config(const std::string& path);
+
+/// The same from text already in memory (`path` is used in messages only).
+[[nodiscard]] Result<RelayConfig> parse_relay_config(std::string_view text,
+                                                     const std::string& path);
+
+/// True when an agent may ask the relay to listen on `want`: some allow_listen
+/// entry has the same IP (or 0.0.0.0 / [::] of the same family) and contains
+/// every port of the range.
+[[nodiscard]] bool listen_allowed(const RelayConfig& cfg, const HostPorts& want);
+
+}  // namespace sp::config
