@@ -27,30 +27,13 @@ struct Field {
 
 /// Every SALLYPORT_EVENT value the programs emit. A test checks that each one
 /// is documented in the man pages, so add new names here first.
-inline constexpr std::array<std::string_view, 23> kEventNames = {
-    "started",
-    "stopping",
-    "control-listen",
-    "bind-failed",
-    "agent-connected",
-    "agent-rejected",
-    "agent-disconnected",
-    "config-applied",
-    "config-rejected",
-    "listener-open",
-    "listener-closed",
-    "listeners-suspended",
-    "session-open",
-    "session-close",
-    "client-rejected",
-    "backend-failed",
-    "reload",
-    "reload-failed",
-    "relay-connected",
-    "relay-disconnected",
+inline constexpr std::array<std::string_view, 21> kEventNames = {
+    "started",         "stopping",       "control-listen",     "bind-failed",
+    "agent-connected", "agent-rejected", "agent-disconnected", "config-applied",
+    "config-rejected", "listener-open",  "listener-closed",    "listeners-suspended",
+    "session-open",    "session-close",  "client-rejected",    "backend-failed",
+    "reload",          "reload-failed",  "relay-connected",    "relay-disconnected",
     "resource-limit",
-    "watchdog",
-    "log",
 };
 
 [[nodiscard]] std::optional<Level> parse_level(std::string_view s) noexcept;

@@ -1,0 +1,44 @@
+// SPDX-License-Identifier: Apache-2.0
+// Command line of the two daemons (SPEC section 2). Pure: parses an argv
+// into options or a usage error; printing and exiting is main()'s job.
+#pragma once
+
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "base/event.hpp"
+#include "base/result.hpp"
+
+namespace sp::cli {
+
+/// What differs between the relay's and the agent's command line.
+struct DaemonSpec {
+    std::string_view program;         // "sallyport-relay"
+    std::string_view summary;         // one line for --help
+    std::string_view default_config;  // "/etc/sallyport/relay.toml"
+    bool has_gen_key = false;         // relay only
+};
+
+struct DaemonOptions {
+    std::string config_path;
+    bool check_config = false;
+    std::optional<log::Level> log_level;
+    std::optional<log::Target> log_target;
+    bool help = false;
+    bool version = false;
+    std::optional<std::string> gen_key;  // --gen-key NAME
+};
+
+/// Accepts "--flag VALUE", "--flag=VALUE", "-c FILE" and "-cFILE".
+/// Returns a Usage error naming the offending argument; positional
+/// arguments are errors (the daemons take none).
+[[nodiscard]] Result<DaemonOptions> parse_daemon_args(const DaemonSpec& spec,
+                                                      std::span<const char* const> args);
+
+/// The --help text. Every long flag it names must appear in the man page;
+/// tests/man/check-help-flags enforces that.
+[[nodiscard]] std::string daemon_help(const DaemonSpec& spec);
+
+}  // namespace sp::cli
