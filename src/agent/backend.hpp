@@ -1,0 +1,62 @@
+// SPDX-License-Identifier: Apache-2.0
+// Picks the backend for one client session: maps a listener port range onto
+// the backend's range, rotates over the service's backends, skips ones that
+// just failed, and keeps a client IP on one backend for affinity_s seconds
+// (an FTP data connection must reach the server of its control connection).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/addr.hpp"
+
+namespace sp::agent {
+
+struct BackendTarget {
+    std::string host;  // a name or a literal
+    uint16_t port = 0;
+    size_t index = 0;  // which backend entry, for mark_failed
+    [[nodiscard]] std::string to_string() const;
+};
+
+class BackendSelector final {
+public:
+    using Clock = std::chrono::steady_clock;
+
+    BackendSelector(std::vector<HostPorts> listen, std::vector<HostPorts> backends,
+                    std::chrono::seconds affinity, std::chrono::seconds fail_hold);
+
+    /// The backend for a client that reached listener port `listen_port`.
+    /// Returns nullopt when the port is in no listen entry. Candidates come
+    /// in rotation order; failed ones are skipped while another is healthy.
+    [[nodiscard]] std::optional<BackendTarget> pick(const IpAddress& client, uint16_t listen_port,
+                                                    Clock::time_point now);
+    /// The next candidate after `failed` for the same session (after a
+    /// refused connect), or nullopt when every backend has been tried.
+    [[nodiscard]] std::optional<BackendTarget> next_after(const BackendTarget& failed,
+                                                          uint16_t listen_port, size_t tried);
+    void mark_failed(size_t index, Clock::time_point now);
+    [[nodiscard]] size_t size() const noexcept { return backends_.size(); }
+
+private:
+    [[nodiscard]] std::optional<uint32_t> offset_of(uint16_t listen_port) const;
+    [[nodiscard]] BackendTarget target(size_t index, uint32_t offset) const;
+
+    std::vector<HostPorts> listen_;
+    std::vector<HostPorts> backends_;
+    std::chrono::seconds affinity_;
+    std::chrono::seconds fail_hold_;
+    std::vector<Clock::time_point> failed_until_;
+    size_t next_ = 0;
+    struct Sticky {
+        size_t index;
+        Clock::time_point until;
+    };
+    std::map<std::string, Sticky> sticky_;  // client IP -> backend
+};
+
+}  // namespace sp::agent
