@@ -1,0 +1,110 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "relay/admission.hpp"
+
+#include <algorithm>
+
+namespace sp::relay {
+
+bool client_allowed(const IpAddress& client, const std::vector<Cidr>& allow,
+                    const std::vector<Cidr>& deny) noexcept {
+    for (const auto& c : deny) {
+        if (c.contains(client)) {
+            return false;
+        }
+    }
+    if (allow.empty()) {
+        return true;
+    }
+    return std::any_of(allow.begin(), allow.end(),
+                       [&](const Cidr& c) { return c.contains(client); });
+}
+
+Verdict Admission::admit(const IpAddress& client, const std::string& service, uint32_t service_max,
+                         Clock::time_point now) {
+    const std::string key = client.unmapped().to_string();
+    const std::lock_guard lock(mu_);
+    if (limits_.max_sessions != 0 && total_ >= limits_.max_sessions) {
+        return Verdict::Limit;
+    }
+    uint32_t& svc = per_service_[service];
+    if (service_max != 0 && svc >= service_max) {
+        return Verdict::Limit;
+    }
+    PerClient& pc = per_client_[key];
+    if (limits_.max_sessions_per_client != 0 && pc.sessions >= limits_.max_sessions_per_client) {
+        return Verdict::Limit;
+    }
+    if (const uint32_t rate = limits_.max_new_sessions_per_client_per_s; rate != 0) {
+        // Token bucket holding one second's worth: a client may burst to
+        // `rate` at once, then `rate` per second on average.
+        if (pc.refilled == Clock::time_point{}) {
+            pc.tokens = rate;
+        } else {
+            const double secs = std::chrono::duration<double>(now - pc.refilled).count();
+            pc.tokens = std::min<double>(rate, pc.tokens + secs * rate);
+        }
+        pc.refilled = now;
+        if (pc.tokens < 1.0) {
+            return Verdict::Rate;
+        }
+        pc.tokens -= 1.0;
+    }
+    ++pc.sessions;
+    ++svc;
+    ++total_;
+    return Verdict::Admit;
+}
+
+void Admission::release(const IpAddress& client, const std::string& service) noexcept {
+    const std::string key = client.unmapped().to_string();
+    const std::lock_guard lock(mu_);
+    if (total_ > 0) {
+        --total_;
+    }
+    if (auto it = per_service_.find(service); it != per_service_.end() && it->second > 0) {
+        --it->second;
+    }
+    if (auto it = per_client_.find(key); it != per_client_.end()) {
+        if (it->second.sessions > 0) {
+            --it->second.sessions;
+        }
+        // Forget idle clients whose bucket would be full again, so the table
+        // holds only addresses with sessions or recent activity.
+        if (it->second.sessions == 0 && limits_.max_new_sessions_per_client_per_s == 0) {
+            per_client_.erase(it);
+        }
+    }
+    if (per_client_.size() > 200000) {
+        std::erase_if(per_client_, [](const auto& kv) { return kv.second.sessions == 0; });
+    }
+}
+
+void Admission::set_limits(AdmissionLimits limits) {
+    const std::lock_guard lock(mu_);
+    limits_ = limits;
+}
+
+uint64_t Admission::sessions() const {
+    const std::lock_guard lock(mu_);
+    return total_;
+}
+
+int64_t LogLimiter::allow(const std::string& key, Clock::time_point now) {
+    if (slots_.size() > 10000) {
+        std::erase_if(slots_, [&](const auto& kv) { return now - kv.second.start > window_; });
+    }
+    Slot& s = slots_[key];
+    if (now - s.start > window_) {
+        const int64_t held = s.suppressed;
+        s = Slot{now, 1, 0};
+        return held;
+    }
+    if (s.sent < burst_) {
+        ++s.sent;
+        return 0;
+    }
+    ++s.suppressed;
+    return -1;
+}
+
+}  // namespace sp::relay
