@@ -1,0 +1,26 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "config/common.hpp"
+
+namespace sp::config {
+
+std::optional<DataPath> parse_data_path(std::string_view s) noexcept {
+    if (s == "splice") {
+        return DataPath::Splice;
+    }
+    if (s == "copy") {
+        return DataPath::Copy;
+    }
+    return std::nullopt;
+}
+
+std::string_view data_path_name(DataPath p) noexcept {
+    switch (p) {
+        case DataPath::Splice:
+            return "splice";
+        case DataPath::Copy:
+            return "copy";
+    }
+    return "?";
+}
+
+}  // namespace sp::config

@@ -1,0 +1,422 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "config/parse_util.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <limits>
+
+#include "base/unique_fd.hpp"
+
+namespace sp::config::detail {
+
+namespace {
+
+constexpr size_t kMaxConfigBytes = size_t{4} << 20;
+// sockaddr_un.sun_path is 108 bytes including the terminating NUL.
+constexpr size_t kMaxSocketPath = 107;
+
+std::string_view type_name(const toml::node& n) noexcept {
+    switch (n.type()) {
+        case toml::node_type::table:
+            return "a table";
+        case toml::node_type::array:
+            return "an array";
+        case toml::node_type::string:
+            return "a string";
+        case toml::node_type::integer:
+            return "an integer";
+        case toml::node_type::floating_point:
+            return "a float";
+        case toml::node_type::boolean:
+            return "a boolean";
+        case toml::node_type::date:
+            return "a date";
+        case toml::node_type::time:
+            return "a time";
+        case toml::node_type::date_time:
+            return "a date-time";
+        case toml::node_type::none:
+            break;
+    }
+    return "nothing";
+}
+
+Unexpected wrong_type(const TableReader& r, const toml::node& n, std::string_view k,
+                      std::string_view expected) {
+    return r.error(pos_of(n), k, fmt::format("expected {}, got {}", expected, type_name(n)));
+}
+
+}  // namespace
+
+Pos pos_of(const toml::source_region& r) noexcept {
+    if (r.begin.line == 0) {
+        return {};
+    }
+    const auto clamp = [](toml::source_index v) {
+        return static_cast<int>(std::min<toml::source_index>(v, std::numeric_limits<int>::max()));
+    };
+    return {clamp(r.begin.line), std::max(1, clamp(r.begin.column))};
+}
+
+Unexpected config_error(const std::string& file, Pos pos, std::string key, std::string message) {
+    return Unexpected(Error{ErrorKind::Config, 0, std::move(message), file, pos.line, pos.column,
+                            std::move(key)});
+}
+
+std::string join_key(std::string_view parent, std::string_view key) {
+    if (parent.empty()) {
+        return std::string(key);
+    }
+    return fmt::format("{}.{}", parent, key);
+}
+
+std::string index_key(std::string_view parent, size_t index) {
+    return fmt::format("{}[{}]", parent, index);
+}
+
+size_t edit_distance(std::string_view a, std::string_view b) {
+    // Keys are short; a full (n+1)x(m+1) table is simpler than rolling rows
+    // once transpositions need the row before last.
+    const size_t n = a.size();
+    const size_t m = b.size();
+    std::vector<size_t> d((n + 1) * (m + 1));
+    const auto at = [m](size_t i, size_t j) { return i * (m + 1) + j; };
+    for (size_t i = 0; i <= n; ++i) {
+        d[at(i, 0)] = i;
+    }
+    for (size_t j = 0; j <= m; ++j) {
+        d[at(0, j)] = j;
+    }
+    for (size_t i = 1; i <= n; ++i) {
+        for (size_t j = 1; j <= m; ++j) {
+            const size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+            size_t v =
+                std::min({d[at(i - 1, j)] + 1, d[at(i, j - 1)] + 1, d[at(i - 1, j - 1)] + cost});
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) {
+                v = std::min(v, d[at(i - 2, j - 2)] + 1);
+            }
+            d[at(i, j)] = v;
+        }
+    }
+    return d[at(n, m)];
+}
+
+std::optional<std::string_view> suggest_key(std::string_view unknown,
+                                            std::span<const std::string_view> allowed) {
+    // Hostile input can be long; nobody mistypes a 200-character key.
+    if (unknown.empty() || unknown.size() > 128) {
+        return std::nullopt;
+    }
+    std::optional<std::string_view> best;
+    size_t best_distance = 3;
+    for (const auto candidate : allowed) {
+        const size_t dist = edit_distance(unknown, candidate);
+        if (dist < best_distance) {
+            best = candidate;
+            best_distance = dist;
+        }
+    }
+    if (best) {
+        return best;
+    }
+    // "pending_timeout" for "pending_timeout_ms": a missing unit suffix is
+    // more than two edits away but obviously meant.
+    for (const auto candidate : allowed) {
+        const auto shorter = std::min(unknown.size(), candidate.size());
+        if (shorter >= 3 && (candidate.starts_with(unknown) || unknown.starts_with(candidate))) {
+            return candidate;
+        }
+    }
+    return std::nullopt;
+}
+
+TableReader::TableReader(const std::string& file, const toml::table& table, std::string path,
+                         std::span<const SchemaTable> schema)
+    : file_(file), table_(table), path_(std::move(path)), schema_(schema) {}
+
+Unexpected TableReader::error(Pos p, std::string_view k, std::string message) const {
+    return config_error(file_, p, k.empty() ? path_ : key(k), std::move(message));
+}
+
+Unexpected TableReader::missing(std::string_view k, std::string message) const {
+    return error(pos(), k, std::move(message));
+}
+
+Result<void> TableReader::check_keys(std::span<const std::string_view> allowed) const {
+    for (auto&& [k, v] : table_) {
+        const std::string_view name = k.str();
+        if (std::find(allowed.begin(), allowed.end(), name) != allowed.end()) {
+            continue;
+        }
+        std::string hint;
+        if (const auto s = suggest_key(name, allowed)) {
+            hint = fmt::format(" (did you mean \"{}\"?)", *s);
+        } else {
+            for (const auto& t : schema_) {
+                if (t.name != path_ &&
+                    std::find(t.keys.begin(), t.keys.end(), name) != t.keys.end()) {
+                    hint = fmt::format(" (\"{}\" belongs in [{}])", name, t.name);
+                    break;
+                }
+            }
+        }
+        // The key text is user input: quote it, and cut it so a fuzzed
+        // megabyte key does not become a megabyte message.
+        const std::string_view shown = name.substr(0, 64);
+        return error(pos_of(k.source()), name.substr(0, 64),
+                     fmt::format("unknown key \"{}\"{}{}", shown,
+                                 name.size() > shown.size() ? "..." : "", hint));
+    }
+    return {};
+}
+
+Result<void> TableReader::read_uint(std::string_view k, uint32_t min, uint32_t max,
+                                    uint32_t& ret_value) const {
+    const toml::node* n = table_.get(k);
+    if (n == nullptr) {
+        return {};
+    }
+    const auto* v = n->as_integer();
+    if (v == nullptr) {
+        return wrong_type(*this, *n, k, "an integer");
+    }
+    const int64_t x = v->get();
+    if (x < static_cast<int64_t>(min) || x > static_cast<int64_t>(max)) {
+        return error(pos_of(*n), k, fmt::format("{} is out of range ({}-{})", x, min, max));
+    }
+    ret_value = static_cast<uint32_t>(x);
+    return {};
+}
+
+Result<void> TableReader::read_bool(std::string_view k, bool& ret_value) const {
+    const toml::node* n = table_.get(k);
+    if (n == nullptr) {
+        return {};
+    }
+    const auto* v = n->as_boolean();
+    if (v == nullptr) {
+        return wrong_type(*this, *n, k, "a boolean (true or false)");
+    }
+    ret_value = v->get();
+    return {};
+}
+
+Result<std::optional<StringItem>> TableReader::string_item(std::string_view k) const {
+    const toml::node* n = table_.get(k);
+    if (n == nullptr) {
+        return std::optional<StringItem>{};
+    }
+    const auto* v = n->as_string();
+    if (v == nullptr) {
+        return wrong_type(*this, *n, k, "a string");
+    }
+    return std::optional<StringItem>{StringItem{v->get(), pos_of(*n), key(k)}};
+}
+
+Result<void> TableReader::read_string(std::string_view k, std::string& ret_value) const {
+    auto item = string_item(k);
+    if (!item) {
+        return Unexpected(std::move(item.error()));
+    }
+    if (*item) {
+        ret_value = std::move((*item)->value);
+    }
+    return {};
+}
+
+Result<std::optional<std::vector<StringItem>>> TableReader::strings(std::string_view k) const {
+    using Out = std::optional<std::vector<StringItem>>;
+    const toml::node* n = table_.get(k);
+    if (n == nullptr) {
+        return Out{};
+    }
+    const auto* arr = n->as_array();
+    if (arr == nullptr) {
+        return wrong_type(*this, *n, k, "an array of strings");
+    }
+    std::vector<StringItem> out;
+    out.reserve(arr->size());
+    const std::string base = key(k);
+    for (size_t i = 0; i < arr->size(); ++i) {
+        const toml::node& e = *arr->get(i);
+        const auto* s = e.as_string();
+        if (s == nullptr) {
+            return config_error(file_, pos_of(e), index_key(base, i),
+                                fmt::format("expected a string, got {}", type_name(e)));
+        }
+        out.push_back(StringItem{s->get(), pos_of(e), index_key(base, i)});
+    }
+    return Out{std::move(out)};
+}
+
+Result<const toml::table*> TableReader::sub_table(std::string_view k) const {
+    const toml::node* n = table_.get(k);
+    if (n == nullptr) {
+        return static_cast<const toml::table*>(nullptr);
+    }
+    const auto* t = n->as_table();
+    if (t == nullptr) {
+        return wrong_type(*this, *n, k, fmt::format("a table ([{}])", key(k)));
+    }
+    return t;
+}
+
+Result<const toml::array*> TableReader::table_array(std::string_view k) const {
+    const toml::node* n = table_.get(k);
+    if (n == nullptr) {
+        return static_cast<const toml::array*>(nullptr);
+    }
+    const auto* arr = n->as_array();
+    if (arr == nullptr || !arr->is_array_of_tables()) {
+        return wrong_type(*this, *n, k,
+                          fmt::format("an array of tables (one [[{}]] block each)", key(k)));
+    }
+    return arr;
+}
+
+Result<toml::table> parse_document(std::string_view text, const std::string& file) {
+    toml::parse_result res = toml::parse(text, std::string_view(file));
+    if (!res) {
+        const toml::parse_error& e = res.error();
+        return config_error(file, pos_of(e.source()), {},
+                            fmt::format("TOML syntax error: {}", e.description()));
+    }
+    return std::move(res.table());
+}
+
+Result<std::string> read_config_file(const std::string& path) {
+    // O_NONBLOCK so a FIFO given by mistake fails the regular-file check below
+    // instead of blocking startup until someone writes to it.
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+    if (!fd) {
+        return Unexpected(
+            Error{ErrorKind::Config, errno, "cannot open configuration file", path, 0, 0, {}});
+    }
+    struct stat st {};
+    if (::fstat(fd.get(), &st) != 0) {
+        return Unexpected(Error{ErrorKind::Config, errno, "cannot stat", path, 0, 0, {}});
+    }
+    if (!S_ISREG(st.st_mode)) {
+        return Unexpected(Error{
+            ErrorKind::Config, 0, "configuration file is not a regular file", path, 0, 0, {}});
+    }
+    if (static_cast<uint64_t>(st.st_size) > kMaxConfigBytes) {
+        return Unexpected(
+            Error{ErrorKind::Config,
+                  0,
+                  fmt::format("configuration file is larger than {} bytes", kMaxConfigBytes),
+                  path,
+                  0,
+                  0,
+                  {}});
+    }
+    std::string text;
+    char buf[8192];
+    for (;;) {
+        const ssize_t n = ::read(fd.get(), buf, sizeof buf);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            return Unexpected(Error{ErrorKind::Config, errno, "cannot read", path, 0, 0, {}});
+        }
+        if (n == 0) {
+            break;
+        }
+        text.append(buf, static_cast<size_t>(n));
+        if (text.size() > kMaxConfigBytes) {
+            return Unexpected(
+                Error{ErrorKind::Config,
+                      0,
+                      fmt::format("configuration file is larger than {} bytes", kMaxConfigBytes),
+                      path,
+                      0,
+                      0,
+                      {}});
+        }
+    }
+    return text;
+}
+
+Unexpected bad_enum(const TableReader& r, const StringItem& item, std::string_view k,
+                    std::string_view accepted) {
+    return r.error(
+        item.pos, k,
+        fmt::format("invalid value \"{}\" (expected {})", item.value.substr(0, 64), accepted));
+}
+
+Result<void> read_data_path(const TableReader& r, DataPath& ret_value) {
+    auto item = r.string_item("data_path");
+    if (!item) {
+        return Unexpected(std::move(item.error()));
+    }
+    if (!*item) {
+        return {};
+    }
+    const auto p = parse_data_path((*item)->value);
+    if (!p) {
+        return bad_enum(r, **item, "data_path", "\"splice\" or \"copy\"");
+    }
+    ret_value = *p;
+    return {};
+}
+
+std::string resolve_path(const std::string& config_file, const std::string& value) {
+    if (value.empty() || value.front() == '/') {
+        return value;
+    }
+    const auto slash = config_file.rfind('/');
+    if (slash == std::string::npos) {
+        return value;
+    }
+    return config_file.substr(0, slash + 1) + value;
+}
+
+Result<void> check_socket_path(const TableReader& r, const StringItem& item, std::string_view k) {
+    if (item.value.empty() || item.value.front() != '/') {
+        return r.error(item.pos, k, "must be an absolute path");
+    }
+    if (item.value.size() > kMaxSocketPath) {
+        return r.error(item.pos, k,
+                       fmt::format("path is longer than {} bytes (the limit of a unix "
+                                   "socket address)",
+                                   kMaxSocketPath));
+    }
+    if (item.value.find('\0') != std::string::npos) {
+        return r.error(item.pos, k, "path contains a NUL byte");
+    }
+    return {};
+}
+
+Unexpected relocate(const TableReader& r, const StringItem& item, Error e) {
+    return config_error(r.file(), item.pos, item.key, std::move(e.message));
+}
+
+Result<std::vector<Cidr>> parse_cidrs(const TableReader& r, const std::vector<StringItem>& items) {
+    std::vector<Cidr> out;
+    out.reserve(items.size());
+    for (const auto& item : items) {
+        auto c = Cidr::parse(item.value);
+        if (!c) {
+            return relocate(r, item, std::move(c.error()));
+        }
+        out.push_back(*c);
+    }
+    return out;
+}
+
+bool valid_name(std::string_view s) noexcept {
+    if (s.empty() || s.size() > 64) {
+        return false;
+    }
+    return std::all_of(s.begin(), s.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               c == '-' || c == '_' || c == '.';
+    });
+}
+
+}  // namespace sp::config::detail
