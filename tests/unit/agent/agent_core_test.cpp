@@ -108,3 +108,44 @@ TEST_SUITE("agent.backend") {
               "[2001:db8::5]:8443");
     }
 }
+
+#include "agent/proxy_header.hpp"
+
+TEST_SUITE("agent.proxy_header") {
+    TEST_CASE("proxy: v1 TCP4 and TCP6 lines") {
+        const auto c4 = *sp::SocketAddress::parse("203.0.113.10:51000");
+        const auto d4 = *sp::SocketAddress::parse("192.0.2.1:443");
+        const auto v1 = proxy_v1(c4, d4);
+        CHECK(std::string(v1.begin(), v1.end()) ==
+              "PROXY TCP4 203.0.113.10 192.0.2.1 51000 443\r\n");
+        const auto c6 = *sp::SocketAddress::parse("[2001:db8::9]:40000");
+        const auto mixed = proxy_v1(c6, d4);
+        CHECK(std::string(mixed.begin(), mixed.end()) ==
+              "PROXY TCP6 2001:db8::9 ::ffff:192.0.2.1 40000 443\r\n");
+    }
+
+    TEST_CASE("proxy: v2 binary layout for IPv4 and IPv6") {
+        const auto c4 = *sp::SocketAddress::parse("203.0.113.10:51000");
+        const auto d4 = *sp::SocketAddress::parse("192.0.2.1:443");
+        const auto v2 = proxy_v2(c4, d4);
+        REQUIRE(v2.size() == 16 + 12);
+        CHECK(v2[12] == 0x21);
+        CHECK(v2[13] == 0x11);
+        CHECK(v2[14] == 0);
+        CHECK(v2[15] == 12);
+        CHECK(v2[16] == 203);
+        CHECK(v2[19] == 10);
+        CHECK(v2[20] == 192);
+        CHECK(((v2[24] << 8) | v2[25]) == 51000);
+        CHECK(((v2[26] << 8) | v2[27]) == 443);
+        const auto c6 = *sp::SocketAddress::parse("[2001:db8::9]:40000");
+        const auto d6 = *sp::SocketAddress::parse("[2001:db8::1]:8443");
+        const auto v26 = proxy_v2(c6, d6);
+        REQUIRE(v26.size() == 16 + 36);
+        CHECK(v26[13] == 0x21);
+        CHECK(v26[15] == 36);
+        CHECK(v26[16] == 0x20);
+        CHECK(v26[17] == 0x01);
+        CHECK(((v26[48] << 8) | v26[49]) == 40000);
+    }
+}
