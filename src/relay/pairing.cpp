@@ -17,7 +17,9 @@ namespace {
 
 using log::Level;
 
-std::string session_hex(uint64_t id) { return fmt::format("{:016x}", id); }
+std::string session_hex(uint64_t id) {
+    return fmt::format("{:016x}", id);
+}
 
 // A pooled channel may have died while idle (agent restarted, NAT entry
 // expired). A peek tells: EAGAIN means open and silent, as it must be; EOF,
@@ -112,7 +114,9 @@ void Pairing::add_channel(io::Worker& w, uint64_t agent, std::string agent_name,
     idle_[agent].push_back({std::move(fd), std::move(agent_name)});
 }
 
-void Pairing::drop_agent(uint64_t agent) { idle_.erase(agent); }
+void Pairing::drop_agent(uint64_t agent) {
+    idle_.erase(agent);
+}
 
 size_t Pairing::idle_channels() const noexcept {
     size_t n = 0;
@@ -129,16 +133,16 @@ void Pairing::reject(const SocketAddress& peer, const SocketAddress& local,
     if (held < 0) {
         return;
     }
-    log::event(Level::Warn, "client-rejected",
-               {{"CLIENT_ADDR", peer.ip().to_string()},
-                {"CLIENT_PORT", std::to_string(peer.port())},
-                {"LISTEN_ADDR", local.to_string()},
-                {"SERVICE", service},
-                {"REASON", std::string(reason)},
-                {"SUPPRESSED", held > 0 ? std::to_string(held) : std::string()}},
-               held > 0 ? fmt::format("{} ({} similar refusals of this address not logged)",
-                                      message, held)
-                        : std::string(message));
+    log::event(
+        Level::Warn, "client-rejected",
+        {{"CLIENT_ADDR", peer.ip().to_string()},
+         {"CLIENT_PORT", std::to_string(peer.port())},
+         {"LISTEN_ADDR", local.to_string()},
+         {"SERVICE", service},
+         {"REASON", std::string(reason)},
+         {"SUPPRESSED", held > 0 ? std::to_string(held) : std::string()}},
+        held > 0 ? fmt::format("{} ({} similar refusals of this address not logged)", message, held)
+                 : std::string(message));
 }
 
 void Pairing::on_accept(io::Worker& w, const std::string& service, UniqueFd client,
@@ -169,8 +173,8 @@ void Pairing::on_accept(io::Worker& w, const std::string& service, UniqueFd clie
     // No idle channel: the client's bytes wait in its socket buffer while an
     // agent dials one for us.
     const uint64_t id = next_pending_++;
-    const uint64_t timer = w.add_timer(
-        limits_.pending_timeout, [this, id](io::Worker& wk) { on_pending_timeout(wk, id); });
+    const uint64_t timer = w.add_timer(limits_.pending_timeout,
+                                       [this, id](io::Worker& wk) { on_pending_timeout(wk, id); });
     pending_.push_back({id, std::move(client), peer, local, service, timer});
     hooks_.need_channel(index_, service);
 }
@@ -210,15 +214,15 @@ bool Pairing::try_pair(io::Worker& w, const ServicePolicy& policy, UniqueFd& cli
                 continue;
             }
             const uint64_t sid = session_base_ | next_session_++;
-            auto header = control::encode_binding(
-                {sid, policy.name, peer.to_string(), local.to_string()});
+            auto header =
+                control::encode_binding({sid, policy.name, peer.to_string(), local.to_string()});
             if (!header) {
                 return false;
             }
             // A fresh, idle socket has an empty send buffer, so the small
             // header goes out whole or the channel is broken.
-            const ssize_t n = ::send(ch.fd.get(), header->data(), header->size(),
-                                     MSG_NOSIGNAL | MSG_DONTWAIT);
+            const ssize_t n =
+                ::send(ch.fd.get(), header->data(), header->size(), MSG_NOSIGNAL | MSG_DONTWAIT);
             if (n != static_cast<ssize_t>(header->size())) {
                 continue;
             }
@@ -227,7 +231,7 @@ bool Pairing::try_pair(io::Worker& w, const ServicePolicy& policy, UniqueFd& cli
                        {{"SESSION_ID", session_hex(sid)},
                         {"SERVICE", policy.name},
                         {"CLIENT_ADDR", peer.ip().to_string()},
-                {"CLIENT_PORT", std::to_string(peer.port())},
+                        {"CLIENT_PORT", std::to_string(peer.port())},
                         {"LISTEN_ADDR", local.to_string()},
                         {"AGENT", ch.agent_name}},
                        fmt::format("session {} from {} to {}", session_hex(sid), peer.to_string(),
@@ -237,20 +241,20 @@ bool Pairing::try_pair(io::Worker& w, const ServicePolicy& policy, UniqueFd& cli
                 [this, sid, service = policy.name, peer, local, agent_name = ch.agent_name,
                  started](io::Worker&, io::SessionId, const io::SessionEnd& end) {
                     admission_.release(peer.ip(), service);
-                    log::event(Level::Info, "session-close",
-                               {{"SESSION_ID", session_hex(sid)},
-                                {"SERVICE", service},
-                                {"CLIENT_ADDR", peer.ip().to_string()},
-                {"CLIENT_PORT", std::to_string(peer.port())},
-                                {"LISTEN_ADDR", local.to_string()},
-                                {"AGENT", agent_name},
-                                {"BYTES_UP", std::to_string(end.bytes_up)},
-                                {"BYTES_DOWN", std::to_string(end.bytes_down)},
-                                {"DURATION_MS", std::to_string(end.duration.count())},
-                                {"REASON", std::string(end.reason)}},
-                               fmt::format("session {} closed ({}): {} bytes up, {} down",
-                                           session_hex(sid), end.reason, end.bytes_up,
-                                           end.bytes_down));
+                    log::event(
+                        Level::Info, "session-close",
+                        {{"SESSION_ID", session_hex(sid)},
+                         {"SERVICE", service},
+                         {"CLIENT_ADDR", peer.ip().to_string()},
+                         {"CLIENT_PORT", std::to_string(peer.port())},
+                         {"LISTEN_ADDR", local.to_string()},
+                         {"AGENT", agent_name},
+                         {"BYTES_UP", std::to_string(end.bytes_up)},
+                         {"BYTES_DOWN", std::to_string(end.bytes_down)},
+                         {"DURATION_MS", std::to_string(end.duration.count())},
+                         {"REASON", std::string(end.reason)}},
+                        fmt::format("session {} closed ({}): {} bytes up, {} down",
+                                    session_hex(sid), end.reason, end.bytes_up, end.bytes_down));
                     (void)started;
                 },
                 limits_.idle_timeout_s);

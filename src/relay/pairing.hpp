@@ -48,8 +48,8 @@ struct PairingLimits {
 
 class Pairing final {
 public:
-    Pairing(unsigned worker_index, uint64_t session_base, Admission& admission,
-            PairingHooks hooks, PairingLimits limits);
+    Pairing(unsigned worker_index, uint64_t session_base, Admission& admission, PairingHooks hooks,
+            PairingLimits limits);
 
     // All of these run on the worker thread.
     void add_listener(io::Worker& w, uint64_t key, UniqueFd fd, std::string service,

@@ -40,10 +40,10 @@ struct Relay::Conn {
     uint64_t id = 0;
     Stage stage = Stage::Classify;
     SocketAddress addr;
-    UniqueFd fd;                                 // until TLS takes it
-    std::optional<control::TlsStream> tls;       // during the handshake
-    std::unique_ptr<control::FramedPeer> peer;   // after it
-    std::vector<uint8_t> hello;                  // data-channel hello bytes
+    UniqueFd fd;                                // until TLS takes it
+    std::optional<control::TlsStream> tls;      // during the handshake
+    std::unique_ptr<control::FramedPeer> peer;  // after it
+    std::vector<uint8_t> hello;                 // data-channel hello bytes
     uint64_t timer = 0;
     int poll_fd = -1;
     // agent state
@@ -58,9 +58,8 @@ struct Relay::Conn {
 };
 
 Relay::Relay(config::RelayConfig cfg)
-    : cfg_(std::move(cfg)), registry_([this](const HostPorts& hp) {
-          return config::listen_allowed(cfg_, hp);
-      }) {}
+    : cfg_(std::move(cfg)),
+      registry_([this](const HostPorts& hp) { return config::listen_allowed(cfg_, hp); }) {}
 
 Relay::~Relay() {
     for (auto& w : workers_) {
@@ -128,15 +127,16 @@ Result<void> Relay::setup() {
         return Unexpected(sig.error());
     }
     signal_fd_ = std::move(*sig);
-    if (auto r = poller_->add(signal_fd_.get(), EPOLLIN, [this](uint32_t) {
-            while (const int s = read_signal(signal_fd_.get())) {
-                if (s == SIGHUP) {
-                    reload();
-                } else {
-                    begin_drain();
-                }
-            }
-        });
+    if (auto r = poller_->add(signal_fd_.get(), EPOLLIN,
+                              [this](uint32_t) {
+                                  while (const int s = read_signal(signal_fd_.get())) {
+                                      if (s == SIGHUP) {
+                                          reload();
+                                      } else {
+                                          begin_drain();
+                                      }
+                                  }
+                              });
         !r) {
         return r;
     }
@@ -156,9 +156,9 @@ Result<void> Relay::setup() {
     // counter, so ids stay unique across restarts in the journal.
     session_base_ = rnd & 0xffffff0000000000ULL;
 
-    admission_ = std::make_unique<Admission>(AdmissionLimits{
-        cfg_.limits.max_sessions, cfg_.limits.max_sessions_per_client,
-        cfg_.limits.max_new_sessions_per_client_per_s});
+    admission_ = std::make_unique<Admission>(
+        AdmissionLimits{cfg_.limits.max_sessions, cfg_.limits.max_sessions_per_client,
+                        cfg_.limits.max_new_sessions_per_client_per_s});
     unsigned threads = cfg_.relay.threads;
     if (threads == 0) {
         threads = std::max(1U, std::thread::hardware_concurrency());
@@ -173,13 +173,12 @@ Result<void> Relay::setup() {
             return Unexpected(w.error());
         }
         workers_.push_back(std::move(*w));
-        PairingHooks hooks{
-            [this](unsigned worker, const std::string& service) {
-                post([this, worker, service] { on_need_channel(worker, service); });
-            },
-            [this](unsigned worker, uint64_t agent) {
-                post([this, worker, agent] { on_channel_used(worker, agent); });
-            }};
+        PairingHooks hooks{[this](unsigned worker, const std::string& service) {
+                               post([this, worker, service] { on_need_channel(worker, service); });
+                           },
+                           [this](unsigned worker, uint64_t agent) {
+                               post([this, worker, agent] { on_channel_used(worker, agent); });
+                           }};
         pairings_.push_back(std::make_unique<Pairing>(
             i, session_base_ | (static_cast<uint64_t>(i) << 32), *admission_, std::move(hooks),
             PairingLimits{std::chrono::milliseconds(cfg_.limits.pending_timeout_ms),
@@ -244,9 +243,9 @@ void Relay::on_control_accept(int listen_fd) {
         if (!fd) {
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
                 if (reject_log_.allow("resource", Poller::Clock::now()) >= 0) {
-                    log::event(Level::Warn, "resource-limit", {{"REASON", std::strerror(errno)}},
-                               fmt::format("accept on the control port failed: {}",
-                                           std::strerror(errno)));
+                    log::event(
+                        Level::Warn, "resource-limit", {{"REASON", std::strerror(errno)}},
+                        fmt::format("accept on the control port failed: {}", std::strerror(errno)));
                 }
             }
             return;
@@ -274,7 +273,8 @@ void Relay::on_control_accept(int listen_fd) {
         c->poll_fd = fd.get();
         c->fd = std::move(fd);
         const uint64_t id = c->id;
-        if (!poller_->add(c->poll_fd, EPOLLIN, [this, id](uint32_t ev) { on_conn_event(id, ev); })) {
+        if (!poller_->add(c->poll_fd, EPOLLIN,
+                          [this, id](uint32_t ev) { on_conn_event(id, ev); })) {
             continue;
         }
         c->timer = poller_->add_timer(std::chrono::milliseconds(cfg_.limits.handshake_timeout_ms),
@@ -472,7 +472,8 @@ void Relay::on_peer_event(Conn& c, uint32_t events) {
                    "write to agent failed");
         return;
     }
-    const auto out = c.peer->read_frames([&](control::Message&& m) { return on_message(c, std::move(m)); });
+    const auto out =
+        c.peer->read_frames([&](control::Message&& m) { return on_message(c, std::move(m)); });
     if (!conns_.contains(id)) {
         return;  // on_message closed it
     }
@@ -535,9 +536,8 @@ bool Relay::on_message(Conn& c, control::Message&& m) {
 void Relay::on_hello(Conn& c, const control::Hello& h) {
     using namespace control;
     if (h.min_version > kProtocolVersion || h.max_version < kMinProtocolVersion) {
-        c.peer->goodbye(GoodbyeReason::Version,
-                        fmt::format("relay speaks protocol {}-{}", kMinProtocolVersion,
-                                    kProtocolVersion));
+        c.peer->goodbye(GoodbyeReason::Version, fmt::format("relay speaks protocol {}-{}",
+                                                            kMinProtocolVersion, kProtocolVersion));
         close_conn(c.id, "agent-rejected", "version",
                    fmt::format("agent speaks protocol {}-{}, relay {}-{}", h.min_version,
                                h.max_version, kMinProtocolVersion, kProtocolVersion));
@@ -600,7 +600,8 @@ void Relay::close_listener(const SocketAddress& addr, const std::string& service
     const uint64_t key = it->second;
     listener_keys_.erase(it);
     for (size_t i = 0; i < workers_.size(); ++i) {
-        workers_[i]->post([p = pairings_[i].get(), key](io::Worker& w) { p->remove_listener(w, key); });
+        workers_[i]->post(
+            [p = pairings_[i].get(), key](io::Worker& w) { p->remove_listener(w, key); });
     }
     log::event(Level::Info, "listener-closed",
                {{"SERVICE", service}, {"LISTEN_ADDR", addr.to_string()}},
@@ -623,7 +624,8 @@ void Relay::broadcast_services() {
         policy->agents = registry_.agents_of(name);
         std::shared_ptr<const ServicePolicy> shared = std::move(policy);
         for (size_t i = 0; i < workers_.size(); ++i) {
-            workers_[i]->post([p = pairings_[i].get(), shared](io::Worker&) { p->set_service(shared); });
+            workers_[i]->post(
+                [p = pairings_[i].get(), shared](io::Worker&) { p->set_service(shared); });
         }
     }
     for (const auto& gone : broadcast_names_) {
@@ -720,8 +722,8 @@ void Relay::apply_config(Conn& c, const control::Config& cfg) {
                         {"SERVICE", lr.service},
                         {"LISTEN_ADDR", lr.listen},
                         {"REASON", std::string(control::to_string(lr.status))}},
-                       fmt::format("agent \"{}\" service \"{}\" listen {}: {}", c.name,
-                                   lr.service, lr.listen, lr.message));
+                       fmt::format("agent \"{}\" service \"{}\" listen {}: {}", c.name, lr.service,
+                                   lr.listen, lr.message));
         }
         result.results.push_back(std::move(lr));
     }
@@ -795,9 +797,9 @@ void Relay::tick() {
             continue;
         }
         if (now - c->peer->last_tx() >= hb) {
-            const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                                now.time_since_epoch())
-                                .count();
+            const auto ms =
+                std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch())
+                    .count();
             (void)c->peer->send(control::Heartbeat{static_cast<uint64_t>(ms)});
             update_poll(*c);
         }
@@ -810,8 +812,8 @@ void Relay::tick() {
         if (kv.second.expires >= now) {
             return false;
         }
-        if (const auto it = conns_.find(kv.second.agent); it != conns_.end() &&
-                                                          it->second->tokens_out > 0) {
+        if (const auto it = conns_.find(kv.second.agent);
+            it != conns_.end() && it->second->tokens_out > 0) {
             --it->second->tokens_out;
         }
         return true;
