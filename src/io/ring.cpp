@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "io/ring.hpp"
 
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstring>
 
@@ -46,7 +49,11 @@ int Ring::enable() noexcept {
         return 0;
     }
     needs_enable_ = false;
-    return io_uring_enable_rings(&ring_);
+    // liburing 2.3 declares io_uring_enable_rings() but its shared library
+    // does not export it, so register directly.
+    long r =
+        syscall(__NR_io_uring_register, ring_.ring_fd, IORING_REGISTER_ENABLE_RINGS, nullptr, 0);
+    return r < 0 ? -errno : 0;
 }
 
 io_uring_sqe* Ring::get_sqe() noexcept {
