@@ -1,0 +1,104 @@
+// SPDX-License-Identifier: Apache-2.0
+// The daemons' command line, exit codes, key generation and lifecycle
+// (SPEC section 2): real binaries, no mocks.
+#include <signal.h>
+
+#include <regex>
+
+#include <doctest/doctest.h>
+
+#include "fixture.hpp"
+
+using namespace sp::test;
+using namespace std::chrono_literals;
+
+TEST_SUITE("integration.daemon_cli") {
+    TEST_CASE("cli: --help and --version exit 0 for both daemons") {
+        for (const auto& bin : {relay_bin(), agent_bin()}) {
+            const auto help = run({bin, "--help"}, 10s);
+            CHECK(help.status == 0);
+            CHECK(help.output.find("--check-config") != std::string::npos);
+            CHECK(help.output.find("--log-target") != std::string::npos);
+            const auto ver = run({bin, "--version"}, 10s);
+            CHECK(ver.status == 0);
+            CHECK(ver.output.find("0.") != std::string::npos);
+        }
+    }
+
+    TEST_CASE("cli: usage errors exit 2 and name the argument") {
+        const auto r = run({relay_bin(), "--frobnicate"}, 10s);
+        CHECK(r.status == 2);
+        CHECK(r.output.find("--frobnicate") != std::string::npos);
+        const auto a = run({agent_bin(), "--gen-key", "x"}, 10s);
+        CHECK(a.status == 2);
+        const auto lvl = run({agent_bin(), "--log-level", "loud"}, 10s);
+        CHECK(lvl.status == 2);
+    }
+
+    TEST_CASE("cli: --gen-key prints one NAME SECRET line of 32 bytes") {
+        const auto r = run({relay_bin(), "--gen-key", "mft-1"}, 10s);
+        CHECK(r.status == 0);
+        CHECK(std::regex_match(r.output, std::regex("mft-1 [A-Za-z0-9_-]{43}\n")));
+        const auto r2 = run({relay_bin(), "--gen-key", "mft-1"}, 10s);
+        CHECK(r2.output != r.output);
+        CHECK(run({relay_bin(), "--gen-key", "bad name"}, 10s).status == 2);
+    }
+
+    TEST_CASE("cli: a broken config exits 2 with FILE:LINE:COL and the key") {
+        Deployment d;
+        d.make_keys({"agent1"});
+        const auto path = d.dir.write("relay.toml", "[relay]\nthreads = 2\ndrain_timout_s = 3\n");
+        const auto r = run({relay_bin(), "-c", path, "--check-config"}, 10s);
+        CHECK(r.status == 2);
+        CHECK(r.output.find(path + ":3:1") != std::string::npos);
+        CHECK(r.output.find("drain_timeout_s") != std::string::npos);  // the hint
+        const auto started = run({relay_bin(), "-c", path}, 10s);
+        CHECK(started.status == 2);
+        const auto missing = run({agent_bin(), "-c", d.dir.path() + "/nope.toml"}, 10s);
+        CHECK(missing.status == 2);
+        CHECK(missing.output.find("nope.toml") != std::string::npos);
+    }
+
+    TEST_CASE("cli: --check-config prints OK and refuses a world-readable key file") {
+        Deployment d;
+        d.make_keys({"agent1"});
+        const auto cfg = d.write_relay_config();
+        const auto ok = run({relay_bin(), "-c", cfg, "--check-config"}, 10s);
+        CHECK(ok.status == 0);
+        CHECK(ok.output == "OK\n");
+        const auto agent_cfg = d.write_agent_config(
+            "agent1", Deployment::service("s", "127.0.0.1:40000", "127.0.0.1:40001"));
+        CHECK(run({agent_bin(), "-c", agent_cfg, "--check-config"}, 10s).status == 0);
+        d.dir.write("relay.keys", read_file(d.dir.path() + "/relay.keys"), 0644);
+        const auto bad = run({relay_bin(), "-c", cfg, "--check-config"}, 10s);
+        CHECK(bad.status == 2);
+        CHECK(bad.output.find("chmod 600") != std::string::npos);
+    }
+
+    TEST_CASE("lifecycle: both daemons emit started and exit 0 on SIGTERM") {
+        Deployment d;
+        d.make_keys({"agent1"});
+        d.start_relay();
+        REQUIRE(d.relay.wait_for_output(" started ", 10s));
+        d.start_agent(
+            Deployment::service("s", "127.0.0.1:" + std::to_string(free_port()), "127.0.0.1:9"));
+        REQUIRE(d.agent.wait_for_output(" started ", 10s));
+        REQUIRE(d.agent.wait_for_output("relay-connected", 10s));
+        d.agent.signal(SIGTERM);
+        CHECK(d.agent.wait(10s) == 0);
+        d.relay.signal(SIGINT);
+        CHECK(d.relay.wait(10s) == 0);
+        CHECK(d.relay.output().find(" stopping ") != std::string::npos);
+        CHECK(d.agent.output().find(" stopping ") != std::string::npos);
+    }
+
+    TEST_CASE("lifecycle: a control port already in use is exit 1 with bind-failed") {
+        Deployment d;
+        d.make_keys({"agent1"});
+        TestServer squatter(TestServer::Mode::Hold);
+        d.control_port = squatter.port();
+        d.start_relay();
+        CHECK(d.relay.wait(10s) == 1);
+        CHECK(d.relay.output().find("bind-failed") != std::string::npos);
+    }
+}

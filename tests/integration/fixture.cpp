@@ -1,0 +1,113 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "fixture.hpp"
+
+#include <sys/socket.h>
+
+#include <fmt/format.h>
+
+namespace sp::test {
+
+std::string relay_bin() {
+    return SP_RELAY_BIN;
+}
+std::string agent_bin() {
+    return SP_AGENT_BIN;
+}
+
+Deployment::Deployment() : control_port(free_port()) {
+    if (const char* dp = std::getenv("SP_TEST_DATA_PATH"); dp != nullptr) {
+        data_path = dp;
+    }
+}
+
+Deployment::~Deployment() {
+    (void)agent.stop();
+    (void)relay.stop();
+}
+
+void Deployment::make_keys(const std::vector<std::string>& names) {
+    std::string all;
+    for (const auto& n : names) {
+        const auto r = run({relay_bin(), "--gen-key", n}, std::chrono::seconds(10));
+        dir.write(n + ".key", r.output, 0600);
+        all += r.output;
+    }
+    dir.write("relay.keys", all, 0600);
+}
+
+std::string Deployment::agent_key(const std::string& name) {
+    return dir.path() + "/" + name + ".key";
+}
+
+std::string Deployment::write_relay_config(const std::string& extra) {
+    return dir.write("relay.toml", fmt::format(R"([relay]
+threads = 2
+data_path = "{}"
+control_listen = ["127.0.0.1:{}"]
+allow_listen = ["127.0.0.1:1024-65535", "[::1]:1024-65535"]
+status_socket = "{}/relay.sock"
+drain_timeout_s = 5
+{}
+[auth]
+keys = "{}/relay.keys"
+{}
+)",
+                                               data_path, control_port, dir.path(), relay_extra,
+                                               dir.path(), extra));
+}
+
+std::string Deployment::write_agent_config(const std::string& name, const std::string& services,
+                                           unsigned pool, const std::string& key_name,
+                                           const std::string& file) {
+    return dir.write(file, fmt::format(R"([agent]
+name = "{}"
+status_socket = "{}/{}.sock"
+pool = {}
+threads = 2
+data_path = "{}"
+
+[[relay]]
+address = "127.0.0.1:{}"
+key = "{}"
+
+{}
+)",
+                                       name, dir.path(), name, pool, data_path, control_port,
+                                       agent_key(key_name), services));
+}
+
+void Deployment::start_relay(const std::string& extra) {
+    const auto cfg = write_relay_config(extra);
+    relay = Process::start({relay_bin(), "-c", cfg, "--log-target", "stderr"},
+                           dir.path() + "/relay.log");
+}
+
+Process Deployment::start_agent_process(const std::string& config_path, const std::string& log) {
+    return Process::start({agent_bin(), "-c", config_path, "--log-target", "stderr"},
+                          dir.path() + "/" + log);
+}
+
+void Deployment::start_agent(const std::string& services, unsigned pool) {
+    const auto cfg = write_agent_config("agent1", services, pool);
+    agent = start_agent_process(cfg, "agent.log");
+}
+
+std::string Deployment::service(const std::string& name, const std::string& listen,
+                                const std::string& backend, const std::string& extra) {
+    return fmt::format("[[service]]\nname = \"{}\"\nlisten = [\"{}\"]\nbackend = [\"{}\"]\n{}\n",
+                       name, listen, backend, extra);
+}
+
+std::string exchange(uint16_t port, const std::string& payload) {
+    auto fd = connect_to("127.0.0.1", port);
+    if (!fd) {
+        return "<connect failed>";
+    }
+    if (!send_all(fd.get(), payload.data(), payload.size())) {
+        return "<send failed>";
+    }
+    ::shutdown(fd.get(), SHUT_WR);
+    return recv_all(fd.get());
+}
+
+}  // namespace sp::test

@@ -1,0 +1,53 @@
+// SPDX-License-Identifier: Apache-2.0
+// A relay + agent deployment on 127.0.0.1 for integration tests: writes the
+// keys and configs into a temp dir, starts the real binaries by PID, and
+// stops them when the fixture goes away.
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "net.hpp"
+#include "proc.hpp"
+
+namespace sp::test {
+
+struct Deployment {
+    TempDir dir;
+    uint16_t control_port = 0;
+    std::string data_path = "splice";
+    std::string relay_extra;  // TOML lines appended to [relay]'s file
+    Process relay;
+    Process agent;
+
+    Deployment();
+    ~Deployment();
+
+    /// The relay's key file gets one line per name; agent_key(name) the
+    /// agent's copy.
+    void make_keys(const std::vector<std::string>& names);
+    std::string agent_key(const std::string& name);
+
+    std::string write_relay_config(const std::string& extra = "");
+    /// `services` is the [[service]] blocks' TOML.
+    std::string write_agent_config(const std::string& name, const std::string& services,
+                                   unsigned pool = 4, const std::string& key_name = "agent1",
+                                   const std::string& file = "agent.toml");
+
+    void start_relay(const std::string& extra = "");
+    Process start_agent_process(const std::string& config_path, const std::string& log);
+    void start_agent(const std::string& services, unsigned pool = 4);
+
+    /// One [[service]] block.
+    static std::string service(const std::string& name, const std::string& listen,
+                               const std::string& backend, const std::string& extra = "");
+};
+
+[[nodiscard]] std::string relay_bin();
+[[nodiscard]] std::string agent_bin();
+
+/// Sends `payload` then half-closes, returns everything read until EOF.
+[[nodiscard]] std::string exchange(uint16_t port, const std::string& payload);
+
+}  // namespace sp::test
