@@ -166,7 +166,8 @@ TempDir::TempDir() {
 
 TempDir::~TempDir() {
     std::error_code ec;
-    if (!path_.empty()) {
+    // SP_TEST_KEEP=1 leaves logs and configs behind for a post-mortem.
+    if (!path_.empty() && std::getenv("SP_TEST_KEEP") == nullptr) {
         std::filesystem::remove_all(path_, ec);
     }
 }
