@@ -442,6 +442,15 @@ TlsResult TlsStream::fail_from_ssl(int ret, const char* what) {
     } else {
         res.failure = classify(err);
         res.reason = openssl_reason(what);
+        // OpenSSL 3.0 answers a binder that does not verify (unknown id or
+        // wrong secret) with illegal_parameter, not decrypt_error. For a PSK
+        // client still in its handshake that is the only likely cause.
+        if (!handshake_done_ && ctx_->psk && ctx_->role == TlsRole::Client &&
+            ERR_GET_LIB(err) == ERR_LIB_SSL &&
+            ERR_GET_REASON(err) == SSL_R_SSLV3_ALERT_ILLEGAL_PARAMETER) {
+            res.failure = TlsFailure::BadKey;
+            res.reason += " (the relay refused the key: unknown id or wrong secret)";
+        }
         if (res.failure == TlsFailure::BadKey && !state_->psk_identity.empty()) {
             res.reason += fmt::format(" (key id {:?})", state_->psk_identity);
         }
