@@ -54,6 +54,11 @@ struct TlsContext::Impl {
     KeyLookup lookup;             // psk server
     std::string identity;         // psk client
     std::vector<uint8_t> secret;  // psk client
+
+    Impl() = default;
+    Impl(const Impl&) = delete;
+    Impl& operator=(const Impl&) = delete;
+    ~Impl() { OPENSSL_cleanse(secret.data(), secret.size()); }
 };
 
 struct TlsStream::State {
@@ -89,12 +94,18 @@ int psk_find_session_cb(SSL* ssl, const unsigned char* identity, size_t identity
     auto* impl = static_cast<TlsContext::Impl*>(SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)));
     TlsStream::State* st = state_of(ssl);
     const std::string_view id(reinterpret_cast<const char*>(identity), identity_len);
-    if (st != nullptr) {
-        st->psk_identity.assign(id);
-    }
     std::optional<std::vector<uint8_t>> secret;
-    if (impl != nullptr && impl->lookup) {
-        secret = impl->lookup(id);
+    // An exception must not unwind through OpenSSL's C frames: a lookup that
+    // throws (bad_alloc) aborts this handshake only.
+    try {
+        if (impl != nullptr && impl->lookup) {
+            secret = impl->lookup(id);
+        }
+        if (st != nullptr) {
+            st->psk_identity.assign(id);
+        }
+    } catch (...) {
+        return 0;
     }
     if (!secret || secret->empty()) {
         // Unknown id: continue with a random key so the binder check fails
@@ -103,11 +114,14 @@ int psk_find_session_cb(SSL* ssl, const unsigned char* identity, size_t identity
         if (st != nullptr) {
             st->unknown_key = true;
         }
-        uint8_t junk[32];
-        if (RAND_bytes(junk, sizeof junk) != 1) {
+        try {
+            secret.emplace(32);
+        } catch (...) {
             return 0;
         }
-        secret.emplace(std::begin(junk), std::end(junk));
+        if (RAND_bytes(secret->data(), static_cast<int>(secret->size())) != 1) {
+            return 0;
+        }
     }
     SessionPtr s = make_psk_session(ssl, secret->data(), secret->size());
     OPENSSL_cleanse(secret->data(), secret->size());
@@ -400,6 +414,7 @@ Result<TlsStream> TlsStream::create(const TlsContext& ctx, UniqueFd fd,
 
 TlsResult TlsStream::fail_from_ssl(int ret, const char* what) {
     TlsResult res;
+    const int saved_errno = errno;  // before anything else can clobber it
     const int e = SSL_get_error(ssl_.get(), ret);
     switch (e) {
         case SSL_ERROR_WANT_READ:
@@ -417,7 +432,6 @@ TlsResult TlsStream::fail_from_ssl(int ret, const char* what) {
             break;
     }
     const unsigned long err = ERR_peek_last_error();
-    const int saved_errno = errno;
     // A peer that closes the socket without close_notify: the frames are
     // self-delimiting, so after the handshake that is just an end of stream.
     const bool eof = (e == SSL_ERROR_SYSCALL && saved_errno == 0 && err == 0) ||

@@ -290,6 +290,16 @@ TEST_SUITE("control.frame") {
         CHECK(decode_vec(raw_frame(1, p)).status == DecodeStatus::Error);
     }
 
+    TEST_CASE("frame: version negotiation picks the highest common version") {
+        CHECK(negotiate_version(Hello{1, 1, "a", "v", 0, 0}) == std::optional<uint8_t>(1));
+        CHECK(negotiate_version(Hello{1, 9, "a", "v", 0, 0}) == std::optional<uint8_t>(1));
+        CHECK_FALSE(negotiate_version(Hello{2, 3, "a", "v", 0, 0}));
+        CHECK(negotiate_heartbeat_ms(0) == kDefaultHeartbeatMs);
+        CHECK(negotiate_heartbeat_ms(1) == kMinHeartbeatMs);
+        CHECK(negotiate_heartbeat_ms(2500) == 2500);
+        CHECK(negotiate_heartbeat_ms(0xffffffffu) == kMaxHeartbeatMs);
+    }
+
     TEST_CASE("frame: names of types and reasons match the documented spelling") {
         CHECK(to_string(MessageType::OpenChannels) == "OPEN_CHANNELS");
         CHECK(to_string(GoodbyeReason::BadKey) == "bad-key");
