@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 #include <openssl/err.h>
 #include <openssl/rand.h>
@@ -370,8 +371,34 @@ void TlsStream::SslFree::operator()(SSL* s) const noexcept {
 }
 
 TlsStream::TlsStream() noexcept = default;
-TlsStream::TlsStream(TlsStream&&) noexcept = default;
-TlsStream& TlsStream::operator=(TlsStream&&) noexcept = default;
+// Hand-written so a moved-from stream is empty rather than holding stale
+// counters next to an emptied buffer.
+TlsStream::TlsStream(TlsStream&& o) noexcept
+    : ctx_(std::move(o.ctx_)),
+      fd_(std::move(o.fd_)),
+      state_(std::move(o.state_)),
+      ssl_(std::move(o.ssl_)),
+      pending_(std::exchange(o.pending_, {})),
+      pending_off_(std::exchange(o.pending_off_, 0)),
+      peer_identity_(std::exchange(o.peer_identity_, {})),
+      handshake_done_(std::exchange(o.handshake_done_, false)),
+      want_write_(std::exchange(o.want_write_, false)) {}
+
+TlsStream& TlsStream::operator=(TlsStream&& o) noexcept {
+    if (this != &o) {
+        ssl_.reset();  // the SSL goes before the fd it uses
+        ctx_ = std::move(o.ctx_);
+        fd_ = std::move(o.fd_);
+        state_ = std::move(o.state_);
+        ssl_ = std::move(o.ssl_);
+        pending_ = std::exchange(o.pending_, {});
+        pending_off_ = std::exchange(o.pending_off_, 0);
+        peer_identity_ = std::exchange(o.peer_identity_, {});
+        handshake_done_ = std::exchange(o.handshake_done_, false);
+        want_write_ = std::exchange(o.want_write_, false);
+    }
+    return *this;
+}
 TlsStream::~TlsStream() = default;
 
 Result<TlsStream> TlsStream::create(const TlsContext& ctx, UniqueFd fd,

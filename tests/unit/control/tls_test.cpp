@@ -48,7 +48,7 @@ bool terminal(const TlsResult& r) {
     return r.status == TlsStatus::Done || r.status == TlsStatus::Error;
 }
 
-void wait_for(std::vector<std::pair<const TlsStream*, bool>> who) {
+void wait_for(const std::vector<std::pair<const TlsStream*, bool>>& who) {
     std::vector<pollfd> p;
     for (auto [s, active] : who) {
         if (active) {
@@ -296,7 +296,7 @@ TEST_SUITE("control.tls") {
         CHECK(std::get<Hello>(d.message).agent_name == "agent-1");
 
         // larger than socket buffers: exercises WantWrite and partial writes
-        std::vector<uint8_t> big(3 * 1024 * 1024);
+        std::vector<uint8_t> big(size_t{3} * 1024 * 1024);
         for (size_t i = 0; i < big.size(); ++i) {
             big[i] = static_cast<uint8_t>(i * 31 + (i >> 13));
         }
@@ -320,6 +320,20 @@ TEST_SUITE("control.tls") {
         REQUIRE(r.status == TlsStatus::Ok);
         CHECK(r.bytes == 3);
         CHECK(s.read(buf).status == TlsStatus::Eof);
+    }
+
+    TEST_CASE("tls: a stream moved after the handshake keeps working") {
+        auto sctx = TlsContext::psk_server(table({{"a", secret_of(2)}}));
+        auto cctx = TlsContext::psk_client("a", secret_of(2));
+        auto p = make_pair(*cctx, *sctx);
+        REQUIRE(handshake_both(p.client, p.server).server.status == TlsStatus::Done);
+        TlsStream moved = std::move(p.server);
+        CHECK(moved.handshake_done());
+        CHECK(moved.peer_identity() == "a");
+        const std::vector<uint8_t> data(100000, 0x5a);
+        CHECK(transfer(p.client, moved, data) == data);
+        TlsStream again = std::move(moved);
+        CHECK(transfer(again, p.client, data) == data);
     }
 
     TEST_CASE("tls: wrong secret fails on both ends as bad-key") {
