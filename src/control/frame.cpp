@@ -408,6 +408,22 @@ MessageType type_of(const Message& m) noexcept {
     return static_cast<MessageType>(m.index() + 1);
 }
 
+std::optional<uint8_t> negotiate_version(const Hello& hello) noexcept {
+    const uint8_t lo = std::max(hello.min_version, kMinProtocolVersion);
+    const uint8_t hi = std::min(hello.max_version, kProtocolVersion);
+    if (lo > hi) {
+        return std::nullopt;
+    }
+    return hi;
+}
+
+uint32_t negotiate_heartbeat_ms(uint32_t requested_ms) noexcept {
+    if (requested_ms == 0) {
+        return kDefaultHeartbeatMs;
+    }
+    return std::clamp(requested_ms, kMinHeartbeatMs, kMaxHeartbeatMs);
+}
+
 std::string_view to_string(MessageType t) noexcept {
     switch (t) {
         case MessageType::Hello:

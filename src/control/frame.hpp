@@ -7,6 +7,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -198,6 +199,15 @@ using Message = std::variant<Hello, HelloAck, Config, ConfigResult, OpenChannels
                              Goodbye, BackendFailed, OutboundRequest, OutboundResult>;
 
 [[nodiscard]] MessageType type_of(const Message& m) noexcept;
+
+/// The version the relay answers `hello` with: the highest version both this
+/// build ([kMinProtocolVersion, kProtocolVersion]) and the agent speak, or
+/// nullopt when the ranges do not meet (send GOODBYE(Version) and close).
+[[nodiscard]] std::optional<uint8_t> negotiate_version(const Hello& hello) noexcept;
+/// The heartbeat interval the relay puts in HELLO_ACK for an agent that asked
+/// for `requested_ms`: kDefaultHeartbeatMs for 0, else clamped to
+/// [kMinHeartbeatMs, kMaxHeartbeatMs].
+[[nodiscard]] uint32_t negotiate_heartbeat_ms(uint32_t requested_ms) noexcept;
 [[nodiscard]] std::string_view to_string(MessageType t) noexcept;
 /// "shutdown", "reload", "bad-key", "protocol", "version", "timeout", "replaced",
 /// "not-allowed", "internal" (SPEC REASON spelling).

@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 #include <openssl/err.h>
 #include <openssl/rand.h>
@@ -54,6 +55,11 @@ struct TlsContext::Impl {
     KeyLookup lookup;             // psk server
     std::string identity;         // psk client
     std::vector<uint8_t> secret;  // psk client
+
+    Impl() = default;
+    Impl(const Impl&) = delete;
+    Impl& operator=(const Impl&) = delete;
+    ~Impl() { OPENSSL_cleanse(secret.data(), secret.size()); }
 };
 
 struct TlsStream::State {
@@ -89,12 +95,18 @@ int psk_find_session_cb(SSL* ssl, const unsigned char* identity, size_t identity
     auto* impl = static_cast<TlsContext::Impl*>(SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)));
     TlsStream::State* st = state_of(ssl);
     const std::string_view id(reinterpret_cast<const char*>(identity), identity_len);
-    if (st != nullptr) {
-        st->psk_identity.assign(id);
-    }
     std::optional<std::vector<uint8_t>> secret;
-    if (impl != nullptr && impl->lookup) {
-        secret = impl->lookup(id);
+    // An exception must not unwind through OpenSSL's C frames: a lookup that
+    // throws (bad_alloc) aborts this handshake only.
+    try {
+        if (impl != nullptr && impl->lookup) {
+            secret = impl->lookup(id);
+        }
+        if (st != nullptr) {
+            st->psk_identity.assign(id);
+        }
+    } catch (...) {
+        return 0;
     }
     if (!secret || secret->empty()) {
         // Unknown id: continue with a random key so the binder check fails
@@ -103,11 +115,14 @@ int psk_find_session_cb(SSL* ssl, const unsigned char* identity, size_t identity
         if (st != nullptr) {
             st->unknown_key = true;
         }
-        uint8_t junk[32];
-        if (RAND_bytes(junk, sizeof junk) != 1) {
+        try {
+            secret.emplace(32);
+        } catch (...) {
             return 0;
         }
-        secret.emplace(std::begin(junk), std::end(junk));
+        if (RAND_bytes(secret->data(), static_cast<int>(secret->size())) != 1) {
+            return 0;
+        }
     }
     SessionPtr s = make_psk_session(ssl, secret->data(), secret->size());
     OPENSSL_cleanse(secret->data(), secret->size());
@@ -356,8 +371,34 @@ void TlsStream::SslFree::operator()(SSL* s) const noexcept {
 }
 
 TlsStream::TlsStream() noexcept = default;
-TlsStream::TlsStream(TlsStream&&) noexcept = default;
-TlsStream& TlsStream::operator=(TlsStream&&) noexcept = default;
+// Hand-written so a moved-from stream is empty rather than holding stale
+// counters next to an emptied buffer.
+TlsStream::TlsStream(TlsStream&& o) noexcept
+    : ctx_(std::move(o.ctx_)),
+      fd_(std::move(o.fd_)),
+      state_(std::move(o.state_)),
+      ssl_(std::move(o.ssl_)),
+      pending_(std::exchange(o.pending_, {})),
+      pending_off_(std::exchange(o.pending_off_, 0)),
+      peer_identity_(std::exchange(o.peer_identity_, {})),
+      handshake_done_(std::exchange(o.handshake_done_, false)),
+      want_write_(std::exchange(o.want_write_, false)) {}
+
+TlsStream& TlsStream::operator=(TlsStream&& o) noexcept {
+    if (this != &o) {
+        ssl_.reset();  // the SSL goes before the fd it uses
+        ctx_ = std::move(o.ctx_);
+        fd_ = std::move(o.fd_);
+        state_ = std::move(o.state_);
+        ssl_ = std::move(o.ssl_);
+        pending_ = std::exchange(o.pending_, {});
+        pending_off_ = std::exchange(o.pending_off_, 0);
+        peer_identity_ = std::exchange(o.peer_identity_, {});
+        handshake_done_ = std::exchange(o.handshake_done_, false);
+        want_write_ = std::exchange(o.want_write_, false);
+    }
+    return *this;
+}
 TlsStream::~TlsStream() = default;
 
 Result<TlsStream> TlsStream::create(const TlsContext& ctx, UniqueFd fd,
@@ -400,6 +441,7 @@ Result<TlsStream> TlsStream::create(const TlsContext& ctx, UniqueFd fd,
 
 TlsResult TlsStream::fail_from_ssl(int ret, const char* what) {
     TlsResult res;
+    const int saved_errno = errno;  // before anything else can clobber it
     const int e = SSL_get_error(ssl_.get(), ret);
     switch (e) {
         case SSL_ERROR_WANT_READ:
@@ -417,7 +459,6 @@ TlsResult TlsStream::fail_from_ssl(int ret, const char* what) {
             break;
     }
     const unsigned long err = ERR_peek_last_error();
-    const int saved_errno = errno;
     // A peer that closes the socket without close_notify: the frames are
     // self-delimiting, so after the handshake that is just an end of stream.
     const bool eof = (e == SSL_ERROR_SYSCALL && saved_errno == 0 && err == 0) ||
@@ -442,6 +483,15 @@ TlsResult TlsStream::fail_from_ssl(int ret, const char* what) {
     } else {
         res.failure = classify(err);
         res.reason = openssl_reason(what);
+        // OpenSSL 3.0 answers a binder that does not verify (unknown id or
+        // wrong secret) with illegal_parameter, not decrypt_error. For a PSK
+        // client still in its handshake that is the only likely cause.
+        if (!handshake_done_ && ctx_->psk && ctx_->role == TlsRole::Client &&
+            ERR_GET_LIB(err) == ERR_LIB_SSL &&
+            ERR_GET_REASON(err) == SSL_R_SSLV3_ALERT_ILLEGAL_PARAMETER) {
+            res.failure = TlsFailure::BadKey;
+            res.reason += " (the relay refused the key: unknown id or wrong secret)";
+        }
         if (res.failure == TlsFailure::BadKey && !state_->psk_identity.empty()) {
             res.reason += fmt::format(" (key id {:?})", state_->psk_identity);
         }

@@ -103,6 +103,7 @@ public:
     [[nodiscard]] static Result<TlsStream> create(const TlsContext& ctx, UniqueFd fd,
                                                   std::string_view verify_name = {});
 
+    /// A moved-from stream may only be destroyed or assigned to.
     TlsStream(TlsStream&&) noexcept;
     TlsStream& operator=(TlsStream&&) noexcept;
     TlsStream(const TlsStream&) = delete;
@@ -126,8 +127,8 @@ public:
     void queue(std::span<const uint8_t> bytes);
     [[nodiscard]] size_t pending_bytes() const noexcept { return pending_.size() - pending_off_; }
 
-    /// Sends pending output: Done when all of it went out, WantWrite (or
-    /// WantRead during renegotiation-like TLS traffic) with the rest kept,
+    /// Sends pending output: Done when all of it went out; WantWrite (or,
+    /// rarely, WantRead: TLS must read a record first) with the rest kept;
     /// or Error. Error if called before the handshake is Done.
     [[nodiscard]] TlsResult flush();
 
