@@ -30,7 +30,6 @@ using namespace std::chrono_literals;
 namespace {
 
 constexpr size_t kMaxHandshaking = 4096;  // silent connections beyond this are refused
-constexpr auto kTokenLifetime = 60s;
 constexpr size_t kMaxTokensPerAgent = 4096;
 
 }  // namespace
@@ -755,7 +754,10 @@ void Relay::issue_tokens(Conn& agent, unsigned worker, unsigned count) {
         if (!t) {
             return;
         }
-        tokens_[*t] = Grant{agent.id, worker, Poller::Clock::now() + kTokenLifetime};
+        // Lifetime as the protocol doc says: twice the handshake bound, so a
+        // token leaked from a dead connection is soon worthless.
+        const auto lifetime = 2 * std::chrono::milliseconds(cfg_.limits.handshake_timeout_ms);
+        tokens_[*t] = Grant{agent.id, worker, Poller::Clock::now() + lifetime};
         oc.tokens.push_back(*t);
         ++agent.tokens_out;
     }
