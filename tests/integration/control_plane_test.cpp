@@ -1,0 +1,251 @@
+// SPDX-License-Identifier: Apache-2.0
+// Agents and relay finding, authenticating and trusting each other (issue 3):
+// listeners follow the connected agents, bad actors on the control port are
+// refused and logged while a real agent's sessions carry on byte-exact.
+#include <signal.h>
+#include <sys/socket.h>
+
+#include <thread>
+
+#include <doctest/doctest.h>
+#include <fmt/format.h>
+
+#include "fixture.hpp"
+
+using namespace sp::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::string svc(const std::string& name, uint16_t listen, uint16_t backend) {
+    return Deployment::service(name, fmt::format("127.0.0.1:{}", listen),
+                               fmt::format("127.0.0.1:{}", backend));
+}
+
+bool wait_refused(uint16_t port, std::chrono::milliseconds timeout) {
+    const auto until = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < until) {
+        if (refused("127.0.0.1", port)) {
+            return true;
+        }
+        std::this_thread::sleep_for(20ms);
+    }
+    return false;
+}
+
+bool echo_ok(uint16_t port, const std::string& payload) {
+    return exchange(port, payload) == payload;
+}
+
+}  // namespace
+
+TEST_SUITE("integration.control_plane") {
+    TEST_CASE("control: listeners follow the agent: open on hello, closed when it stops") {
+        TestServer echo(TestServer::Mode::Echo);
+        Deployment d;
+        d.make_keys({"agent1"});
+        d.start_relay();
+        REQUIRE(d.relay.wait_for_output(" started ", 10s));
+        const uint16_t port = free_port();
+        CHECK(refused("127.0.0.1", port));
+        const auto t0 = std::chrono::steady_clock::now();
+        d.start_agent(svc("echo", port, echo.port()));
+        auto fd = connect_retry("127.0.0.1", port, 5s);
+        REQUIRE(fd);
+        CHECK(std::chrono::steady_clock::now() - t0 < 2s);
+        fd.reset();
+        CHECK(echo_ok(port, "first"));
+
+        SUBCASE("agent stops, then restarts") {
+            d.agent.signal(SIGTERM);
+            CHECK(d.agent.wait(10s) == 0);
+            CHECK(wait_refused(port, 5s));
+            CHECK(d.relay.wait_for_output("listeners-suspended", 5s));
+            d.agent = d.start_agent_process(d.dir.path() + "/agent.toml", "agent2.log");
+            REQUIRE(connect_retry("127.0.0.1", port, 10s));
+            CHECK(echo_ok(port, "after agent restart"));
+        }
+        SUBCASE("relay restarts and the agent comes back by itself") {
+            d.relay.signal(SIGTERM);
+            CHECK(d.relay.wait(10s) == 0);
+            CHECK(wait_refused(port, 5s));
+            d.relay = sp::test::Process::start(
+                {relay_bin(), "-c", d.dir.path() + "/relay.toml", "--log-target", "stderr"},
+                d.dir.path() + "/relay2.log");
+            REQUIRE(connect_retry("127.0.0.1", port, 20s));
+            CHECK(echo_ok(port, "after relay restart"));
+            CHECK(d.agent.wait_for_output("relay-connected", 1s, 2));
+        }
+    }
+
+    TEST_CASE("control: bad actors are refused and logged while the real agent keeps working") {
+        TestServer sink(TestServer::Mode::HashReply);
+        Deployment d;
+        d.make_keys({"agent1", "stranger"});
+        // The stranger's key is not in the relay's file: rewrite it with agent1 only.
+        // Attackers come from other loopback addresses than the agents, as the
+        // log limiter summarises refusals per address.
+        d.dir.write("relay.keys", read_file(d.agent_key("agent1")), 0600);
+        d.start_relay("allow_agents = [\"127.0.0.0/29\"]\n");
+        REQUIRE(d.relay.wait_for_output(" started ", 10s));
+        const uint16_t port = free_port();
+        d.start_agent(Deployment::service("up", fmt::format("127.0.0.1:{}", port),
+                                          fmt::format("127.0.0.1:{}", sink.port())));
+        REQUIRE(connect_retry("127.0.0.1", port, 10s));
+
+        // A long upload runs through the whole attack.
+        std::atomic<bool> upload_ok{false};
+        std::thread upload([&] {
+            auto fd = connect_to("127.0.0.1", port);
+            Sha256 mine;
+            std::vector<char> buf(1 << 16);
+            for (uint64_t off = 0; off < (96ULL << 20); off += buf.size()) {
+                fill_pattern(3, off, buf.data(), buf.size());
+                mine.update(buf.data(), buf.size());
+                if (!send_all(fd.get(), buf.data(), buf.size())) {
+                    return;
+                }
+                if (off % (8 << 20) == 0) {
+                    std::this_thread::sleep_for(50ms);  // spread it over the attack
+                }
+            }
+            ::shutdown(fd.get(), SHUT_WR);
+            upload_ok = recv_all(fd.get()) == mine.hex();
+        });
+
+        // 1,000 connections that say nothing.
+        std::vector<sp::UniqueFd> silent;
+        for (int i = 0; i < 1000; ++i) {
+            auto fd = connect_to("127.0.0.1", d.control_port, 2s, "127.0.0.3");
+            if (fd) {
+                silent.push_back(std::move(fd));
+            }
+        }
+        CHECK(silent.size() == 1000);
+        // Random garbage.
+        for (int i = 0; i < 20; ++i) {
+            auto fd = connect_to("127.0.0.1", d.control_port, 2s, "127.0.0.4");
+            std::vector<char> junk(512);
+            fill_pattern(static_cast<uint64_t>(i), 0, junk.data(), junk.size());
+            junk[0] = 'G';  // never a TLS record or "SPDC"
+            (void)send_all(fd.get(), junk.data(), junk.size());
+        }
+        // A data channel with a forged token.
+        {
+            auto fd = connect_to("127.0.0.1", d.control_port, 2s, "127.0.0.5");
+            std::string hello = "SPDC";
+            hello += '\x01';
+            hello += std::string(35, '\x42');
+            (void)send_all(fd.get(), hello.data(), hello.size());
+        }
+        // An agent from an address outside allow_agents.
+        auto outsider = connect_to("127.0.0.1", d.control_port, 2s, "127.0.0.9");
+        // An agent with a key the relay does not know.
+        const auto stranger_cfg = d.write_agent_config("stranger", svc("x", free_port(), 9), 1,
+                                                       "stranger", "stranger.toml");
+        auto stranger = d.start_agent_process(stranger_cfg, "stranger.log");
+
+        CHECK(d.relay.wait_for_output("REASON=bad-key", 10s, 2));  // forged token + stranger
+        CHECK(d.relay.wait_for_output("REASON=not-allowed", 10s));
+        CHECK(d.relay.wait_for_output("REASON=protocol", 10s));
+        CHECK(d.relay.wait_for_output("REASON=handshake-timeout", 15s));
+        CHECK(stranger.wait_for_output("REASON=bad-key", 10s));
+        upload.join();
+        CHECK(upload_ok.load());
+        CHECK(exchange(port, "") == sha256_hex(""));  // still accepting new sessions
+        CHECK(d.relay.output().find("agent-disconnected") == std::string::npos);
+        (void)stranger.stop();
+    }
+
+    TEST_CASE("control: two agents with the same service both receive sessions") {
+        TestServer a(TestServer::Mode::Banner);
+        TestServer b(TestServer::Mode::Banner);
+        Deployment d;
+        d.make_keys({"agent1", "agent2"});
+        d.start_relay();
+        REQUIRE(d.relay.wait_for_output(" started ", 10s));
+        const uint16_t port = free_port();
+        d.start_agent(svc("web", port, a.port()), 2);
+        REQUIRE(connect_retry("127.0.0.1", port, 10s));
+        const auto cfg2 =
+            d.write_agent_config("agent2", svc("web", port, b.port()), 2, "agent2", "agent2.toml");
+        auto second = d.start_agent_process(cfg2, "agent2.log");
+        REQUIRE(d.relay.wait_for_output("AGENT=agent2 agent \"agent2\" config", 10s));
+        // agent2's data channels arrive just after its config: keep sending
+        // (bounded) until both have served, then both must keep serving.
+        const auto until = std::chrono::steady_clock::now() + 10s;
+        for (int i = 0; i < 2000 && std::chrono::steady_clock::now() < until; ++i) {
+            CHECK(exchange(port, "hi").find("hi") != std::string::npos);
+            if (a.accepted() > 0 && b.accepted() > 0) {
+                break;
+            }
+            std::this_thread::sleep_for(5ms);
+        }
+        const int a0 = a.accepted();
+        const int b0 = b.accepted();
+        CHECK(a0 > 0);
+        CHECK(b0 > 0);
+        for (int i = 0; i < 40; ++i) {
+            CHECK(exchange(port, "hi").find("hi") != std::string::npos);
+        }
+        CHECK(a.accepted() > a0);
+        CHECK(b.accepted() > b0);
+        (void)second.stop();
+    }
+
+    TEST_CASE("control: a conflicting claim is refused and the first agent keeps its port") {
+        TestServer a(TestServer::Mode::Echo);
+        Deployment d;
+        d.make_keys({"agent1", "agent2"});
+        d.start_relay();
+        REQUIRE(d.relay.wait_for_output(" started ", 10s));
+        const uint16_t port = free_port();
+        d.start_agent(svc("sftp", port, a.port()));
+        REQUIRE(connect_retry("127.0.0.1", port, 10s));
+        const auto cfg2 =
+            d.write_agent_config("agent2", svc("other", port, 9), 1, "agent2", "agent2.toml");
+        auto second = d.start_agent_process(cfg2, "agent2.log");
+        CHECK(d.relay.wait_for_output("config-rejected", 10s));
+        CHECK(second.wait_for_output("REASON=conflict", 10s));
+        CHECK(echo_ok(port, "still mine"));
+        (void)second.stop();
+    }
+
+    TEST_CASE("control: a key removed on reload disconnects its agent, kept keys stay") {
+        TestServer a(TestServer::Mode::Echo);
+        Deployment d;
+        d.make_keys({"agent1", "agent2"});
+        d.start_relay();
+        REQUIRE(d.relay.wait_for_output(" started ", 10s));
+        const uint16_t p1 = free_port();
+        const uint16_t p2 = free_port();
+        d.start_agent(svc("one", p1, a.port()));
+        const auto cfg2 =
+            d.write_agent_config("agent2", svc("two", p2, a.port()), 1, "agent2", "agent2.toml");
+        auto second = d.start_agent_process(cfg2, "agent2.log");
+        REQUIRE(connect_retry("127.0.0.1", p1, 10s));
+        REQUIRE(connect_retry("127.0.0.1", p2, 10s));
+        d.dir.write("relay.keys", read_file(d.agent_key("agent1")), 0600);
+        d.relay.signal(SIGHUP);
+        CHECK(d.relay.wait_for_output("KEY_ID=agent2 REASON=bad-key", 10s));
+        CHECK(wait_refused(p2, 5s));
+        CHECK(echo_ok(p1, "kept"));
+        (void)second.stop();
+    }
+
+    TEST_CASE("control: a silent agent is found dead within three heartbeats") {
+        TestServer a(TestServer::Mode::Echo);
+        Deployment d;
+        d.make_keys({"agent1"});
+        d.start_relay();
+        REQUIRE(d.relay.wait_for_output(" started ", 10s));
+        const uint16_t port = free_port();
+        d.start_agent(svc("one", port, a.port()));
+        REQUIRE(connect_retry("127.0.0.1", port, 10s));
+        d.agent.signal(SIGSTOP);  // a pulled cable: the TCP connection stays up
+        CHECK(d.relay.wait_for_output("REASON=timeout", 20s));
+        CHECK(wait_refused(port, 2s));
+        d.agent.signal(SIGCONT);
+        CHECK(connect_retry("127.0.0.1", port, 20s));
+    }
+}
