@@ -327,7 +327,7 @@ void Agent::on_link_event(size_t index, uint32_t events) {
         case Link::State::Down:
             return;
         case Link::State::Connecting: {
-            if (const int err = io::socket_error(l.fd.get()); err != 0) {
+            if (const int err = -io::socket_error(l.fd.get()); err != 0) {
                 link_down(l, "connect", fmt::format("connect: {}", std::strerror(err)), true);
                 return;
             }
@@ -655,7 +655,7 @@ void Agent::on_backend_event(uint64_t id, uint32_t /*events*/) {
     poller_->remove(c.backend.get());
     poller_->cancel_timer(c.timer);
     c.timer = 0;
-    if (const int err = io::socket_error(c.backend.get()); err != 0) {
+    if (const int err = -io::socket_error(c.backend.get()); err != 0) {
         c.backend.reset();
         backend_failed(c, err);
         return;
