@@ -362,3 +362,40 @@ TEST_SUITE("io.worker") {
         CHECK(log.records().front().reason == "closed");
     }
 }
+
+TEST_SUITE("io.worker") {
+    TEST_CASE("worker: sessions copy through buffers when the pipe cap is reached") {
+        WorkerOptions opts;
+        opts.max_pipes = 1;
+        Harness h(DataPath::Splice, opts);
+        // A session whose backend does not read keeps the only pipe full.
+        Link stuck = make_link(h);
+        Endpoint writer(stuck.client.get(), 64ULL << 20, 7);
+        writer.expect_eof = false;
+        CHECK_FALSE(drive({&writer}, 500ms));
+        REQUIRE(h.pipes_in_use() == 1);
+        constexpr int kSessions = 8;
+        std::vector<Link> links;
+        std::vector<std::unique_ptr<Endpoint>> eps;
+        std::vector<Endpoint*> all;
+        for (int i = 0; i < kSessions; ++i) {
+            links.push_back(make_link(h));
+            eps.push_back(std::make_unique<Endpoint>(links.back().client.get(), 2 << 20, 800 + i));
+            eps.push_back(std::make_unique<Endpoint>(links.back().backend.get(), 1 << 20, 900 + i));
+        }
+        for (auto& e : eps) {
+            all.push_back(e.get());
+        }
+        REQUIRE(drive(all, 30s));
+        for (int i = 0; i < kSessions; ++i) {
+            CHECK(eps[2 * i + 1]->recv_hash == eps[2 * i]->send_hash);
+            CHECK(eps[2 * i]->recv_hash == eps[2 * i + 1]->send_hash);
+        }
+        auto exhausted = h.call([](Worker& w) { return w.stats().pipe_exhausted; });
+        MESSAGE("fills through a buffer for lack of a pipe: " << exhausted);
+        CHECK(exhausted > 0);
+        REQUIRE(h.closes.wait(kSessions, 5s) == kSessions);
+        CHECK(h.pipes_in_use() == 1);
+        CHECK(h.buffers_in_use() == 0);
+    }
+}
