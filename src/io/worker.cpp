@@ -139,6 +139,9 @@ void Worker::run() noexcept {
         if (stop_requested_.load() && (open_sessions_ == 0 || stop_now_.load())) {
             break;
         }
+        if (!tick_armed_) {
+            arm_tick();  // an earlier arm found no SQE: idle timeouts depend on it
+        }
         run_deferred();
         // With work left over from a budget, only collect what is ready.
         int r = deferred_.empty() ? ring_->submit_and_wait() : ring_->submit_and_get_events();

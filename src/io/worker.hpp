@@ -83,7 +83,9 @@ public:
     Worker(const Worker&) = delete;
     Worker& operator=(const Worker&) = delete;
 
-    /// Spawns the thread ("sp-worker-N"). Call once.
+    /// Spawns the thread ("sp-worker-N"). Call once. The thread blocks
+    /// SIGPIPE for itself: splice(2) has no MSG_NOSIGNAL, so a vanished
+    /// reader surfaces as EPIPE instead of killing the process.
     void start();
     /// Thread-safe. The loop exits once stop was requested AND no session is
     /// left (or stop_now() was called). Listeners are not touched: remove them first.
@@ -96,7 +98,7 @@ public:
     /// posted after the loop exited are destroyed without running.
     void post(std::function<void(Worker&)> fn);
 
-    // --- worker thread only (or before start()) ---
+    // --- worker thread only: from other threads, wrap calls in post() ---
 
     using AcceptFn = std::function<void(Worker&, UniqueFd client, const SocketAddress& peer,
                                         const SocketAddress& local)>;

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 #include <thread>
 
 #include <doctest/doctest.h>
@@ -50,6 +51,23 @@ TEST_SUITE("io.threads") {
         open(500);
         const size_t at_500 = thread_count();
         MESSAGE("threads with 50 idle sessions: " << at_50 << ", with 500: " << at_500);
+        bool named = false;
+        if (DIR* d = opendir("/proc/self/task")) {
+            while (dirent* e = readdir(d)) {
+                std::string comm;
+                if (FILE* f = std::fopen(
+                        ("/proc/self/task/" + std::string(e->d_name) + "/comm").c_str(), "re")) {
+                    char buf[32] = {};
+                    if (std::fgets(buf, sizeof(buf), f) != nullptr) {
+                        comm = buf;
+                    }
+                    std::fclose(f);
+                }
+                named = named || comm == "sp-worker-0\n";
+            }
+            closedir(d);
+        }
+        CHECK(named);
         CHECK(at_500 <= at_50 + 2);
         CHECK(h.pipes_in_use() == 0);
         CHECK(h.buffers_in_use() == 0);
