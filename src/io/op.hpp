@@ -19,6 +19,8 @@ enum class Op : uint8_t {
     WaitFd,       // wait_fd poll; slot = waiter id
     Ignored,      // cancels, linked timeouts: completions nobody waits for
     AcceptRearm,  // timer that re-arms a paused listener; slot = listener id
+    Recv,         // copy path: RECV with a provided buffer; dir = direction
+    Send,         // copy path: SEND of that buffer; dir = direction
 };
 
 struct Tag {

@@ -29,8 +29,12 @@ struct Direction {
     bool read_eof = false;       // the source sent FIN
     bool done = false;           // FIN passed on with shutdown(SHUT_WR)
     bool write_blocked = false;  // destination full: a POLLOUT is armed
-    bool copy = false;           // recv/send instead of splice
-    bool deferred = false;       // queued to continue after its budget ran out
+    bool copy = false;           // recv/send syscalls instead of splice
+    bool uring = false;          // io_uring RECV/SEND with a provided buffer
+    bool recv_inflight = false;
+    bool send_inflight = false;
+    int bid = -1;           // uring: the provided buffer holding `held` bytes at buf_off
+    bool deferred = false;  // queued to continue after its budget ran out
     uint64_t bytes = 0;
 };
 

@@ -4,15 +4,15 @@
 // raw_sock_to_pipe/raw_sock_from_pipe: never IORING_OP_SPLICE, which always
 // runs in io-wq and would park a kernel thread per idle session.
 //
-// Why the copy path (DataPath::Copy and the splice fallback) is readiness plus
-// recv/send rather than IORING_OP_RECV/SEND: a buffer is taken only once the
-// socket is known readable and given back the moment its bytes are written,
-// so an idle session provably holds no buffer and memory is bounded by
-// sessions actually moving data; a pending RECV must own its buffer from
-// submission (or draw from a provided-buffer ring, which liburing 2.3 makes us
-// mmap ourselves and which is per ring, not per direction). Both paths then
-// share one state machine, so half-close, reset and backpressure behave the
-// same. The cost is one syscall per chunk that a RECV would have batched.
+// DataPath::Copy runs on io_uring: one RECV per direction with
+// IOSQE_BUFFER_SELECT from the worker's provided-buffer ring, so a buffer is
+// picked only when bytes arrive and an idle session holds none (a pending
+// RECV on a socket is poll-armed in the kernel, not parked in io-wq: the
+// thread-count test checks that), then SENDs of that buffer until all of it
+// left, then the next RECV. One buffer per direction at most is the
+// backpressure. When no buffer ring can be registered, and for sockets that
+// refuse splice, the same state machine as splice runs with recv/send
+// syscalls through a BufferPool buffer held only while bytes are in flight.
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -55,12 +55,19 @@ SessionId Worker::start_session(UniqueFd client, UniqueFd peer, CloseFn on_close
     s.on_close = std::move(on_close);
     s.idle_timeout_s = idle_timeout_s;
     s.start = s.last_activity = Clock::now();
+    const bool copy = options_.data_path == DataPath::Copy;
     for (auto& d : s.dir) {
-        d.copy = options_.data_path == DataPath::Copy;
+        d.copy = copy && !buf_ring_;
+        d.uring = copy && buf_ring_;
     }
     ++open_sessions_;
-    arm_poll_in(id, s, 0);
-    arm_poll_in(id, s, 1);
+    for (int i = 0; i < 2; ++i) {
+        if (s.dir[i].uring) {
+            arm_recv(id, s, i);
+        } else {
+            arm_poll_in(id, s, i);
+        }
+    }
     return id;
 }
 
@@ -82,7 +89,10 @@ void Worker::arm_poll_in(SessionId id, detail::Session& s, int side) noexcept {
     // Multishot: one SQE per socket for the session's life. It reports each
     // wakeup (edge-like), so Direction::readable remembers a level until
     // the source says EAGAIN.
-    io_uring_prep_poll_multishot(sqe, s.fd[side].get(), POLLIN | POLLRDHUP);
+    // On the io_uring copy path this poll only watches a finished source for
+    // a late reset (POLLERR); RECVs do the reading.
+    io_uring_prep_poll_multishot(sqe, s.fd[side].get(),
+                                 s.dir[side].uring ? POLLERR : POLLIN | POLLRDHUP);
     io_uring_sqe_set_data64(sqe, encode(Tag{id.slot, id.gen, Op::PollIn, uint8_t(side)}));
     s.poll_in_armed[side] = true;
     ++s.inflight;
@@ -134,6 +144,13 @@ void Worker::on_session_poll(const Tag& tag, const Completion& c) noexcept {
     const unsigned mask = static_cast<unsigned>(c.res);
     if (tag.op == Op::PollIn) {
         detail::Direction& d = s->dir[idx];
+        if (d.uring) {
+            int err = (mask & POLLERR) != 0 ? socket_error(s->fd[idx].get()) : 0;
+            if (err < 0) {
+                fail_session(id, *s, idx, err);
+            }
+            return;
+        }
         d.readable = true;
         if (d.read_eof && (mask & POLLERR) != 0) {
             // The source already sent FIN, so nothing reads it: only here do
@@ -318,6 +335,8 @@ void Worker::finish_direction(SessionId id, detail::Session& s, int di) noexcept
     (void)shutdown(s.fd[1 - di].get(), SHUT_WR);
     if (s.dir[1 - di].done) {
         end_session(id, s, "eof", false);
+    } else if (d.uring) {
+        arm_poll_in(id, s, di);  // nothing reads this source now: watch it for a reset
     }
 }
 
@@ -340,7 +359,7 @@ void Worker::end_session(SessionId id, detail::Session& s, std::string_view reas
     // at submit); io_uring keeps its own file references until the polls
     // are gone, then the closes below take effect.
     for (int side = 0; side < 2; ++side) {
-        if (s.poll_in_armed[side] || s.poll_out_armed[1 - side]) {
+        if (s.inflight > 0) {
             if (io_uring_sqe* sqe = ring_->get_sqe()) {
                 io_uring_prep_cancel_fd(sqe, s.fd[side].get(), IORING_ASYNC_CANCEL_ALL);
                 io_uring_sqe_set_data64(sqe, encode(Tag{0, 0, Op::Ignored, 0}));
@@ -361,6 +380,13 @@ void Worker::end_session(SessionId id, detail::Session& s, std::string_view reas
     }
     release_holder(s, 0);
     release_holder(s, 1);
+    for (auto& d : s.dir) {
+        // A buffer under a SEND still in flight goes back on its CQE.
+        if (d.bid >= 0 && !d.send_inflight) {
+            give_buffer(static_cast<uint16_t>(d.bid));
+            d.bid = -1;
+        }
+    }
 
     SessionEnd end;
     end.bytes_up = s.dir[0].bytes;
@@ -381,6 +407,134 @@ void Worker::maybe_free(SessionId id, detail::Session& s) noexcept {
     if (s.closing && s.inflight == 0) {
         (void)sessions_->erase(id);  // bumps the generation: later tags are stale
     }
+}
+
+// --- io_uring copy path ---
+
+void Worker::arm_recv(SessionId id, detail::Session& s, int di) noexcept {
+    detail::Direction& d = s.dir[di];
+    if (s.closing || d.recv_inflight || d.read_eof || d.bid >= 0) {
+        return;
+    }
+    io_uring_sqe* sqe = ring_->get_sqe();
+    if (sqe == nullptr) {
+        end_session(id, s, "error", true);
+        return;
+    }
+    io_uring_prep_recv(sqe, s.fd[di].get(), nullptr, buf_ring_->size(), 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = buf_ring_->group();
+    io_uring_sqe_set_data64(sqe, encode(Tag{id.slot, id.gen, Op::Recv, uint8_t(di)}));
+    d.recv_inflight = true;
+    ++s.inflight;
+}
+
+void Worker::submit_send(SessionId id, detail::Session& s, int di) noexcept {
+    detail::Direction& d = s.dir[di];
+    io_uring_sqe* sqe = ring_->get_sqe();
+    if (sqe == nullptr) {
+        end_session(id, s, "error", true);
+        return;
+    }
+    // A full socket does not fail the SEND: io_uring arms a poll and retries,
+    // so a slow reader holds this one buffer and no further RECV is issued.
+    io_uring_prep_send(sqe, s.fd[1 - di].get(),
+                       buf_ring_->data(static_cast<uint16_t>(d.bid)) + d.buf_off, d.held,
+                       MSG_NOSIGNAL);
+    io_uring_sqe_set_data64(sqe, encode(Tag{id.slot, id.gen, Op::Send, uint8_t(di)}));
+    d.send_inflight = true;
+    ++s.inflight;
+}
+
+void Worker::give_buffer(uint16_t bid) noexcept {
+    buf_ring_->give(bid);
+    // One buffer back: let one RECV that found the ring empty try again.
+    while (!buf_waiters_.empty()) {
+        auto [id, di] = buf_waiters_.front();
+        buf_waiters_.erase(buf_waiters_.begin());
+        detail::Session* s = sessions_->get(id);
+        if (s != nullptr && !s->closing && !s->dir[di].recv_inflight && s->dir[di].bid < 0 &&
+            !s->dir[di].read_eof) {
+            arm_recv(id, *s, di);
+            break;
+        }
+    }
+}
+
+void Worker::on_session_io(const Tag& tag, const Completion& c) noexcept {
+    const SessionId id{tag.slot, tag.gen};
+    detail::Session* s = sessions_->get(id);
+    const bool has_buffer = (c.flags & IORING_CQE_F_BUFFER) != 0;
+    const auto bid = static_cast<uint16_t>(c.flags >> IORING_CQE_BUFFER_SHIFT);
+    if (s == nullptr || tag.dir > 1) {
+        ++stats_.stale_completions;
+        if (has_buffer && buf_ring_) {
+            buf_ring_->took();
+            give_buffer(bid);
+        }
+        return;
+    }
+    const int di = tag.dir;
+    detail::Direction& d = s->dir[di];
+    --s->inflight;
+    if (tag.op == Op::Recv) {
+        d.recv_inflight = false;
+        if (has_buffer) {
+            buf_ring_->took();
+            if (s->closing || c.res <= 0) {
+                give_buffer(bid);
+            } else {
+                d.bid = bid;
+            }
+        }
+        if (s->closing) {
+            maybe_free(id, *s);
+            return;
+        }
+        if (c.res > 0) {
+            d.held = static_cast<uint32_t>(c.res);
+            d.buf_off = 0;
+            s->last_activity = Clock::now();
+            submit_send(id, *s, di);
+        } else if (c.res == 0) {
+            d.read_eof = true;
+            finish_direction(id, *s, di);
+        } else if (c.res == -ENOBUFS) {
+            ++stats_.recv_no_buffer;
+            buf_waiters_.emplace_back(id, di);
+        } else {
+            fail_session(id, *s, di, c.res);
+        }
+        return;
+    }
+    // Send
+    d.send_inflight = false;
+    if (s->closing) {
+        if (d.bid >= 0) {
+            give_buffer(static_cast<uint16_t>(d.bid));
+            d.bid = -1;
+        }
+        maybe_free(id, *s);
+        return;
+    }
+    if (c.res <= 0) {
+        fail_session(id, *s, 1 - di, c.res == 0 ? -EPIPE : c.res);
+        return;  // end_session gave the buffer back
+    }
+    const auto n = static_cast<uint32_t>(c.res);
+    d.held -= n;
+    d.buf_off += n;
+    d.bytes += n;
+    s->last_activity = Clock::now();
+    if (d.held > 0) {
+        submit_send(id, *s, di);  // a short send: the rest of the same buffer
+        return;
+    }
+    const auto done_bid = static_cast<uint16_t>(d.bid);
+    d.bid = -1;
+    d.buf_off = 0;
+    arm_recv(id, *s, di);  // before give_buffer, so a waiter cannot take our turn forever
+    give_buffer(done_bid);
 }
 
 }  // namespace sp::io

@@ -114,6 +114,17 @@ void Worker::run() noexcept {
         exited_.store(true);
         return;
     }
+    if (options_.data_path == DataPath::Copy) {
+        // Registered here: with SINGLE_ISSUER only the issuer may register.
+        // On failure (kernel without buffer rings) the copy path runs on
+        // readiness plus recv/send instead, with identical semantics.
+        auto br = BufRing::create(ring_->raw(), 0,
+                                  options_.copy_buffers == 0 ? 256 : options_.copy_buffers,
+                                  buffers_.size());
+        if (br) {
+            buf_ring_ = std::move(*br);
+        }
+    }
     arm_inbox();
     arm_tick();
     drain_inbox();
@@ -127,6 +138,9 @@ void Worker::run() noexcept {
         }
         if (stop_requested_.load() && (open_sessions_ == 0 || stop_now_.load())) {
             break;
+        }
+        if (!tick_armed_) {
+            arm_tick();  // an earlier arm found no SQE: idle timeouts depend on it
         }
         run_deferred();
         // With work left over from a budget, only collect what is ready.
@@ -157,6 +171,10 @@ void Worker::dispatch(const Completion& c) noexcept {
         case Op::PollIn:
         case Op::PollOut:
             on_session_poll(tag, c);
+            break;
+        case Op::Recv:
+        case Op::Send:
+            on_session_io(tag, c);
             break;
         case Op::Accept:
             on_accept(tag, c);

@@ -17,6 +17,7 @@
 #include "base/addr.hpp"
 #include "base/result.hpp"
 #include "base/unique_fd.hpp"
+#include "io/buf_ring.hpp"
 #include "io/buffer_pool.hpp"
 #include "io/net.hpp"
 #include "io/op.hpp"
@@ -35,6 +36,10 @@ struct WorkerOptions {
     uint32_t max_pipes = 1024;
     uint32_t copy_buffer_size = 65536;
     uint32_t ring_entries = 4096;
+    /// DataPath::Copy: provided buffers per worker (rounded up to a power of
+    /// two). Only sessions with bytes in flight hold one; when all are taken
+    /// a RECV waits for the next one given back.
+    uint32_t copy_buffers = 256;
 };
 
 /// What a finished session reports. `reason` points to a static string:
@@ -53,6 +58,7 @@ struct WorkerStats {
     uint64_t stale_completions = 0;  // CQEs dropped because their generation moved on
     uint64_t splice_fallbacks = 0;   // directions that fell back to recv/send
     uint64_t pipe_exhausted = 0;     // fills that used a buffer because no pipe was free
+    uint64_t recv_no_buffer = 0;     // copy path: RECVs that found the buffer ring empty
 };
 
 namespace detail {
@@ -77,7 +83,9 @@ public:
     Worker(const Worker&) = delete;
     Worker& operator=(const Worker&) = delete;
 
-    /// Spawns the thread ("sp-worker-N"). Call once.
+    /// Spawns the thread ("sp-worker-N"). Call once. The thread blocks
+    /// SIGPIPE for itself: splice(2) has no MSG_NOSIGNAL, so a vanished
+    /// reader surfaces as EPIPE instead of killing the process.
     void start();
     /// Thread-safe. The loop exits once stop was requested AND no session is
     /// left (or stop_now() was called). Listeners are not touched: remove them first.
@@ -90,7 +98,7 @@ public:
     /// posted after the loop exited are destroyed without running.
     void post(std::function<void(Worker&)> fn);
 
-    // --- worker thread only (or before start()) ---
+    // --- worker thread only: from other threads, wrap calls in post() ---
 
     using AcceptFn = std::function<void(Worker&, UniqueFd client, const SocketAddress& peer,
                                         const SocketAddress& local)>;
@@ -136,6 +144,14 @@ public:
     [[nodiscard]] const WorkerOptions& options() const noexcept { return options_; }
     [[nodiscard]] const PipePool& pipe_pool() const noexcept { return pipes_; }
     [[nodiscard]] const BufferPool& buffer_pool() const noexcept { return buffers_; }
+    /// Copy buffers held by sessions: the fallback pool plus the io_uring
+    /// provided-buffer ring.
+    [[nodiscard]] size_t buffers_in_use() const noexcept {
+        return buffers_.in_use() + (buf_ring_ ? buf_ring_->in_use() : 0);
+    }
+    /// True when DataPath::Copy runs on io_uring RECV/SEND (a buffer ring was
+    /// registered); false when it fell back to readiness plus recv/send.
+    [[nodiscard]] bool uring_copy() const noexcept { return buf_ring_ != nullptr; }
     [[nodiscard]] const WorkerStats& stats() const noexcept { return stats_; }
     [[nodiscard]] unsigned ring_setup_flags() const noexcept { return ring_->setup_flags(); }
 
@@ -151,6 +167,10 @@ private:
 
     // sessions (splice_pump.cpp)
     void on_session_poll(const Tag& tag, const Completion& c) noexcept;
+    void on_session_io(const Tag& tag, const Completion& c) noexcept;
+    void arm_recv(SessionId id, detail::Session& s, int dir) noexcept;
+    void submit_send(SessionId id, detail::Session& s, int dir) noexcept;
+    void give_buffer(uint16_t bid) noexcept;
     void arm_poll_in(SessionId id, detail::Session& s, int side) noexcept;
     void arm_poll_out(SessionId id, detail::Session& s, int dir) noexcept;
     void pump(SessionId id, int dir) noexcept;
@@ -169,6 +189,10 @@ private:
     void cancel_user_data(uint64_t user_data) noexcept;
 
     WorkerOptions options_;
+    // Declared before ring_ so it is destroyed after it: the kernel may write
+    // into these buffers until the ring is gone.
+    std::unique_ptr<BufRing> buf_ring_;
+    std::vector<std::pair<SessionId, int>> buf_waiters_;  // RECVs that hit ENOBUFS
     std::unique_ptr<Ring> ring_;
     UniqueFd event_fd_;
     PipePool pipes_;

@@ -160,7 +160,7 @@ public:
         return call([](Worker& w) { return w.pipe_pool().in_use(); });
     }
     size_t buffers_in_use() {
-        return call([](Worker& w) { return w.buffer_pool().in_use(); });
+        return call([](Worker& w) { return w.buffers_in_use(); });
     }
     size_t sessions() {
         return call([](Worker& w) { return w.session_count(); });

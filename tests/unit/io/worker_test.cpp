@@ -37,7 +37,10 @@ void set_linger_zero(int fd) {
 
 TEST_SUITE("io.worker") {
     TEST_CASE("worker: 64 MiB each way arrive byte-exact when both directions run at once") {
-        Harness h(pick_path());
+        const DataPath path = pick_path();
+        Harness h(path);
+        // Copy must run on io_uring RECV/SEND here (kernel 6.x has buffer rings).
+        CHECK(h.call([](Worker& w) { return w.uring_copy(); }) == (path == DataPath::Copy));
         Link l = make_link(h);
         constexpr uint64_t kSize = 64ULL << 20;
         Endpoint client(l.client.get(), kSize, 1);
@@ -52,6 +55,8 @@ TEST_SUITE("io.worker") {
         REQUIRE(h.closes.wait(1, 5s) == 1);
         auto rec = h.closes.records().front();
         CHECK(rec.reason == "eof");
+        MESSAGE("copy RECVs that found no buffer: "
+                << h.call([](Worker& w) { return w.stats().recv_no_buffer; }));
         CHECK(rec.up == kSize);
         CHECK(rec.down == kSize);
         CHECK(h.pipes_in_use() == 0);
@@ -360,5 +365,81 @@ TEST_SUITE("io.worker") {
         worker.join();
         REQUIRE(log.wait(1, 0ms) == 1);
         CHECK(log.records().front().reason == "closed");
+    }
+}
+
+TEST_SUITE("io.worker") {
+    TEST_CASE("worker: sessions copy through buffers when the pipe cap is reached") {
+        WorkerOptions opts;
+        opts.max_pipes = 1;
+        Harness h(DataPath::Splice, opts);
+        // A session whose backend does not read keeps the only pipe full.
+        Link stuck = make_link(h);
+        Endpoint writer(stuck.client.get(), 64ULL << 20, 7);
+        writer.expect_eof = false;
+        CHECK_FALSE(drive({&writer}, 500ms));
+        REQUIRE(h.pipes_in_use() == 1);
+        constexpr int kSessions = 8;
+        std::vector<Link> links;
+        std::vector<std::unique_ptr<Endpoint>> eps;
+        std::vector<Endpoint*> all;
+        for (int i = 0; i < kSessions; ++i) {
+            links.push_back(make_link(h));
+            eps.push_back(std::make_unique<Endpoint>(links.back().client.get(), 2 << 20, 800 + i));
+            eps.push_back(std::make_unique<Endpoint>(links.back().backend.get(), 1 << 20, 900 + i));
+        }
+        for (auto& e : eps) {
+            all.push_back(e.get());
+        }
+        REQUIRE(drive(all, 30s));
+        for (int i = 0; i < kSessions; ++i) {
+            CHECK(eps[2 * i + 1]->recv_hash == eps[2 * i]->send_hash);
+            CHECK(eps[2 * i]->recv_hash == eps[2 * i + 1]->send_hash);
+        }
+        auto exhausted = h.call([](Worker& w) { return w.stats().pipe_exhausted; });
+        MESSAGE("fills through a buffer for lack of a pipe: " << exhausted);
+        CHECK(exhausted > 0);
+        REQUIRE(h.closes.wait(kSessions, 5s) == kSessions);
+        CHECK(h.pipes_in_use() == 1);
+        CHECK(h.buffers_in_use() == 0);
+    }
+}
+
+TEST_SUITE("io.worker") {
+    TEST_CASE("worker: a copy RECV that finds no free buffer waits for one instead of failing") {
+        WorkerOptions opts;
+        opts.copy_buffers = 2;
+        Harness h(DataPath::Copy, opts);
+        REQUIRE(h.call([](Worker& w) { return w.uring_copy(); }));
+        // Two sessions whose backends do not read hold both buffers.
+        Link s1 = make_link(h);
+        Link s2 = make_link(h);
+        Endpoint w1(s1.client.get(), 64ULL << 20, 11);
+        Endpoint w2(s2.client.get(), 64ULL << 20, 12);
+        w1.expect_eof = w2.expect_eof = false;
+        CHECK_FALSE(drive({&w1, &w2}, 800ms));
+        REQUIRE(h.buffers_in_use() == 2);
+
+        Link t = make_link(h);
+        Endpoint tc(t.client.get(), 1 << 20, 13);
+        Endpoint tb(t.backend.get(), 1 << 20, 14);
+        CHECK_FALSE(drive({&tc, &tb}, 300ms));
+        CHECK(tb.received == 0);
+        CHECK(tc.received == 0);
+        CHECK(h.call([](Worker& w) { return w.stats().recv_no_buffer; }) > 0);
+
+        w1.to_send = w1.sent;
+        w2.to_send = w2.sent;
+        w1.expect_eof = w2.expect_eof = true;
+        Endpoint b1(s1.backend.get(), 0, 15);
+        Endpoint b2(s2.backend.get(), 0, 16);
+        REQUIRE(drive({&w1, &w2, &b1, &b2, &tc, &tb}, 30s));
+        CHECK(b1.received == w1.sent);
+        CHECK(b1.recv_hash == w1.send_hash);
+        CHECK(b2.recv_hash == w2.send_hash);
+        CHECK(tb.recv_hash == tc.send_hash);
+        CHECK(tc.recv_hash == tb.send_hash);
+        REQUIRE(h.closes.wait(3, 5s) == 3);
+        CHECK(h.buffers_in_use() == 0);
     }
 }
