@@ -2,6 +2,8 @@
 // The daemons' command line, exit codes, key generation and lifecycle
 // (SPEC section 2): real binaries, no mocks.
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
 #include <regex>
 
@@ -100,5 +102,41 @@ TEST_SUITE("integration.daemon_cli") {
         d.start_relay();
         CHECK(d.relay.wait(10s) == 1);
         CHECK(d.relay.output().find("bind-failed") != std::string::npos);
+    }
+}
+
+TEST_SUITE("integration.daemon_notify") {
+    TEST_CASE("notify: READY, STATUS and STOPPING reach systemd's socket") {
+        Deployment d;
+        d.make_keys({"agent1"});
+        const std::string path = d.dir.path() + "/notify.sock";
+        sp::UniqueFd sock(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+        sockaddr_un sa{};
+        sa.sun_family = AF_UNIX;
+        std::snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path.c_str());
+        REQUIRE(::bind(sock.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
+        set_timeouts(sock.get(), 200ms);
+        const auto cfg = d.write_relay_config();
+        d.relay = Process::start({relay_bin(), "-c", cfg, "--log-target", "stderr"},
+                                 d.dir.path() + "/relay.log", {"NOTIFY_SOCKET=" + path});
+        std::string seen;
+        const auto drain = [&](std::chrono::milliseconds t) {
+            const auto until = std::chrono::steady_clock::now() + t;
+            while (std::chrono::steady_clock::now() < until) {
+                char buf[512];
+                const ssize_t n = ::recv(sock.get(), buf, sizeof buf, 0);
+                if (n > 0) {
+                    seen.append(buf, static_cast<size_t>(n));
+                    seen += '\n';
+                }
+            }
+        };
+        drain(1500ms);
+        CHECK(seen.find("READY=1") != std::string::npos);
+        CHECK(seen.find("STATUS=0 agents, 0 sessions") != std::string::npos);
+        d.relay.signal(SIGTERM);
+        drain(1000ms);
+        CHECK(seen.find("STOPPING=1") != std::string::npos);
+        CHECK(d.relay.wait(10s) == 0);
     }
 }

@@ -233,7 +233,13 @@ TEST_SUITE("integration.data_plane") {
         r.d.agent.signal(SIGHUP);
         REQUIRE(r.d.relay.wait_for_output(fmt::format("LISTEN_ADDR=127.0.0.1:{} stopped", r.port),
                                           10s));
-        CHECK(refused("127.0.0.1", r.port));
+        // The workers close their sockets just after the control thread logs it.
+        bool closed = false;
+        for (int i = 0; i < 100 && !closed; ++i) {
+            closed = refused("127.0.0.1", r.port);
+            std::this_thread::sleep_for(20ms);
+        }
+        CHECK(closed);
         send_chunk(56ULL << 20);
         ::shutdown(fd.get(), SHUT_WR);
         CHECK(recv_all(fd.get()) == mine.hex());
