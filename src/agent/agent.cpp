@@ -230,13 +230,42 @@ control::Config Agent::wire_config() const {
 }
 
 // Standby relays are used only while no primary is up: they take over when
-// every primary is gone and hand back when one returns.
+// every primary is gone and hand back when one returns. A standby is not
+// started while a primary attempt is still in flight (at start-up, say), so
+// its relay does not open listeners for a moment only to close them again.
 void Agent::update_wanted() {
-    const bool primary_up = std::any_of(links_.begin(), links_.end(), [](const auto& l) {
-        return !l->entry.standby && l->state == Link::State::Ready;
-    });
+    // Primaries first: whether they are up or trying decides the standbys.
     for (auto& l : links_) {
-        l->wanted = !stopping_ && (!l->entry.standby || !primary_up);
+        if (l->entry.standby) {
+            continue;
+        }
+        l->wanted = !stopping_;
+        if (!l->wanted && l->state != Link::State::Down) {
+            link_down(*l, "shutdown", "agent stopping", false);
+        } else if (l->wanted && l->state == Link::State::Down && l->retry_timer == 0) {
+            connect_link(*l);
+        }
+    }
+    bool primary_up = false;
+    bool primary_trying = false;
+    for (const auto& l : links_) {
+        if (!l->entry.standby) {
+            primary_up = primary_up || l->state == Link::State::Ready;
+            primary_trying =
+                primary_trying || (l->state != Link::State::Ready && l->state != Link::State::Down);
+        }
+    }
+    for (auto& l : links_) {
+        if (!l->entry.standby) {
+            continue;
+        }
+        if (stopping_ || primary_up) {
+            l->wanted = false;
+        } else if (l->state == Link::State::Down) {
+            l->wanted = !primary_trying;
+        } else {
+            l->wanted = true;  // keep a standby that is up or coming up
+        }
         if (!l->wanted && l->state != Link::State::Down) {
             link_down(*l, "standby", "a primary relay is up again: leaving the standby", false);
         } else if (l->wanted && l->state == Link::State::Down && l->retry_timer == 0) {
@@ -316,7 +345,7 @@ void Agent::link_down(Link& l, std::string_view reason, std::string_view message
         const size_t idx = l.index;
         l.retry_timer = poller_->add_timer(delay, [this, idx] { connect_link(*links_[idx]); });
     }
-    if (was_ready) {
+    if (!l.entry.standby && !stopping_ && reason != "reload") {
         update_wanted();
     }
 }

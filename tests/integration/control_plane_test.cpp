@@ -249,3 +249,118 @@ TEST_SUITE("integration.control_plane") {
         CHECK(connect_retry("127.0.0.1", port, 20s));
     }
 }
+
+namespace {
+
+// A CA and two leaf certificates from the openssl CLI, in `dir`.
+bool make_certs(const std::string& dir) {
+    const auto sh = [&](const std::string& cmd) {
+        return run({"/bin/sh", "-c", "cd '" + dir + "' && " + cmd}, 30s).status == 0;
+    };
+    const std::string ec = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
+    return sh("openssl req -x509 " + ec +
+              " -keyout ca.key -out ca.crt -subj /CN=test-ca -days 2 2>/dev/null") &&
+           sh("openssl req " + ec +
+              " -keyout relay.pem -out relay.csr -subj /CN=relay 2>/dev/null") &&
+           sh("openssl x509 -req -in relay.csr -CA ca.crt -CAkey ca.key -CAcreateserial "
+              "-out relay.crt -days 2 2>/dev/null") &&
+           sh("openssl req " + ec +
+              " -keyout agent.pem -out agent.csr -subj /CN=agent-cert "
+              "2>/dev/null") &&
+           sh("openssl x509 -req -in agent.csr -CA ca.crt -CAkey ca.key -CAcreateserial "
+              "-out agent.crt -days 2 2>/dev/null") &&
+           sh("chmod 600 relay.pem agent.pem");
+}
+
+}  // namespace
+
+TEST_SUITE("integration.control_plane") {
+    TEST_CASE("control: certificate mode (mutual TLS) carries sessions, KEY_ID is the CN") {
+        TestServer sink(TestServer::Mode::HashReply);
+        Deployment d;
+        REQUIRE(make_certs(d.dir.path()));
+        const std::string p = d.dir.path();
+        const auto relay_cfg = d.dir.write("relay-cert.toml", fmt::format(R"([relay]
+threads = 2
+control_listen = ["127.0.0.1:{0}"]
+allow_listen = ["127.0.0.1:1024-65535"]
+status_socket = "{1}/relay.sock"
+[auth]
+certificate = "{1}/relay.crt"
+private_key = "{1}/relay.pem"
+agent_ca = "{1}/ca.crt"
+)",
+                                                                          d.control_port, p));
+        d.relay = Process::start({relay_bin(), "-c", relay_cfg, "--log-target", "stderr"},
+                                 p + "/relay.log");
+        REQUIRE(d.relay.wait_for_output(" started ", 10s));
+        const uint16_t port = free_port();
+        const auto agent_cfg = d.dir.write(
+            "agent-cert.toml", fmt::format(R"([agent]
+name = "certified"
+status_socket = "{1}/agent.sock"
+pool = 2
+threads = 1
+[[relay]]
+address = "127.0.0.1:{0}"
+certificate = "{1}/agent.crt"
+private_key = "{1}/agent.pem"
+relay_ca = "{1}/ca.crt"
+{2}
+)",
+                                           d.control_port, p, svc("s", port, sink.port())));
+        d.agent = d.start_agent_process(agent_cfg, "agent.log");
+        REQUIRE(connect_retry("127.0.0.1", port, 10s));
+        CHECK(d.relay.wait_for_output("KEY_ID=agent-cert", 5s));
+        const std::string payload(1 << 20, 'c');
+        CHECK(exchange(port, payload) == sha256_hex(payload));
+    }
+
+    TEST_CASE("control: a standby relay is used only while the primary is down") {
+        TestServer echo(TestServer::Mode::Echo);
+        Deployment d;
+        d.make_keys({"agent1"});
+        d.start_relay();
+        REQUIRE(d.relay.wait_for_output(" started ", 10s));
+        // The standby relay: same keys, its own control port.
+        const uint16_t standby_port = free_port();
+        const auto standby_cfg =
+            d.dir.write("standby.toml", fmt::format(R"([relay]
+threads = 1
+control_listen = ["127.0.0.1:{0}"]
+allow_listen = ["127.0.0.1:1024-65535"]
+status_socket = "{1}/standby.sock"
+[auth]
+keys = "{1}/relay.keys"
+)",
+                                                    standby_port, d.dir.path()));
+        auto standby = Process::start({relay_bin(), "-c", standby_cfg, "--log-target", "stderr"},
+                                      d.dir.path() + "/standby.log");
+        REQUIRE(standby.wait_for_output(" started ", 10s));
+        const uint16_t port = free_port();
+        const auto cfg = d.write_agent_config("agent1", svc("s", port, echo.port()));
+        // Add the standby relay block after the primary one.
+        d.dir.write("agent.toml",
+                    read_file(cfg) + fmt::format("\n[[relay]]\naddress = \"127.0.0.1:{}\"\n"
+                                                 "key = \"{}\"\nstandby = true\n",
+                                                 standby_port, d.agent_key("agent1")));
+        // [[relay]] must precede [[service]] only by taste: TOML arrays of
+        // tables may interleave, so the file stays valid.
+        d.agent = d.start_agent_process(cfg, "agent.log");
+        REQUIRE(connect_retry("127.0.0.1", port, 10s));
+        std::this_thread::sleep_for(1s);
+        CHECK(standby.output().find("agent-connected") == std::string::npos);
+
+        d.relay.signal(SIGTERM);
+        CHECK(d.relay.wait(10s) == 0);
+        REQUIRE(standby.wait_for_output("agent-connected", 15s));
+        REQUIRE(connect_retry("127.0.0.1", port, 10s));
+        CHECK(echo_ok(port, "via the standby"));
+
+        d.relay = Process::start(
+            {relay_bin(), "-c", d.dir.path() + "/relay.toml", "--log-target", "stderr"},
+            d.dir.path() + "/relay2.log");
+        CHECK(standby.wait_for_output("agent-disconnected", 20s));
+        (void)standby.stop();
+    }
+}
