@@ -21,6 +21,7 @@
 #include "config.h"
 #include "config/keys.hpp"
 #include "io/net.hpp"
+#include "io/pipe_pool.hpp"
 
 namespace sp::agent {
 
@@ -196,6 +197,7 @@ Result<void> Agent::setup() {
     for (unsigned i = 0; i < threads; ++i) {
         io::WorkerOptions wo;
         wo.index = i;
+        wo.max_pipes = io::pipe_cap_per_worker(threads, wo.pipe_size);
         wo.data_path = cfg_.agent.data_path == config::DataPath::Copy ? io::DataPath::Copy
                                                                       : io::DataPath::Splice;
         auto w = io::Worker::create(wo);

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 
@@ -59,6 +60,16 @@ uint64_t pipe_user_pages_soft() noexcept {
     }
     std::fclose(f);
     return v;
+}
+
+uint32_t pipe_cap_per_worker(unsigned workers, uint32_t pipe_size) noexcept {
+    const uint64_t soft = pipe_user_pages_soft();
+    if (soft == 0 || workers == 0) {
+        return 1024;
+    }
+    const uint64_t pages_per_pipe = std::max<uint64_t>(1, (pipe_size + 4095) / 4096);
+    const uint64_t cap = soft / 2 / pages_per_pipe / workers;
+    return static_cast<uint32_t>(std::clamp<uint64_t>(cap, 16, 1024));
 }
 
 }  // namespace sp::io

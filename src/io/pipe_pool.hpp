@@ -53,4 +53,10 @@ private:
 /// /proc/sys/fs/pipe-user-pages-soft, or 0 when unreadable or unlimited.
 [[nodiscard]] uint64_t pipe_user_pages_soft() noexcept;
 
+/// How many pipes of `pipe_size` bytes one of `workers` workers may keep
+/// so that all of them together stay within pipe-user-pages-soft, with half
+/// of the budget left for other processes of the same user (an agent on the
+/// same host, tools). At least 16, at most 1024; 1024 when unlimited.
+[[nodiscard]] uint32_t pipe_cap_per_worker(unsigned workers, uint32_t pipe_size) noexcept;
+
 }  // namespace sp::io
