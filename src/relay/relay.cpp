@@ -242,12 +242,22 @@ void Relay::on_control_accept(int listen_fd) {
         UniqueFd fd(::accept4(listen_fd, reinterpret_cast<sockaddr*>(&ss), &len,
                               SOCK_NONBLOCK | SOCK_CLOEXEC));
         if (!fd) {
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+            const int err = errno;
+            if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
                 if (reject_log_.allow("resource", Poller::Clock::now()) >= 0) {
-                    log::event(
-                        Level::Warn, "resource-limit", {{"REASON", std::strerror(errno)}},
-                        fmt::format("accept on the control port failed: {}", std::strerror(errno)));
+                    log::event(Level::Warn, "resource-limit", {{"REASON", std::strerror(err)}},
+                               fmt::format("accept on the control port failed: {}; pausing "
+                                           "accepts for 100 ms",
+                                           std::strerror(err)));
                 }
+                // The socket stays readable: without a pause, level-triggered
+                // epoll would spin on the same error until an fd frees up.
+                poller_->modify(listen_fd, 0);
+                poller_->add_timer(100ms, [this, listen_fd] {
+                    if (!stopping_) {
+                        poller_->modify(listen_fd, EPOLLIN);
+                    }
+                });
             }
             return;
         }
