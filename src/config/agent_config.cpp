@@ -283,11 +283,8 @@ Result<AgentConfig> parse_agent_config(std::string_view text, const std::string&
 
     auto relays = root.table_array("relay");
     SP_CONFIG_TRY(relays);
-    if (*relays == nullptr || (*relays)->empty()) {
-        return root.missing("relay", "at least one [[relay]] block is required");
-    }
     std::vector<Pos> relay_pos;
-    for (size_t i = 0; i < (*relays)->size(); ++i) {
+    for (size_t i = 0; *relays != nullptr && i < (*relays)->size(); ++i) {
         const auto& t = *(*relays)->get(i)->as_table();
         const TableReader r(path, t, detail::index_key("relay", i), kSchema);
         RelayEntry e;
@@ -324,6 +321,11 @@ Result<AgentConfig> parse_agent_config(std::string_view text, const std::string&
             }
             cfg.services.push_back(std::move(s));
         }
+    }
+    // Whole-file requirements come after every per-key check, so a typo is
+    // reported where it is rather than as the requirement it broke.
+    if (cfg.relays.empty()) {
+        return root.missing("relay", "at least one [[relay]] block is required");
     }
     // Quadratic, but a config has tens of listeners, not thousands.
     for (size_t i = 0; i < listens.size(); ++i) {
