@@ -50,6 +50,169 @@ Unexpected wrong_type(const TableReader& r, const toml::node& n, std::string_vie
     return r.error(pos_of(n), k, fmt::format("expected {}, got {}", expected, type_name(n)));
 }
 
+/// The code point starting at text[i] for messages: "U+00E9", or the raw
+/// byte when the UTF-8 is malformed.
+std::string describe_char(std::string_view text, size_t i) {
+    const auto b = static_cast<unsigned char>(text[i]);
+    int len = 0;
+    uint32_t cp = 0;
+    if ((b & 0xE0U) == 0xC0U) {
+        len = 2;
+        cp = b & 0x1FU;
+    } else if ((b & 0xF0U) == 0xE0U) {
+        len = 3;
+        cp = b & 0x0FU;
+    } else if ((b & 0xF8U) == 0xF0U) {
+        len = 4;
+        cp = b & 0x07U;
+    }
+    if (len == 0 || i + static_cast<size_t>(len) > text.size()) {
+        return fmt::format("byte 0x{:02X}", b);
+    }
+    for (int k = 1; k < len; ++k) {
+        const auto c = static_cast<unsigned char>(text[i + static_cast<size_t>(k)]);
+        if ((c & 0xC0U) != 0x80U) {
+            return fmt::format("byte 0x{:02X}", b);
+        }
+        cp = (cp << 6) | (c & 0x3FU);
+    }
+    return fmt::format("U+{:04X}", cp);
+}
+
+// toml++ 3.3 (Debian 12) reaches __builtin_unreachable() in
+// is_non_ascii_horizontal_whitespace() for many non-ASCII code points
+// (U+00A1..U+0499 among them) wherever it looks for whitespace: outside
+// strings and comments, and after a line-ending backslash in a multi-line
+// basic string (marzer/tomlplusplus#190 and #295, fixed upstream by #305).
+// That is undefined behaviour on a one-character typo such as `é = 1`, so a
+// small lexer finds those places first and reports them itself. Non-ASCII
+// text inside strings and comments, where toml++ is fine, stays allowed.
+// Outside strings and comments TOML has no valid non-ASCII anyway, so this
+// refuses nothing toml++ would accept, except the backslash corner.
+Result<void> guard_toml_input(std::string_view text, const std::string& file) {
+    enum class State { Normal, Comment, Basic, Literal, MlBasic, MlLiteral };
+    constexpr std::string_view kMlBasic = "\"\"\"";
+    constexpr std::string_view kMlLiteral = "'''";
+    State state = State::Normal;
+    bool after_line_ending_backslash = false;
+    int line = 1;
+    int column = 1;
+    size_t i = 0;
+    const auto starts = [&](std::string_view s) { return text.substr(i, s.size()) == s; };
+    // Moves over n bytes keeping line and column; columns count code points,
+    // so continuation bytes do not move them.
+    const auto advance = [&](size_t n) {
+        for (size_t k = 0; k < n && i < text.size(); ++k, ++i) {
+            const auto b = static_cast<unsigned char>(text[i]);
+            if (b == '\n') {
+                ++line;
+                column = 1;
+            } else if ((b & 0xC0U) != 0x80U) {
+                ++column;
+            }
+        }
+    };
+    // A closing delimiter may be followed by up to two more quotes that
+    // belong to the content: """a""""" is the string a"".
+    const auto close_ml = [&](char quote) {
+        size_t n = 3;
+        while (n < 5 && i + n < text.size() && text[i + n] == quote) {
+            ++n;
+        }
+        advance(n);
+        state = State::Normal;
+    };
+    while (i < text.size()) {
+        const char c = text[i];
+        const bool non_ascii = (static_cast<unsigned char>(c) & 0x80U) != 0;
+        switch (state) {
+            case State::Normal:
+                if (non_ascii) {
+                    return config_error(file, {line, column}, {},
+                                        fmt::format("TOML syntax error: unexpected character {} "
+                                                    "(text that is not ASCII must be quoted)",
+                                                    describe_char(text, i)));
+                }
+                if (starts(kMlBasic)) {
+                    state = State::MlBasic;
+                    advance(3);
+                    continue;
+                }
+                if (starts(kMlLiteral)) {
+                    state = State::MlLiteral;
+                    advance(3);
+                    continue;
+                }
+                if (c == '#') {
+                    state = State::Comment;
+                } else if (c == '"') {
+                    state = State::Basic;
+                } else if (c == '\'') {
+                    state = State::Literal;
+                }
+                break;
+            case State::Comment:
+                if (c == '\n') {
+                    state = State::Normal;
+                }
+                break;
+            case State::Basic:
+                if (c == '\\' && i + 1 < text.size() && text[i + 1] != '\n') {
+                    advance(2);  // an escape: the next byte cannot end the string
+                    continue;
+                }
+                if (c == '"' || c == '\n') {
+                    state = State::Normal;
+                }
+                break;
+            case State::Literal:
+                if (c == '\'' || c == '\n') {
+                    state = State::Normal;
+                }
+                break;
+            case State::MlBasic:
+                if (after_line_ending_backslash) {
+                    if (c == ' ' || c == '\t' || c == '\r' || c == '\n') {
+                        break;
+                    }
+                    after_line_ending_backslash = false;
+                    if (non_ascii) {
+                        return config_error(
+                            file, {line, column}, {},
+                            fmt::format("unsupported character {} right after a line-ending "
+                                        "backslash (move it before the backslash)",
+                                        describe_char(text, i)));
+                    }
+                }
+                if (c == '\\') {
+                    size_t j = i + 1;
+                    while (j < text.size() &&
+                           (text[j] == ' ' || text[j] == '\t' || text[j] == '\r')) {
+                        ++j;
+                    }
+                    if (j < text.size() && text[j] == '\n') {
+                        after_line_ending_backslash = true;
+                    } else {
+                        advance(2);
+                        continue;
+                    }
+                } else if (starts(kMlBasic)) {
+                    close_ml('"');
+                    continue;
+                }
+                break;
+            case State::MlLiteral:
+                if (starts(kMlLiteral)) {
+                    close_ml('\'');
+                    continue;
+                }
+                break;
+        }
+        advance(1);
+    }
+    return {};
+}
+
 }  // namespace
 
 Pos pos_of(const toml::source_region& r) noexcept {
@@ -279,6 +442,7 @@ Result<const toml::array*> TableReader::table_array(std::string_view k) const {
 }
 
 Result<toml::table> parse_document(std::string_view text, const std::string& file) {
+    SP_CONFIG_TRY(guard_toml_input(text, file));
     toml::parse_result res = toml::parse(text, std::string_view(file));
     if (!res) {
         const toml::parse_error& e = res.error();

@@ -341,3 +341,34 @@ TEST_SUITE("config.common") {
         CHECK(data_path_name(DataPath::Copy) == "copy");
     }
 }
+
+TEST_SUITE("config.toml") {
+    TEST_CASE("toml: non-ASCII text in strings and comments is kept as written") {
+        auto c = load_relay_config(std::string(SP_TEST_DATA) +
+                                   "/config/valid/relay-non-ascii-text.toml");
+        REQUIRE(c);
+        CHECK(c->relay.status_socket == "/run/sallyport/caf\xc3\xa9.sock");
+        CHECK(c->auth.keys == "/etc/sallyport/r\xc3\xa9seau.keys");
+        CHECK(c->auth.agent_ca == "/etc/sallyport/ca\xc3\xa9.pem");
+    }
+
+    TEST_CASE("toml: inputs that trip toml++ 3.3 assertions or UB are plain syntax errors") {
+        for (const char* text : {"[#", "[[[1]]]", "[[=", "\xc3\xa9 = 1", "a = [\xef\xb4\xbf]",
+                                 "\xcc\xaa", "a = \"\"\"\\\n\xc2\xa7\"\"\""}) {
+            CAPTURE(text);
+            auto c = parse_relay_config(text, "t.toml");
+            REQUIRE_FALSE(c);
+            CHECK(c.error().kind == sp::ErrorKind::Config);
+            CHECK(c.error().line >= 1);
+        }
+    }
+
+    TEST_CASE("toml: multi-line strings with extra closing quotes do not confuse the guard") {
+        auto c = parse_relay_config(
+            "[auth]\nkeys = \"\"\"k\"\"\"\"\"\ncertificate = \"\xc3\xa9\"\n"
+            "private_key = 'p'\nagent_ca = 'c'\n",
+            "/t.toml");
+        REQUIRE(c);
+        CHECK(c->auth.keys == "/k\"\"");
+    }
+}
