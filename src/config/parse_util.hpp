@@ -12,11 +12,10 @@
 #include <utility>
 #include <vector>
 
-#include <toml++/toml.h>
-
 #include "base/addr.hpp"
 #include "base/result.hpp"
 #include "config/common.hpp"
+#include "config/toml_include.hpp"
 
 /// Returns the error of a Result<...> expression from the enclosing function,
 /// which must itself return a Result.

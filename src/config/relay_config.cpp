@@ -8,9 +8,8 @@
 #include <cctype>
 #include <utility>
 
-#include <toml++/toml.h>
-
 #include "config/parse_util.hpp"
+#include "config/toml_include.hpp"
 
 namespace sp::config {
 
