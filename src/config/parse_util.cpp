@@ -95,6 +95,11 @@ Result<void> guard_toml_input(std::string_view text, const std::string& file) {
     constexpr std::string_view kMlLiteral = "'''";
     State state = State::Normal;
     bool after_line_ending_backslash = false;
+    // The last significant character in Normal state. A quote opens a string
+    // only where TOML allows one (a key or a value start); elsewhere, as in
+    // `b = 19'''79`, toml++ scans it as part of a bare token and still tests
+    // every following character for whitespace, so the lexer stays Normal.
+    char prev = '\n';
     int line = 1;
     int column = 1;
     size_t i = 0;
@@ -121,6 +126,11 @@ Result<void> guard_toml_input(std::string_view text, const std::string& file) {
         }
         advance(n);
         state = State::Normal;
+        prev = quote;
+    };
+    const auto string_may_start = [&] {
+        return prev == '\n' || prev == '=' || prev == '[' || prev == ',' || prev == '{' ||
+               prev == '.';
     };
     while (i < text.size()) {
         const char c = text[i];
@@ -133,27 +143,23 @@ Result<void> guard_toml_input(std::string_view text, const std::string& file) {
                                                     "(text that is not ASCII must be quoted)",
                                                     describe_char(text, i)));
                 }
-                if (starts(kMlBasic)) {
-                    state = State::MlBasic;
-                    advance(3);
-                    continue;
-                }
-                if (starts(kMlLiteral)) {
-                    state = State::MlLiteral;
-                    advance(3);
-                    continue;
-                }
                 if (c == '#') {
                     state = State::Comment;
-                } else if (c == '"') {
-                    state = State::Basic;
-                } else if (c == '\'') {
-                    state = State::Literal;
+                } else if ((c == '"' || c == '\'') && string_may_start()) {
+                    if (starts(kMlBasic) || starts(kMlLiteral)) {
+                        state = c == '"' ? State::MlBasic : State::MlLiteral;
+                        advance(3);
+                        continue;
+                    }
+                    state = c == '"' ? State::Basic : State::Literal;
+                } else if (c != ' ' && c != '\t' && c != '\r') {
+                    prev = c;
                 }
                 break;
             case State::Comment:
                 if (c == '\n') {
                     state = State::Normal;
+                    prev = '\n';
                 }
                 break;
             case State::Basic:
@@ -163,11 +169,13 @@ Result<void> guard_toml_input(std::string_view text, const std::string& file) {
                 }
                 if (c == '"' || c == '\n') {
                     state = State::Normal;
+                    prev = c;
                 }
                 break;
             case State::Literal:
                 if (c == '\'' || c == '\n') {
                     state = State::Normal;
+                    prev = c;
                 }
                 break;
             case State::MlBasic:

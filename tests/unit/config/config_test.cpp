@@ -353,8 +353,9 @@ TEST_SUITE("config.toml") {
     }
 
     TEST_CASE("toml: inputs that trip toml++ 3.3 assertions or UB are plain syntax errors") {
-        for (const char* text : {"[#", "[[[1]]]", "[[=", "\xc3\xa9 = 1", "a = [\xef\xb4\xbf]",
-                                 "\xcc\xaa", "a = \"\"\"\\\n\xc2\xa7\"\"\""}) {
+        for (const char* text :
+             {"[#", "[[[1]]]", "[[=", "\xc3\xa9 = 1", "a = [\xef\xb4\xbf]", "\xcc\xaa",
+              "a = \"\"\"\\\n\xc2\xa7\"\"\"", "b = 19'''79-05-27T\xc3\xa9\"\""}) {
             CAPTURE(text);
             auto c = parse_relay_config(text, "t.toml");
             REQUIRE_FALSE(c);
