@@ -88,15 +88,15 @@ Result<void> parse_relay_entry(const TableReader& r, RelayEntry& e) {
         return detail::relocate(r, **address, std::move(hp.error()));
     }
     e.address = std::move(*hp);
-    SP_CONFIG_TRY(r.read_string("key", e.key));
-    SP_CONFIG_TRY(r.read_string("certificate", e.certificate));
-    SP_CONFIG_TRY(r.read_string("private_key", e.private_key));
-    SP_CONFIG_TRY(r.read_string("relay_ca", e.relay_ca));
+    SP_CONFIG_TRY(r.read_path("key", e.key));
+    SP_CONFIG_TRY(r.read_path("certificate", e.certificate));
+    SP_CONFIG_TRY(r.read_path("private_key", e.private_key));
+    SP_CONFIG_TRY(r.read_path("relay_ca", e.relay_ca));
     SP_CONFIG_TRY(r.read_bool("standby", e.standby));
 
     // Exactly one mode per relay: an agent must know which handshake to
     // offer, and a half-filled certificate block is always a mistake.
-    const std::array<std::pair<std::string_view, std::string*>, 3> cert = {{
+    const std::array<std::pair<std::string_view, const std::string*>, 3> cert = {{
         {"certificate", &e.certificate},
         {"private_key", &e.private_key},
         {"relay_ca", &e.relay_ca},
@@ -125,10 +125,6 @@ Result<void> parse_relay_entry(const TableReader& r, RelayEntry& e) {
         return r.missing({},
                          "no authentication: set key (shared-key mode) or certificate, "
                          "private_key and relay_ca (certificate mode)");
-    }
-    e.key = detail::resolve_path(r.file(), e.key);
-    for (const auto& c : cert) {
-        *c.second = detail::resolve_path(r.file(), *c.second);
     }
     return {};
 }
@@ -290,8 +286,10 @@ Result<AgentConfig> parse_agent_config(std::string_view text, const std::string&
         SP_CONFIG_TRY(parse_relay_entry(r, e));
         for (size_t j = 0; j < cfg.relays.size(); ++j) {
             const auto& prev = cfg.relays[j].address;
-            if (lowercase(prev.host) == lowercase(e.address.host) &&
-                prev.ports == e.address.ports) {
+            const bool same_host = (prev.ip && e.address.ip)
+                                       ? *prev.ip == *e.address.ip
+                                       : lowercase(prev.host) == lowercase(e.address.host);
+            if (same_host && prev.ports == e.address.ports) {
                 const toml::node* n = t.get("address");
                 return r.error(detail::pos_of(*n), "address",
                                fmt::format("relay {} is already listed at line {}",

@@ -221,6 +221,78 @@ Result<void> guard_toml_input(std::string_view text, const std::string& file) {
     return {};
 }
 
+/// Length of the well-formed UTF-8 sequence at text[i] (RFC 3629: no
+/// overlong forms, no surrogates, at most U+10FFFF), or 0.
+size_t utf8_length(std::string_view text, size_t i) noexcept {
+    const auto at = [&](size_t k) { return static_cast<unsigned char>(text[i + k]); };
+    const size_t left = text.size() - i;
+    const unsigned char b = at(0);
+    if (b < 0x80U) {
+        return 1;
+    }
+    const auto cont = [&](size_t k, unsigned lo, unsigned hi) {
+        return k < left && at(k) >= lo && at(k) <= hi;
+    };
+    if (b >= 0xC2U && b <= 0xDFU) {
+        return cont(1, 0x80, 0xBF) ? 2 : 0;
+    }
+    if (b >= 0xE0U && b <= 0xEFU) {
+        const unsigned lo = b == 0xE0U ? 0xA0U : 0x80U;
+        const unsigned hi = b == 0xEDU ? 0x9FU : 0xBFU;
+        return cont(1, lo, hi) && cont(2, 0x80, 0xBF) ? 3 : 0;
+    }
+    if (b >= 0xF0U && b <= 0xF4U) {
+        const unsigned lo = b == 0xF0U ? 0x90U : 0x80U;
+        const unsigned hi = b == 0xF4U ? 0x8FU : 0xBFU;
+        return cont(1, lo, hi) && cont(2, 0x80, 0xBF) && cont(3, 0x80, 0xBF) ? 4 : 0;
+    }
+    return 0;
+}
+
+/// Checks the text is UTF-8 and, when it holds any non-ASCII, returns a copy
+/// with each non-ASCII code point replaced by '~' (same lines and columns).
+/// '~' is valid TOML only inside strings and comments, so the copy parses
+/// exactly when the original's structure is valid with all non-ASCII text
+/// inside strings and comments, and toml++ never meets a non-ASCII character
+/// while parsing it. nullopt when the text is pure ASCII.
+Result<std::optional<std::string>> ascii_shadow(std::string_view text, const std::string& file) {
+    std::optional<std::string> shadow;
+    int line = 1;
+    int column = 1;
+    for (size_t i = 0; i < text.size();) {
+        const size_t n = utf8_length(text, i);
+        if (n == 0) {
+            return config_error(
+                file, {line, column}, {},
+                fmt::format("invalid UTF-8 (byte 0x{:02X})", static_cast<unsigned char>(text[i])));
+        }
+        if (n > 1 && !shadow) {
+            shadow.emplace(text.substr(0, i));
+        }
+        if (shadow) {
+            shadow->push_back(n > 1 ? '~' : text[i]);
+        }
+        if (text[i] == '\n') {
+            ++line;
+            column = 1;
+        } else {
+            ++column;
+        }
+        i += n;
+    }
+    return shadow;
+}
+
+Result<toml::table> toml_parse(std::string_view text, const std::string& file) {
+    toml::parse_result res = toml::parse(text, std::string_view(file));
+    if (!res) {
+        const toml::parse_error& e = res.error();
+        return config_error(file, pos_of(e.source()), {},
+                            fmt::format("TOML syntax error: {}", e.description()));
+    }
+    return std::move(res.table());
+}
+
 }  // namespace
 
 Pos pos_of(const toml::source_region& r) noexcept {
@@ -399,6 +471,22 @@ Result<void> TableReader::read_string(std::string_view k, std::string& ret_value
     return {};
 }
 
+Result<void> TableReader::read_path(std::string_view k, std::string& ret_value) const {
+    auto item = string_item(k);
+    if (!item) {
+        return Unexpected(std::move(item.error()));
+    }
+    if (!*item) {
+        return {};
+    }
+    // open(2) would silently stop at an embedded NUL and read another file.
+    if ((*item)->value.find('\0') != std::string::npos) {
+        return error((*item)->pos, k, "file name contains a NUL byte");
+    }
+    ret_value = resolve_path(file_, (*item)->value);
+    return {};
+}
+
 Result<std::optional<std::vector<StringItem>>> TableReader::strings(std::string_view k) const {
     using Out = std::optional<std::vector<StringItem>>;
     const toml::node* n = table_.get(k);
@@ -450,14 +538,19 @@ Result<const toml::array*> TableReader::table_array(std::string_view k) const {
 }
 
 Result<toml::table> parse_document(std::string_view text, const std::string& file) {
-    SP_CONFIG_TRY(guard_toml_input(text, file));
-    toml::parse_result res = toml::parse(text, std::string_view(file));
-    if (!res) {
-        const toml::parse_error& e = res.error();
-        return config_error(file, pos_of(e.source()), {},
-                            fmt::format("TOML syntax error: {}", e.description()));
+    // Three steps keep toml++ 3.3's Unicode bug (see guard_toml_input) out of
+    // reach: a strict UTF-8 check; a parse of an ASCII copy, which settles
+    // the document's structure without toml++ seeing any non-ASCII (its
+    // errors are the user's errors, at the same positions); then the lexer,
+    // exact on a structurally valid document, for the remaining corner and
+    // for readable messages. Only then is the real text parsed.
+    auto shadow = ascii_shadow(text, file);
+    SP_CONFIG_TRY(shadow);
+    if (*shadow) {
+        SP_CONFIG_TRY(guard_toml_input(text, file));
+        SP_CONFIG_TRY(toml_parse(**shadow, file));
     }
-    return std::move(res.table());
+    return toml_parse(text, file);
 }
 
 Result<std::string> read_config_file(const std::string& path) {

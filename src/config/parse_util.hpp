@@ -97,6 +97,9 @@ public:
                                          uint32_t& ret_value) const;
     [[nodiscard]] Result<void> read_bool(std::string_view k, bool& ret_value) const;
     [[nodiscard]] Result<void> read_string(std::string_view k, std::string& ret_value) const;
+    /// A file name: a string without NUL bytes; a relative one is resolved
+    /// against the config file's directory (see resolve_path).
+    [[nodiscard]] Result<void> read_path(std::string_view k, std::string& ret_value) const;
     /// A string with its position; nullopt when absent.
     [[nodiscard]] Result<std::optional<StringItem>> string_item(std::string_view k) const;
     /// An array of strings; nullopt when absent.

@@ -109,13 +109,10 @@ Result<void> parse_relay_section(const TableReader& r, RelaySection& s) {
 
 Result<void> parse_auth_section(const TableReader& r, AuthSection& a) {
     SP_CONFIG_TRY(r.check_keys(kAuthKeys));
-    SP_CONFIG_TRY(r.read_string("keys", a.keys));
-    SP_CONFIG_TRY(r.read_string("certificate", a.certificate));
-    SP_CONFIG_TRY(r.read_string("private_key", a.private_key));
-    SP_CONFIG_TRY(r.read_string("agent_ca", a.agent_ca));
-    for (auto* p : {&a.keys, &a.certificate, &a.private_key, &a.agent_ca}) {
-        *p = detail::resolve_path(r.file(), *p);
-    }
+    SP_CONFIG_TRY(r.read_path("keys", a.keys));
+    SP_CONFIG_TRY(r.read_path("certificate", a.certificate));
+    SP_CONFIG_TRY(r.read_path("private_key", a.private_key));
+    SP_CONFIG_TRY(r.read_path("agent_ca", a.agent_ca));
     for (const auto& [k, out] :
          {std::pair{"allow_agents", &a.allow_agents}, std::pair{"deny_agents", &a.deny_agents}}) {
         auto items = r.strings(k);

@@ -355,7 +355,8 @@ TEST_SUITE("config.toml") {
     TEST_CASE("toml: inputs that trip toml++ 3.3 assertions or UB are plain syntax errors") {
         for (const char* text :
              {"[#", "[[[1]]]", "[[=", "\xc3\xa9 = 1", "a = [\xef\xb4\xbf]", "\xcc\xaa",
-              "a = \"\"\"\\\n\xc2\xa7\"\"\"", "b = 19'''79-05-27T\xc3\xa9\"\""}) {
+              "a = \"\"\"\\\n\xc2\xa7\"\"\"", "allow = [628236.\".1.1\xc3\xa9/24\"]",
+              "a = \"\xed\xa0\x80\"", "a = \"\xc0\xaf\"", "b = 19'''79-05-27T\xc3\xa9\"\""}) {
             CAPTURE(text);
             auto c = parse_relay_config(text, "t.toml");
             REQUIRE_FALSE(c);
