@@ -1,8 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "config/relay_config.hpp"
 
-#include <sys/socket.h>
-
 #include <algorithm>
 #include <array>
 #include <cctype>
@@ -15,7 +13,6 @@ namespace sp::config {
 
 namespace {
 
-using detail::StringItem;
 using detail::TableReader;
 
 // Range choices (SPEC leaves them open):
