@@ -39,8 +39,8 @@ constexpr std::array<std::string_view, 8> kServiceKeys = {
 constexpr std::array<std::string_view, 1> kOutboundKeys = {"socks5_listen"};
 constexpr std::array<detail::SchemaTable, 4> kSchema = {{
     {"agent", kAgentKeys},
-    {"relay", kRelayKeys},
-    {"service", kServiceKeys},
+    {"relay", kRelayKeys, true},
+    {"service", kServiceKeys, true},
     {"outbound", kOutboundKeys},
 }};
 

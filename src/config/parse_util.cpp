@@ -402,7 +402,9 @@ Result<void> TableReader::check_keys(std::span<const std::string_view> allowed) 
             for (const auto& t : schema_) {
                 if (t.name != path_ &&
                     std::find(t.keys.begin(), t.keys.end(), name) != t.keys.end()) {
-                    hint = fmt::format(" (\"{}\" belongs in [{}])", name, t.name);
+                    hint = t.array
+                               ? fmt::format(" (\"{}\" belongs in a [[{}]] block)", name, t.name)
+                               : fmt::format(" (\"{}\" belongs in [{}])", name, t.name);
                     break;
                 }
             }

@@ -60,6 +60,7 @@ struct Pos {
 struct SchemaTable {
     std::string_view name;
     std::span<const std::string_view> keys;
+    bool array = false;  // written [[name]]
 };
 
 /// Reads one string element of an array with its position and key path.
