@@ -197,7 +197,9 @@ def markdown(summary, meta):
     L.append(f"{meta['cpus']} CPUs ({meta['cpu']}), kernel {meta['kernel']}, HAProxy "
              f"{meta['haproxy']}, {meta['ssh']}. {meta['rounds']} rounds, path order "
              f"alternating; medians. Streams {meta['stream_s']} s, rr/crr {meta['rr_s']} s, "
-             f"{meta['idle_n']} idle sessions (socat capped at {meta['socat_idle_max']}).")
+             f"{meta['idle_n']} idle sessions (socat capped at {meta['socat_idle_max']}). "
+             f"Load average (1/5/15 min) at start {meta.get('loadavg_start')}, at end "
+             f"{meta.get('loadavg_end')}: other work on the machine shares its cores.")
     if meta.get("skipped"):
         L.append("")
         L.append("Skipped: " + "; ".join(meta["skipped"]))
