@@ -42,7 +42,9 @@
 namespace sp::bench {
 namespace {
 
-constexpr size_t kChunk = 256 * 1024;         // send/recv size for streams (iperf3 uses 128 KiB)
+constexpr size_t kChunk = 256 * 1024;  // send/recv size for streams (iperf3 uses 128 KiB)
+// Receives are smaller: the buffer and the pattern it is checked against then stay in L2.
+constexpr size_t kRecvChunk = 128 * 1024;
 constexpr int64_t kDrainNs = 10'000'000'000;  // after the deadline, to finish and verify
 constexpr int kMaxParallel = 256;
 
@@ -423,7 +425,7 @@ private:
     ServeMode mode_;
     ServerTotals totals_;
     std::unordered_map<Conn*, std::unique_ptr<Conn>> conns_;
-    std::vector<uint8_t> buf_ = std::vector<uint8_t>(kChunk);
+    std::vector<uint8_t> buf_ = std::vector<uint8_t>(kRecvChunk);
 };
 
 bool ServerWorker::io_error(ssize_t r) noexcept {
@@ -897,7 +899,7 @@ void stream_thread(const Options& o, const SocketAddress& addr, Dir dir, uint32_
         res.ok = t.mismatched == 0 && off > 0;
         return;
     }
-    std::vector<uint8_t> buf(kChunk);
+    std::vector<uint8_t> buf(kRecvChunk);
     bool closing = false;
     for (;;) {
         const int64_t t = now_ns();
