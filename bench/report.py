@@ -316,6 +316,7 @@ def gnuplot(summary, outdir, stamp):
         "set style fill solid 0.8 border -1",
         "set boxwidth 0.9",
         "set yrange [0:*]",
+        f"set xrange [-0.5:{len(rows) - 0.5}]",
         "set xtics nomirror",
         f"plot '{tmp}/tput.dat' using 2:xtic(1) title '1 stream', '' using 3 title '8 streams', "
         f"'' using ($0-0.15):2:(sprintf('%.1f',$2)) with labels offset 0,0.7 notitle, "
@@ -335,7 +336,7 @@ def gnuplot(summary, outdir, stamp):
         if not parts:
             continue
         g += [
-            "unset style", "set style data lines", "set key bottom right",
+            "unset style", "set style data lines", "set key bottom right", "set autoscale x",
             f"set output '{os.path.join(outdir, stamp + '-' + t + '-latency.png')}'",
             f"set title '{titles[t]} (further left is better)'",
             "set logscale x", "set xlabel 'latency, µs (log scale)'",
