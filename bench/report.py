@@ -130,7 +130,7 @@ def summarize(records, meta):
         by = {}
         for r in rs:
             by.setdefault(r["test"], []).append(r)
-        s = {"path": p}
+        s = {"path": p, "setup_failures": len(by.get("setup", []))}
         if p == "iperf3":
             s["stream1_gbps"] = med(r["result"].get("gbps") for r in by.get("stream1", []))
             s["stream8_gbps"] = med(r["result"].get("gbps") for r in by.get("stream8", []))
@@ -270,6 +270,12 @@ def markdown(summary, meta):
                  f"{fmt(d.get('stream8_gbps'), 2)} |")
         L.append(f"| ratio | {ratio(d.get('stream1_gbps'), i.get('stream1_gbps'))} | "
                  f"{ratio(d.get('stream8_gbps'), i.get('stream8_gbps'))} |")
+    failed = [f"{p} ({summary[p]['setup_failures']}x)" for p in rows
+              if summary[p].get("setup_failures")]
+    if failed:
+        L.append("")
+        L.append("Path setup failed in some rounds (medians use the rounds that ran): "
+                 + ", ".join(failed))
     L.append("")
     L.append("Ratios: throughput and rates above 1.00x are better than the reference; "
              "CPU s/GB and KB per session below 1.00x are better. See bench/README.md.")
