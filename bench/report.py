@@ -287,7 +287,6 @@ def gnuplot(summary, outdir, stamp):
     tmp = os.path.join(outdir, f".{stamp}-plot")
     os.makedirs(tmp, exist_ok=True)
     with open(os.path.join(tmp, "tput.dat"), "w") as f:
-        f.write("path s1 s8\n")
         for p in rows:
             s = summary[p]
             f.write(f"{p} {s.get('stream1_gbps') or 0} {s.get('stream8_gbps') or 0}\n")
@@ -310,6 +309,8 @@ def gnuplot(summary, outdir, stamp):
                     f.write(f"{v} {nines}\n")
             parts.append(f"'{fn}' using 1:2 with steps lw 2 title '{p}'")
         cdf_plots[t] = parts
+    tmax = max([summary[p].get("stream1_gbps") or 0 for p in rows] +
+               [summary[p].get("stream8_gbps") or 0 for p in rows] + [1])
     g = [
         "set terminal pngcairo size 1000,600 font 'sans,11'",
         "set grid ytics",
@@ -317,24 +318,28 @@ def gnuplot(summary, outdir, stamp):
         f"set output '{os.path.join(outdir, stamp + '-throughput.png')}'",
         "set title 'Throughput through each path (higher is better)'",
         "set ylabel 'Gbit/s'",
-        "set style data histograms",
-        "set style histogram clustered gap 1",
         "set style fill solid 0.8 border -1",
-        "set boxwidth 0.9",
-        "set yrange [0:*]",
-        f"set xrange [-0.5:{len(rows) - 0.5}]",
+        "set boxwidth 0.38",
+        f"set yrange [0:{tmax * 1.15}]",
+        f"set xrange [-0.6:{len(rows) - 0.4}]",
         "set xtics nomirror",
-        f"plot '{tmp}/tput.dat' using 2:xtic(1) title '1 stream', '' using 3 title '8 streams', "
-        f"'' using ($0-0.15):2:(sprintf('%.1f',$2)) with labels offset 0,0.7 notitle, "
-        f"'' using ($0+0.15):3:(sprintf('%.1f',$3)) with labels offset 0,0.7 notitle",
+        f"plot '{tmp}/tput.dat' using ($0-0.2):2:xtic(1) with boxes title '1 stream', "
+        "'' using ($0+0.2):3 with boxes title '8 streams', "
+        "'' using ($0-0.2):2:(sprintf('%.1f',$2)) with labels offset 0,0.8 notitle, "
+        "'' using ($0+0.2):3:(sprintf('%.1f',$3)) with labels offset 0,0.8 notitle",
     ]
-    if os.path.getsize(os.path.join(tmp, "cpu.dat")) > 0:
+    cpus = [summary[p].get("cpu_s_per_gb") for p in rows
+            if summary[p].get("cpu_s_per_gb") is not None]
+    if cpus:
         g += [
             f"set output '{os.path.join(outdir, stamp + '-cpu.png')}'",
             "set title 'Relay-side CPU seconds per GB moved (lower is better)'",
             "set ylabel 'CPU s / GB'",
-            f"plot '{tmp}/cpu.dat' using 2:xtic(1) notitle, "
-            f"'' using ($0):2:(sprintf('%.3f',$2)) with labels offset 0,0.7 notitle",
+            f"set yrange [0:{max(cpus) * 1.15}]",
+            f"set xrange [-0.6:{len(cpus) - 0.4}]",
+            "set boxwidth 0.5",
+            f"plot '{tmp}/cpu.dat' using 0:2:xtic(1) with boxes notitle, "
+            "'' using 0:2:(sprintf('%.3f',$2)) with labels offset 0,0.8 notitle",
         ]
     titles = {"rr": "rr latency CDF: 1-byte request/response, 1 connection",
               "crr": "crr connect-to-first-byte CDF: connect, 64 B request, response, close"}
@@ -342,7 +347,7 @@ def gnuplot(summary, outdir, stamp):
         if not parts:
             continue
         g += [
-            "unset style", "set style data lines", "set key bottom right", "set autoscale x",
+            "set key bottom right", "set autoscale x", "set autoscale y",
             f"set output '{os.path.join(outdir, stamp + '-' + t + '-latency.png')}'",
             f"set title '{titles[t]} (further left is better)'",
             "set logscale x", "set xlabel 'latency, µs (log scale)'",
