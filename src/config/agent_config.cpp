@@ -6,9 +6,8 @@
 #include <cctype>
 #include <utility>
 
-#include <toml++/toml.h>
-
 #include "config/parse_util.hpp"
+#include "config/toml_include.hpp"
 
 namespace sp::config {
 
@@ -40,8 +39,8 @@ constexpr std::array<std::string_view, 8> kServiceKeys = {
 constexpr std::array<std::string_view, 1> kOutboundKeys = {"socks5_listen"};
 constexpr std::array<detail::SchemaTable, 4> kSchema = {{
     {"agent", kAgentKeys},
-    {"relay", kRelayKeys},
-    {"service", kServiceKeys},
+    {"relay", kRelayKeys, true},
+    {"service", kServiceKeys, true},
     {"outbound", kOutboundKeys},
 }};
 
@@ -89,15 +88,15 @@ Result<void> parse_relay_entry(const TableReader& r, RelayEntry& e) {
         return detail::relocate(r, **address, std::move(hp.error()));
     }
     e.address = std::move(*hp);
-    SP_CONFIG_TRY(r.read_string("key", e.key));
-    SP_CONFIG_TRY(r.read_string("certificate", e.certificate));
-    SP_CONFIG_TRY(r.read_string("private_key", e.private_key));
-    SP_CONFIG_TRY(r.read_string("relay_ca", e.relay_ca));
+    SP_CONFIG_TRY(r.read_path("key", e.key));
+    SP_CONFIG_TRY(r.read_path("certificate", e.certificate));
+    SP_CONFIG_TRY(r.read_path("private_key", e.private_key));
+    SP_CONFIG_TRY(r.read_path("relay_ca", e.relay_ca));
     SP_CONFIG_TRY(r.read_bool("standby", e.standby));
 
     // Exactly one mode per relay: an agent must know which handshake to
     // offer, and a half-filled certificate block is always a mistake.
-    const std::array<std::pair<std::string_view, std::string*>, 3> cert = {{
+    const std::array<std::pair<std::string_view, const std::string*>, 3> cert = {{
         {"certificate", &e.certificate},
         {"private_key", &e.private_key},
         {"relay_ca", &e.relay_ca},
@@ -126,10 +125,6 @@ Result<void> parse_relay_entry(const TableReader& r, RelayEntry& e) {
         return r.missing({},
                          "no authentication: set key (shared-key mode) or certificate, "
                          "private_key and relay_ca (certificate mode)");
-    }
-    e.key = detail::resolve_path(r.file(), e.key);
-    for (const auto& c : cert) {
-        *c.second = detail::resolve_path(r.file(), *c.second);
     }
     return {};
 }
@@ -283,19 +278,18 @@ Result<AgentConfig> parse_agent_config(std::string_view text, const std::string&
 
     auto relays = root.table_array("relay");
     SP_CONFIG_TRY(relays);
-    if (*relays == nullptr || (*relays)->empty()) {
-        return root.missing("relay", "at least one [[relay]] block is required");
-    }
     std::vector<Pos> relay_pos;
-    for (size_t i = 0; i < (*relays)->size(); ++i) {
+    for (size_t i = 0; *relays != nullptr && i < (*relays)->size(); ++i) {
         const auto& t = *(*relays)->get(i)->as_table();
         const TableReader r(path, t, detail::index_key("relay", i), kSchema);
         RelayEntry e;
         SP_CONFIG_TRY(parse_relay_entry(r, e));
         for (size_t j = 0; j < cfg.relays.size(); ++j) {
             const auto& prev = cfg.relays[j].address;
-            if (lowercase(prev.host) == lowercase(e.address.host) &&
-                prev.ports == e.address.ports) {
+            const bool same_host = (prev.ip && e.address.ip)
+                                       ? *prev.ip == *e.address.ip
+                                       : lowercase(prev.host) == lowercase(e.address.host);
+            if (same_host && prev.ports == e.address.ports) {
                 const toml::node* n = t.get("address");
                 return r.error(detail::pos_of(*n), "address",
                                fmt::format("relay {} is already listed at line {}",
@@ -324,6 +318,11 @@ Result<AgentConfig> parse_agent_config(std::string_view text, const std::string&
             }
             cfg.services.push_back(std::move(s));
         }
+    }
+    // Whole-file requirements come after every per-key check, so a typo is
+    // reported where it is rather than as the requirement it broke.
+    if (cfg.relays.empty()) {
+        return root.missing("relay", "at least one [[relay]] block is required");
     }
     // Quadratic, but a config has tens of listeners, not thousands.
     for (size_t i = 0; i < listens.size(); ++i) {

@@ -46,15 +46,26 @@ struct Service {
     uint32_t affinity_s = 0;
 };
 
+/// Parsed from agent.toml; error positions and key paths follow the
+/// convention in relay_config.hpp ("relay[0].key", "service[1].listen[0]").
+/// Validation beyond types: at least one [[relay]], each with exactly one auth
+/// mode and a distinct address; unique service names; non-empty listen and
+/// backend lists; a backend range only with listen ranges of the same length
+/// (a listen range onto one backend port is fine); no two listen entries that
+/// would collide on bind (same family, same IP or a wildcard, shared port).
 struct AgentConfig {
     std::string path;
     AgentSection agent;
     std::vector<RelayEntry> relays;  // at least one
     std::vector<Service> services;
-    std::string socks5_listen;  // [outbound]; "" = off
+    std::string socks5_listen;  // [outbound]; "" = off, else a literal IP:PORT
 };
 
+/// Reads, parses and validates an agent.toml (at most 4 MiB, regular file).
+/// Does not open key or certificate files. Blocks only on the file read.
 [[nodiscard]] Result<AgentConfig> load_agent_config(const std::string& path);
+/// The same from text already in memory (`path` names it in messages and is
+/// the base for relative file names).
 [[nodiscard]] Result<AgentConfig> parse_agent_config(std::string_view text,
                                                      const std::string& path);
 

@@ -19,19 +19,33 @@ struct Key {
     std::vector<uint8_t> secret;  // exactly 32 bytes
 };
 
-/// Parses key-file text. Blank lines and lines starting with '#' are
-/// skipped. Errors name `path:LINE:COL`; a secret is never echoed back.
+/// Parses key-file text. Blank lines and lines starting with '#' (after
+/// optional blanks) are skipped; fields are separated by spaces or tabs; a
+/// trailing CR is ignored. Errors are ErrorKind::Config naming `path:LINE:COL`
+/// (the column of the offending field) with `key` set to the key ID when the ID
+/// itself is valid. Duplicate IDs are an error naming the first line. A secret
+/// is never echoed back. Returns an empty vector for text without key lines.
 [[nodiscard]] Result<std::vector<Key>> parse_keys(std::string_view text, const std::string& path);
 
-/// Reads a key file after checking that it is a regular file not readable or
-/// writable by group or others (the message says: chmod 600 FILE).
-/// `expect_one` is the agent's rule: exactly one key line.
+/// Reads a key file after checking, on the opened fd, that it is a regular
+/// file (a FIFO or device is refused without blocking) with no permission bits
+/// for group or others (the message says: chmod 600 FILE); at most 1 MiB.
+/// Errors are ErrorKind::Config with `file` set (`code` = errno for open/read
+/// failures). A file without keys is an error; `expect_one` is the agent's
+/// rule: exactly one key line. Blocks only on the file read; the read buffer
+/// is wiped before returning.
 [[nodiscard]] Result<std::vector<Key>> load_keys(const std::string& path, bool expect_one);
 
-/// A fresh key line "ID SECRET\n" from getrandom(2); `id` is validated.
+/// A fresh key line "ID SECRET\n" from getrandom(2) (32 bytes, unpadded
+/// base64url). A bad `id` is a Usage error; getrandom only blocks before the
+/// kernel's pool is initialised at boot.
 [[nodiscard]] Result<std::string> generate_key_line(std::string_view id);
 
+/// RFC 4648 section 5 alphabet, no padding.
 [[nodiscard]] std::string base64url_encode(const std::vector<uint8_t>& bytes);
+/// Strict inverse of base64url_encode: refuses padding, the standard '+' '/'
+/// alphabet, whitespace, impossible lengths and non-zero trailing bits, so a
+/// secret has exactly one spelling. Messages never quote the input.
 [[nodiscard]] Result<std::vector<uint8_t>> base64url_decode(std::string_view text);
 
 }  // namespace sp::config

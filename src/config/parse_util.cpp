@@ -50,6 +50,249 @@ Unexpected wrong_type(const TableReader& r, const toml::node& n, std::string_vie
     return r.error(pos_of(n), k, fmt::format("expected {}, got {}", expected, type_name(n)));
 }
 
+/// The code point starting at text[i] for messages: "U+00E9", or the raw
+/// byte when the UTF-8 is malformed.
+std::string describe_char(std::string_view text, size_t i) {
+    const auto b = static_cast<unsigned char>(text[i]);
+    int len = 0;
+    uint32_t cp = 0;
+    if ((b & 0xE0U) == 0xC0U) {
+        len = 2;
+        cp = b & 0x1FU;
+    } else if ((b & 0xF0U) == 0xE0U) {
+        len = 3;
+        cp = b & 0x0FU;
+    } else if ((b & 0xF8U) == 0xF0U) {
+        len = 4;
+        cp = b & 0x07U;
+    }
+    if (len == 0 || i + static_cast<size_t>(len) > text.size()) {
+        return fmt::format("byte 0x{:02X}", b);
+    }
+    for (int k = 1; k < len; ++k) {
+        const auto c = static_cast<unsigned char>(text[i + static_cast<size_t>(k)]);
+        if ((c & 0xC0U) != 0x80U) {
+            return fmt::format("byte 0x{:02X}", b);
+        }
+        cp = (cp << 6) | (c & 0x3FU);
+    }
+    return fmt::format("U+{:04X}", cp);
+}
+
+// toml++ 3.3 (Debian 12) reaches __builtin_unreachable() in
+// is_non_ascii_horizontal_whitespace() for many non-ASCII code points
+// (U+00A1..U+0499 among them) wherever it looks for whitespace: outside
+// strings and comments, and after a line-ending backslash in a multi-line
+// basic string (marzer/tomlplusplus#190 and #295, fixed upstream by #305).
+// That is undefined behaviour on a one-character typo such as `é = 1`, so a
+// small lexer finds those places first and reports them itself. Non-ASCII
+// text inside strings and comments, where toml++ is fine, stays allowed.
+// Outside strings and comments TOML has no valid non-ASCII anyway, so this
+// refuses nothing toml++ would accept, except the backslash corner.
+Result<void> guard_toml_input(std::string_view text, const std::string& file) {
+    enum class State { Normal, Comment, Basic, Literal, MlBasic, MlLiteral };
+    constexpr std::string_view kMlBasic = "\"\"\"";
+    constexpr std::string_view kMlLiteral = "'''";
+    State state = State::Normal;
+    bool after_line_ending_backslash = false;
+    // The last significant character in Normal state. A quote opens a string
+    // only where TOML allows one (a key or a value start); elsewhere, as in
+    // `b = 19'''79`, toml++ scans it as part of a bare token and still tests
+    // every following character for whitespace, so the lexer stays Normal.
+    char prev = '\n';
+    int line = 1;
+    int column = 1;
+    size_t i = 0;
+    const auto starts = [&](std::string_view s) { return text.substr(i, s.size()) == s; };
+    // Moves over n bytes keeping line and column; columns count code points,
+    // so continuation bytes do not move them.
+    const auto advance = [&](size_t n) {
+        for (size_t k = 0; k < n && i < text.size(); ++k, ++i) {
+            const auto b = static_cast<unsigned char>(text[i]);
+            if (b == '\n') {
+                ++line;
+                column = 1;
+            } else if ((b & 0xC0U) != 0x80U) {
+                ++column;
+            }
+        }
+    };
+    // A closing delimiter may be followed by up to two more quotes that
+    // belong to the content: """a""""" is the string a"".
+    const auto close_ml = [&](char quote) {
+        size_t n = 3;
+        while (n < 5 && i + n < text.size() && text[i + n] == quote) {
+            ++n;
+        }
+        advance(n);
+        state = State::Normal;
+        prev = quote;
+    };
+    const auto string_may_start = [&] {
+        return prev == '\n' || prev == '=' || prev == '[' || prev == ',' || prev == '{' ||
+               prev == '.';
+    };
+    while (i < text.size()) {
+        const char c = text[i];
+        const bool non_ascii = (static_cast<unsigned char>(c) & 0x80U) != 0;
+        switch (state) {
+            case State::Normal:
+                if (non_ascii) {
+                    return config_error(file, {line, column}, {},
+                                        fmt::format("TOML syntax error: unexpected character {} "
+                                                    "(text that is not ASCII must be quoted)",
+                                                    describe_char(text, i)));
+                }
+                if (c == '#') {
+                    state = State::Comment;
+                } else if ((c == '"' || c == '\'') && string_may_start()) {
+                    if (starts(kMlBasic) || starts(kMlLiteral)) {
+                        state = c == '"' ? State::MlBasic : State::MlLiteral;
+                        advance(3);
+                        continue;
+                    }
+                    state = c == '"' ? State::Basic : State::Literal;
+                } else if (c != ' ' && c != '\t' && c != '\r') {
+                    prev = c;
+                }
+                break;
+            case State::Comment:
+                if (c == '\n') {
+                    state = State::Normal;
+                    prev = '\n';
+                }
+                break;
+            case State::Basic:
+                if (c == '\\' && i + 1 < text.size() && text[i + 1] != '\n') {
+                    advance(2);  // an escape: the next byte cannot end the string
+                    continue;
+                }
+                if (c == '"' || c == '\n') {
+                    state = State::Normal;
+                    prev = c;
+                }
+                break;
+            case State::Literal:
+                if (c == '\'' || c == '\n') {
+                    state = State::Normal;
+                    prev = c;
+                }
+                break;
+            case State::MlBasic:
+                if (after_line_ending_backslash) {
+                    if (c == ' ' || c == '\t' || c == '\r' || c == '\n') {
+                        break;
+                    }
+                    after_line_ending_backslash = false;
+                    if (non_ascii) {
+                        return config_error(
+                            file, {line, column}, {},
+                            fmt::format("unsupported character {} right after a line-ending "
+                                        "backslash (move it before the backslash)",
+                                        describe_char(text, i)));
+                    }
+                }
+                if (c == '\\') {
+                    size_t j = i + 1;
+                    while (j < text.size() &&
+                           (text[j] == ' ' || text[j] == '\t' || text[j] == '\r')) {
+                        ++j;
+                    }
+                    if (j < text.size() && text[j] == '\n') {
+                        after_line_ending_backslash = true;
+                    } else {
+                        advance(2);
+                        continue;
+                    }
+                } else if (starts(kMlBasic)) {
+                    close_ml('"');
+                    continue;
+                }
+                break;
+            case State::MlLiteral:
+                if (starts(kMlLiteral)) {
+                    close_ml('\'');
+                    continue;
+                }
+                break;
+        }
+        advance(1);
+    }
+    return {};
+}
+
+/// Length of the well-formed UTF-8 sequence at text[i] (RFC 3629: no
+/// overlong forms, no surrogates, at most U+10FFFF), or 0.
+size_t utf8_length(std::string_view text, size_t i) noexcept {
+    const auto at = [&](size_t k) { return static_cast<unsigned char>(text[i + k]); };
+    const size_t left = text.size() - i;
+    const unsigned char b = at(0);
+    if (b < 0x80U) {
+        return 1;
+    }
+    const auto cont = [&](size_t k, unsigned lo, unsigned hi) {
+        return k < left && at(k) >= lo && at(k) <= hi;
+    };
+    if (b >= 0xC2U && b <= 0xDFU) {
+        return cont(1, 0x80, 0xBF) ? 2 : 0;
+    }
+    if (b >= 0xE0U && b <= 0xEFU) {
+        const unsigned lo = b == 0xE0U ? 0xA0U : 0x80U;
+        const unsigned hi = b == 0xEDU ? 0x9FU : 0xBFU;
+        return cont(1, lo, hi) && cont(2, 0x80, 0xBF) ? 3 : 0;
+    }
+    if (b >= 0xF0U && b <= 0xF4U) {
+        const unsigned lo = b == 0xF0U ? 0x90U : 0x80U;
+        const unsigned hi = b == 0xF4U ? 0x8FU : 0xBFU;
+        return cont(1, lo, hi) && cont(2, 0x80, 0xBF) && cont(3, 0x80, 0xBF) ? 4 : 0;
+    }
+    return 0;
+}
+
+/// Checks the text is UTF-8 and, when it holds any non-ASCII, returns a copy
+/// with each non-ASCII code point replaced by '~' (same lines and columns).
+/// '~' is valid TOML only inside strings and comments, so the copy parses
+/// exactly when the original's structure is valid with all non-ASCII text
+/// inside strings and comments, and toml++ never meets a non-ASCII character
+/// while parsing it. nullopt when the text is pure ASCII.
+Result<std::optional<std::string>> ascii_shadow(std::string_view text, const std::string& file) {
+    std::optional<std::string> shadow;
+    int line = 1;
+    int column = 1;
+    for (size_t i = 0; i < text.size();) {
+        const size_t n = utf8_length(text, i);
+        if (n == 0) {
+            return config_error(
+                file, {line, column}, {},
+                fmt::format("invalid UTF-8 (byte 0x{:02X})", static_cast<unsigned char>(text[i])));
+        }
+        if (n > 1 && !shadow) {
+            shadow.emplace(text.substr(0, i));
+        }
+        if (shadow) {
+            shadow->push_back(n > 1 ? '~' : text[i]);
+        }
+        if (text[i] == '\n') {
+            ++line;
+            column = 1;
+        } else {
+            ++column;
+        }
+        i += n;
+    }
+    return shadow;
+}
+
+Result<toml::table> toml_parse(std::string_view text, const std::string& file) {
+    toml::parse_result res = toml::parse(text, std::string_view(file));
+    if (!res) {
+        const toml::parse_error& e = res.error();
+        return config_error(file, pos_of(e.source()), {},
+                            fmt::format("TOML syntax error: {}", e.description()));
+    }
+    return std::move(res.table());
+}
+
 }  // namespace
 
 Pos pos_of(const toml::source_region& r) noexcept {
@@ -159,7 +402,9 @@ Result<void> TableReader::check_keys(std::span<const std::string_view> allowed) 
             for (const auto& t : schema_) {
                 if (t.name != path_ &&
                     std::find(t.keys.begin(), t.keys.end(), name) != t.keys.end()) {
-                    hint = fmt::format(" (\"{}\" belongs in [{}])", name, t.name);
+                    hint = t.array
+                               ? fmt::format(" (\"{}\" belongs in a [[{}]] block)", name, t.name)
+                               : fmt::format(" (\"{}\" belongs in [{}])", name, t.name);
                     break;
                 }
             }
@@ -228,6 +473,22 @@ Result<void> TableReader::read_string(std::string_view k, std::string& ret_value
     return {};
 }
 
+Result<void> TableReader::read_path(std::string_view k, std::string& ret_value) const {
+    auto item = string_item(k);
+    if (!item) {
+        return Unexpected(std::move(item.error()));
+    }
+    if (!*item) {
+        return {};
+    }
+    // open(2) would silently stop at an embedded NUL and read another file.
+    if ((*item)->value.find('\0') != std::string::npos) {
+        return error((*item)->pos, k, "file name contains a NUL byte");
+    }
+    ret_value = resolve_path(file_, (*item)->value);
+    return {};
+}
+
 Result<std::optional<std::vector<StringItem>>> TableReader::strings(std::string_view k) const {
     using Out = std::optional<std::vector<StringItem>>;
     const toml::node* n = table_.get(k);
@@ -279,13 +540,19 @@ Result<const toml::array*> TableReader::table_array(std::string_view k) const {
 }
 
 Result<toml::table> parse_document(std::string_view text, const std::string& file) {
-    toml::parse_result res = toml::parse(text, std::string_view(file));
-    if (!res) {
-        const toml::parse_error& e = res.error();
-        return config_error(file, pos_of(e.source()), {},
-                            fmt::format("TOML syntax error: {}", e.description()));
+    // Three steps keep toml++ 3.3's Unicode bug (see guard_toml_input) out of
+    // reach: a strict UTF-8 check; a parse of an ASCII copy, which settles
+    // the document's structure without toml++ seeing any non-ASCII (its
+    // errors are the user's errors, at the same positions); then the lexer,
+    // exact on a structurally valid document, for the remaining corner and
+    // for readable messages. Only then is the real text parsed.
+    auto shadow = ascii_shadow(text, file);
+    SP_CONFIG_TRY(shadow);
+    if (*shadow) {
+        SP_CONFIG_TRY(guard_toml_input(text, file));
+        SP_CONFIG_TRY(toml_parse(**shadow, file));
     }
-    return std::move(res.table());
+    return toml_parse(text, file);
 }
 
 Result<std::string> read_config_file(const std::string& path) {

@@ -12,11 +12,10 @@
 #include <utility>
 #include <vector>
 
-#include <toml++/toml.h>
-
 #include "base/addr.hpp"
 #include "base/result.hpp"
 #include "config/common.hpp"
+#include "config/toml_include.hpp"
 
 /// Returns the error of a Result<...> expression from the enclosing function,
 /// which must itself return a Result.
@@ -61,6 +60,7 @@ struct Pos {
 struct SchemaTable {
     std::string_view name;
     std::span<const std::string_view> keys;
+    bool array = false;  // written [[name]]
 };
 
 /// Reads one string element of an array with its position and key path.
@@ -98,6 +98,9 @@ public:
                                          uint32_t& ret_value) const;
     [[nodiscard]] Result<void> read_bool(std::string_view k, bool& ret_value) const;
     [[nodiscard]] Result<void> read_string(std::string_view k, std::string& ret_value) const;
+    /// A file name: a string without NUL bytes; a relative one is resolved
+    /// against the config file's directory (see resolve_path).
+    [[nodiscard]] Result<void> read_path(std::string_view k, std::string& ret_value) const;
     /// A string with its position; nullopt when absent.
     [[nodiscard]] Result<std::optional<StringItem>> string_item(std::string_view k) const;
     /// An array of strings; nullopt when absent.

@@ -1,20 +1,18 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "config/relay_config.hpp"
 
-#include <sys/socket.h>
-
+#include <algorithm>
 #include <array>
+#include <cctype>
 #include <utility>
 
-#include <toml++/toml.h>
-
 #include "config/parse_util.hpp"
+#include "config/toml_include.hpp"
 
 namespace sp::config {
 
 namespace {
 
-using detail::StringItem;
 using detail::TableReader;
 
 // Range choices (SPEC leaves them open):
@@ -108,13 +106,10 @@ Result<void> parse_relay_section(const TableReader& r, RelaySection& s) {
 
 Result<void> parse_auth_section(const TableReader& r, AuthSection& a) {
     SP_CONFIG_TRY(r.check_keys(kAuthKeys));
-    SP_CONFIG_TRY(r.read_string("keys", a.keys));
-    SP_CONFIG_TRY(r.read_string("certificate", a.certificate));
-    SP_CONFIG_TRY(r.read_string("private_key", a.private_key));
-    SP_CONFIG_TRY(r.read_string("agent_ca", a.agent_ca));
-    for (auto* p : {&a.keys, &a.certificate, &a.private_key, &a.agent_ca}) {
-        *p = detail::resolve_path(r.file(), *p);
-    }
+    SP_CONFIG_TRY(r.read_path("keys", a.keys));
+    SP_CONFIG_TRY(r.read_path("certificate", a.certificate));
+    SP_CONFIG_TRY(r.read_path("private_key", a.private_key));
+    SP_CONFIG_TRY(r.read_path("agent_ca", a.agent_ca));
     for (const auto& [k, out] :
          {std::pair{"allow_agents", &a.allow_agents}, std::pair{"deny_agents", &a.deny_agents}}) {
         auto items = r.strings(k);
@@ -279,11 +274,7 @@ Result<RelayConfig> parse_relay_config(std::string_view text, const std::string&
     auto auth = root.sub_table("auth");
     SP_CONFIG_TRY(auth);
     if (*auth != nullptr) {
-        const TableReader r(path, **auth, "auth", kSchema);
-        SP_CONFIG_TRY(parse_auth_section(r, cfg.auth));
-        SP_CONFIG_TRY(check_auth_modes(r, cfg.auth));
-    } else {
-        SP_CONFIG_TRY(check_auth_modes(TableReader(path, *doc, "auth", kSchema), cfg.auth));
+        SP_CONFIG_TRY(parse_auth_section(TableReader(path, **auth, "auth", kSchema), cfg.auth));
     }
 
     auto limits = root.sub_table("limits");
@@ -299,6 +290,11 @@ Result<RelayConfig> parse_relay_config(std::string_view text, const std::string&
         SP_CONFIG_TRY(parse_outbound_section(TableReader(path, **outbound, "outbound", kSchema),
                                              cfg.outbound_allow));
     }
+
+    // Whole-file requirements come after every per-key check, so a typo is
+    // reported where it is rather than as the requirement it broke.
+    SP_CONFIG_TRY(
+        check_auth_modes(TableReader(path, *auth != nullptr ? **auth : *doc, "auth"), cfg.auth));
     return cfg;
 }
 
@@ -319,6 +315,26 @@ bool listen_allowed(const RelayConfig& cfg, const HostPorts& want) {
         }
         const IpAddress a = allow.ip->unmapped();
         if (a == ip || (a.is_unspecified() && a.family() == ip.family())) {
+            return true;
+        }
+    }
+    return false;
+}
+
+bool outbound_allowed(const RelayConfig& cfg, std::string_view host, const IpAddress& ip,
+                      uint16_t port) {
+    const auto iequal = [](std::string_view a, std::string_view b) {
+        return a.size() == b.size() &&
+               std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+                   return std::tolower(static_cast<unsigned char>(x)) ==
+                          std::tolower(static_cast<unsigned char>(y));
+               });
+    };
+    for (const auto& rule : cfg.outbound_allow) {
+        if (!rule.ports.contains(port)) {
+            continue;
+        }
+        if (rule.cidr ? rule.cidr->contains(ip) : (!host.empty() && iequal(rule.host, host))) {
             return true;
         }
     }

@@ -15,11 +15,26 @@
 
 namespace sp::config {
 
+// Error positions and key paths, shared by relay.toml, agent.toml and key files:
+// - Every error is ErrorKind::Config with file, 1-based line and column, and key.
+// - The position is the offending value's (an array element's own position for
+//   list entries), the key's for an unknown key, or the enclosing table's header
+//   for a missing key (1:1 when the whole table is absent). TOML syntax errors
+//   carry toml++'s position and an empty key.
+// - `key` is a dotted path: "relay.threads", "auth.allow_agents[2]"; entries of
+//   an array of tables are indexed from 0 like their elements: "relay[0].address",
+//   "service[1].listen[0]". A whole-table error names the table ("auth", "relay").
+// - Key files name the key ID (or nothing when the ID itself is bad).
+//
+// Paths to files (keys, certificates) that are relative resolve against the
+// directory of the configuration file; status_socket must be absolute.
+
 struct RelaySection {
     unsigned threads = 0;  // 0 = one per online CPU
     DataPath data_path = DataPath::Splice;
     std::vector<SocketAddress> control_listen;  // default 0.0.0.0:44500
-    std::vector<HostPorts> allow_listen;        // literal IPs only; default 0.0.0.0:1-65535
+    std::vector<HostPorts> allow_listen;        // literal IPs only; default 0.0.0.0:1-65535;
+                                                // an explicit [] lets agents open nothing
     std::string status_socket = "/run/sallyport/relay.sock";
     uint32_t drain_timeout_s = 30;
 };
@@ -43,7 +58,9 @@ struct LimitsSection {
 };
 
 /// One `[outbound] allow` entry: "HOST:PORT" (host may be a name) or
-/// "CIDR:P1-P2".
+/// "CIDR:P1-P2" ("[V6CIDR]:P1-P2" for IPv6). Either form takes a single port
+/// or a range. A literal IP as HOST is stored as a /32 or /128 `cidr`, so
+/// `host` is only ever a name.
 struct OutboundRule {
     std::string host;  // set when the entry names a host
     std::optional<Cidr> cidr;
@@ -72,6 +89,14 @@ struct RelayConfig {
 /// True when an agent may ask the relay to listen on `want`: some allow_listen
 /// entry has the same IP (or 0.0.0.0 / [::] of the same family) and contains
 /// every port of the range.
+/// False when `want` has no literal IP.
 [[nodiscard]] bool listen_allowed(const RelayConfig& cfg, const HostPorts& want);
+
+/// True when the forward proxy may connect to `port` on `ip`, which the agent
+/// asked for by `host` ("" when it gave a literal address). A name rule
+/// matches the requested name case-insensitively (no DNS here); a CIDR rule
+/// matches the address. Always false when [outbound] allow is empty.
+[[nodiscard]] bool outbound_allowed(const RelayConfig& cfg, std::string_view host,
+                                    const IpAddress& ip, uint16_t port);
 
 }  // namespace sp::config

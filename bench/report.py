@@ -1,0 +1,451 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
+"""bench/run's helper: process snapshots (procstat), one-line summaries (brief),
+and the final report (report): JSON, markdown table, gnuplot PNGs."""
+
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+
+HZ = os.sysconf("SC_CLK_TCK")
+
+
+# ---------------------------------------------------------------- procstat
+
+def _stat(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        s = f.read()
+    comm = s[s.index("(") + 1:s.rindex(")")]
+    rest = s[s.rindex(")") + 2:].split()
+    # fields after comm start at field 3 (state); utime is field 14
+    ppid = int(rest[1])
+    cpu = sum(int(rest[i]) for i in (11, 12, 13, 14))  # utime stime cutime cstime
+    return comm, ppid, cpu
+
+
+def _status(pid):
+    rss = threads = 0
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1])
+            elif line.startswith("Threads:"):
+                threads = int(line.split()[1])
+    pss = 0
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    pss = int(line.split()[1])
+    except OSError:
+        pass
+    return rss, pss, threads
+
+
+def procstat(pids):
+    """Per root PID, the sum over it and its descendants (socat and sshd fork)."""
+    children = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                _, ppid, _ = _stat(d)
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(d))
+    roots = []
+    for root in pids:
+        root = int(root)
+        agg = {"pid": root, "comm": "", "cpu_ticks": 0, "rss_kb": 0, "pss_kb": 0,
+               "threads": 0, "nprocs": 0}
+        todo = [root]
+        while todo:
+            pid = todo.pop()
+            try:
+                comm, _, cpu = _stat(pid)
+                rss, pss, threads = _status(pid)
+            except (OSError, ValueError, IndexError):
+                continue
+            if pid == root:
+                agg["comm"] = comm
+            agg["cpu_ticks"] += cpu
+            agg["rss_kb"] += rss
+            agg["pss_kb"] += pss
+            agg["threads"] += threads
+            agg["nprocs"] += 1
+            todo.extend(children.get(pid, []))
+        roots.append(agg)
+    tot = {k: sum(r[k] for r in roots) for k in ("cpu_ticks", "rss_kb", "pss_kb", "threads",
+                                                  "nprocs")}
+    tot["hz"] = HZ
+    tot["roots"] = roots
+    return tot
+
+
+# ---------------------------------------------------------------- brief
+
+def brief(r):
+    if "gbps" in r and "streams" in r:
+        return (f"{r['gbps']:.2f} Gbit/s, {r.get('verified_bytes', 0)} bytes verified, "
+                f"mismatched {r.get('mismatched')}, ok={r.get('ok')}")
+    if "ops_per_s" in r:
+        lat = r.get("latency_us", {})
+        return (f"{r['ops_per_s']:.0f}/s p50 {lat.get('p50', 0):.1f} us p99 "
+                f"{lat.get('p99', 0):.1f} us, failed {r.get('failed')}, "
+                f"mismatched {r.get('mismatched')}, ok={r.get('ok')}")
+    if r.get("mode") == "idle":
+        return f"{r['ok']}/{r['requested']} sessions ok, pass={r.get('pass')} {r.get('error', '')}"
+    return json.dumps(r)[:200]
+
+
+# ---------------------------------------------------------------- report
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def fmt(x, nd=1):
+    if x is None:
+        return "–"
+    return f"{x:.{nd}f}"
+
+
+def ratio(x, base):
+    if x is None or not base:
+        return "–"
+    return f"{x / base:.2f}x"
+
+
+def summarize(records, meta):
+    paths = []
+    for r in records:
+        if r["path"] not in paths:
+            paths.append(r["path"])
+    out = {}
+    for p in paths:
+        rs = [r for r in records if r["path"] == p]
+        by = {}
+        for r in rs:
+            by.setdefault(r["test"], []).append(r)
+        s = {"path": p, "setup_failures": len(by.get("setup", []))}
+        if p == "iperf3":
+            s["stream1_gbps"] = med(r["result"].get("gbps") for r in by.get("stream1", []))
+            s["stream8_gbps"] = med(r["result"].get("gbps") for r in by.get("stream8", []))
+            out[p] = s
+            continue
+        for t in ("stream1", "stream8", "stream_down2"):
+            if t in by:
+                s[f"{t}_gbps"] = med(r["result"].get("gbps") for r in by[t])
+                s[f"{t}_gbps_all"] = [r["result"].get("gbps") for r in by[t]]
+        cpu = byt = 0.0
+        for t in ("stream1", "stream8", "stream_down2"):
+            for r in by.get(t, []):
+                if r["before"].get("roots"):
+                    cpu += (r["after"]["cpu_ticks"] - r["before"]["cpu_ticks"]) / HZ
+                    byt += r["result"].get("bytes", 0)
+        s["cpu_s_per_gb"] = cpu / (byt / 1e9) if byt and p != "direct" else None
+        for t in ("rr", "crr"):
+            if t not in by:
+                continue
+            runs = [r["result"] for r in by[t]]
+            s[f"{t}_ops_per_s"] = med(x.get("ops_per_s") for x in runs)
+            for q in ("p50", "p90", "p99", "p999"):
+                s[f"{t}_{q}_us"] = med(x.get("latency_us", {}).get(q) for x in runs)
+            ranked = sorted(runs, key=lambda x: x.get("latency_us", {}).get("p50", 0))
+            s[f"{t}_cdf_us"] = ranked[len(ranked) // 2].get("cdf_us", []) if ranked else []
+        snaps = [r["after"] for r in rs if r["after"].get("roots")]
+        base = [r["before"] for r in by.get("baseline", []) if r["before"].get("roots")]
+        procs = {}
+        for snap in base[:1] + snaps:
+            for i, root in enumerate(snap["roots"]):
+                key = f"{i}:{root['comm']}"
+                d = procs.setdefault(key, {"comm": root["comm"], "rss_kb_start": root["rss_kb"],
+                                           "threads_start": root["threads"], "rss_kb_peak": 0,
+                                           "threads_peak": 0, "nprocs_peak": 0})
+                d["rss_kb_peak"] = max(d["rss_kb_peak"], root["rss_kb"])
+                d["threads_peak"] = max(d["threads_peak"], root["threads"])
+                d["nprocs_peak"] = max(d["nprocs_peak"], root["nprocs"])
+        s["procs"] = list(procs.values())
+        if "idle" in by:
+            r = by["idle"][0]
+            res = r["result"]
+            n = res.get("requested", 0)
+            s["idle_requested"] = n
+            s["idle_ok"] = res.get("ok", 0)
+            if r["before"].get("roots") and n:
+                s["idle_rss_kb_per_session"] = (r["after"]["rss_kb"] - r["before"]["rss_kb"]) / n
+                s["idle_pss_kb_per_session"] = (r["after"]["pss_kb"] - r["before"]["pss_kb"]) / n
+                s["idle_threads_before"] = r["before"]["threads"]
+                s["idle_threads_during"] = r["after"]["threads"]
+                s["idle_procs"] = [{"comm": x["comm"], "rss_kb": x["rss_kb"],
+                                    "threads": x["threads"], "nprocs": x["nprocs"]}
+                                   for x in r["after"]["roots"]]
+        out[p] = s
+    return out
+
+
+def markdown(summary, meta):
+    d = summary.get("direct", {})
+    h = summary.get("haproxy", {})
+    rows = [p for p in summary if p != "iperf3"]
+    L = []
+    L.append(f"# sallyport bench: {meta['host']}, {meta['date']}")
+    L.append("")
+    L.append(f"{meta['cpus']} CPUs ({meta['cpu']}), kernel {meta['kernel']}, HAProxy "
+             f"{meta['haproxy']}, {meta['ssh']}. {meta['rounds']} rounds, path order "
+             f"alternating; medians. Streams {meta['stream_s']} s, rr/crr {meta['rr_s']} s, "
+             f"{meta['idle_n']} idle sessions (socat capped at {meta['socat_idle_max']}). "
+             f"Load average (1/5/15 min) at start {meta.get('loadavg_start')}, at end "
+             f"{meta.get('loadavg_end')}: other work on the machine shares its cores.")
+    if meta.get("skipped"):
+        L.append("")
+        L.append("Skipped: " + "; ".join(meta["skipped"]))
+    L.append("")
+    L.append("## Throughput and CPU")
+    L.append("")
+    L.append("| path | 1 stream Gbit/s | vs direct | vs HAProxy | 8 streams Gbit/s | vs direct "
+             "| vs HAProxy | relay-side CPU s/GB | vs HAProxy |")
+    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for p in rows:
+        s = summary[p]
+        L.append(f"| {p} | {fmt(s.get('stream1_gbps'), 2)} | "
+                 f"{ratio(s.get('stream1_gbps'), d.get('stream1_gbps'))} | "
+                 f"{ratio(s.get('stream1_gbps'), h.get('stream1_gbps'))} | "
+                 f"{fmt(s.get('stream8_gbps'), 2)} | "
+                 f"{ratio(s.get('stream8_gbps'), d.get('stream8_gbps'))} | "
+                 f"{ratio(s.get('stream8_gbps'), h.get('stream8_gbps'))} | "
+                 f"{fmt(s.get('cpu_s_per_gb'), 3)} | "
+                 f"{ratio(s.get('cpu_s_per_gb'), h.get('cpu_s_per_gb'))} |")
+    L.append("")
+    L.append("## Latency (rr: 1-byte request/response on one connection; crr: connect, "
+             "64-byte request, response, close, 2 in parallel)")
+    L.append("")
+    L.append("| path | rr ops/s | vs direct | vs HAProxy | rr p50 µs | p90 | p99 | p99.9 "
+             "| crr conn/s | vs direct | vs HAProxy | crr first byte p50 µs | p99 |")
+    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for p in rows:
+        s = summary[p]
+        L.append(f"| {p} | {fmt(s.get('rr_ops_per_s'), 0)} | "
+                 f"{ratio(s.get('rr_ops_per_s'), d.get('rr_ops_per_s'))} | "
+                 f"{ratio(s.get('rr_ops_per_s'), h.get('rr_ops_per_s'))} | "
+                 f"{fmt(s.get('rr_p50_us'))} | {fmt(s.get('rr_p90_us'))} | "
+                 f"{fmt(s.get('rr_p99_us'))} | {fmt(s.get('rr_p999_us'))} | "
+                 f"{fmt(s.get('crr_ops_per_s'), 0)} | "
+                 f"{ratio(s.get('crr_ops_per_s'), d.get('crr_ops_per_s'))} | "
+                 f"{ratio(s.get('crr_ops_per_s'), h.get('crr_ops_per_s'))} | "
+                 f"{fmt(s.get('crr_p50_us'))} | {fmt(s.get('crr_p99_us'))} |")
+    L.append("")
+    L.append("## Memory and threads (relay-side processes)")
+    L.append("")
+    L.append("| path | idle sessions ok | KB per idle session (PSS) | vs HAProxy | "
+             "KB per idle session (RSS) | threads before → at idle N | processes: RSS MB peak, "
+             "threads peak |")
+    L.append("|---|---:|---:|---:|---:|---:|---|")
+    for p in rows:
+        s = summary[p]
+        procs = ", ".join(
+            f"{x['comm']}{'×' + str(x['nprocs_peak']) if x['nprocs_peak'] > 1 else ''} "
+            f"{x['rss_kb_peak'] / 1024:.1f} MB/{x['threads_peak']} thr"
+            for x in s.get("procs", [])) or "–"
+        idle = (f"{s.get('idle_ok')}/{s.get('idle_requested')}"
+                if "idle_requested" in s else "–")
+        thr = (f"{s['idle_threads_before']} → {s['idle_threads_during']}"
+               if "idle_threads_before" in s else "–")
+        L.append(f"| {p} | {idle} | {fmt(s.get('idle_pss_kb_per_session'))} | "
+                 f"{ratio(s.get('idle_pss_kb_per_session'), h.get('idle_pss_kb_per_session'))} | "
+                 f"{fmt(s.get('idle_rss_kb_per_session'))} | {thr} | {procs} |")
+    i = summary.get("iperf3")
+    if i and d:
+        L.append("")
+        L.append("## Load generator check (direct loopback)")
+        L.append("")
+        L.append("| tool | 1 stream Gbit/s | 8 streams Gbit/s |")
+        L.append("|---|---:|---:|")
+        L.append(f"| iperf3 {meta.get('iperf3', '')} | {fmt(i.get('stream1_gbps'), 2)} | "
+                 f"{fmt(i.get('stream8_gbps'), 2)} |")
+        L.append(f"| sallyport-bench (verifying every byte) | {fmt(d.get('stream1_gbps'), 2)} | "
+                 f"{fmt(d.get('stream8_gbps'), 2)} |")
+        L.append(f"| ratio | {ratio(d.get('stream1_gbps'), i.get('stream1_gbps'))} | "
+                 f"{ratio(d.get('stream8_gbps'), i.get('stream8_gbps'))} |")
+    failed = [f"{p} ({summary[p]['setup_failures']}x)" for p in rows
+              if summary[p].get("setup_failures")]
+    if failed:
+        L.append("")
+        L.append("Path setup failed in some rounds (medians use the rounds that ran): "
+                 + ", ".join(failed))
+    L.append("")
+    L.append("Ratios: throughput and rates above 1.00x are better than the reference; "
+             "CPU s/GB and KB per session below 1.00x are better. See bench/README.md.")
+    return "\n".join(L) + "\n"
+
+
+def gnuplot(summary, outdir, stamp):
+    rows = [p for p in summary if p != "iperf3"]
+    tmp = os.path.join(outdir, f".{stamp}-plot")
+    os.makedirs(tmp, exist_ok=True)
+    with open(os.path.join(tmp, "tput.dat"), "w") as f:
+        for p in rows:
+            s = summary[p]
+            f.write(f"{p} {s.get('stream1_gbps') or 0} {s.get('stream8_gbps') or 0}\n")
+    with open(os.path.join(tmp, "cpu.dat"), "w") as f:
+        for p in rows:
+            v = summary[p].get("cpu_s_per_gb")
+            if v is not None:
+                f.write(f"{p} {v}\n")
+    cdf_plots = {}
+    for t in ("rr", "crr"):
+        parts = []
+        for idx, p in enumerate(rows):
+            pts = summary[p].get(f"{t}_cdf_us") or []
+            if not pts:
+                continue
+            fn = os.path.join(tmp, f"{t}-{idx}.dat")
+            with open(fn, "w") as f:
+                for v, frac in pts:
+                    nines = 5.0 if frac >= 0.99999 else -math.log10(1 - frac)
+                    f.write(f"{v} {nines}\n")
+            parts.append(f"'{fn}' using 1:2 with steps lw 2 title '{p}'")
+        cdf_plots[t] = parts
+    tmax = max([summary[p].get("stream1_gbps") or 0 for p in rows] +
+               [summary[p].get("stream8_gbps") or 0 for p in rows] + [1])
+    g = [
+        "set terminal pngcairo size 1000,600 font 'sans,11'",
+        "set grid ytics",
+        "set key top right",
+        f"set output '{os.path.join(outdir, stamp + '-throughput.png')}'",
+        "set title 'Throughput through each path (higher is better)'",
+        "set ylabel 'Gbit/s'",
+        "set style fill solid 0.8 border -1",
+        "set boxwidth 0.38",
+        f"set yrange [0:{tmax * 1.15}]",
+        f"set xrange [-0.6:{len(rows) - 0.4}]",
+        "set xtics nomirror",
+        f"plot '{tmp}/tput.dat' using ($0-0.2):2:xtic(1) with boxes title '1 stream', "
+        "'' using ($0+0.2):3 with boxes title '8 streams', "
+        "'' using ($0-0.2):2:(sprintf('%.1f',$2)) with labels offset 0,0.8 notitle, "
+        "'' using ($0+0.2):3:(sprintf('%.1f',$3)) with labels offset 0,0.8 notitle",
+    ]
+    cpus = [summary[p].get("cpu_s_per_gb") for p in rows
+            if summary[p].get("cpu_s_per_gb") is not None]
+    if cpus:
+        g += [
+            f"set output '{os.path.join(outdir, stamp + '-cpu.png')}'",
+            "set title 'Relay-side CPU seconds per GB moved (lower is better)'",
+            "set ylabel 'CPU s / GB'",
+            f"set yrange [0:{max(cpus) * 1.15}]",
+            f"set xrange [-0.6:{len(cpus) - 0.4}]",
+            "set boxwidth 0.5",
+            f"plot '{tmp}/cpu.dat' using 0:2:xtic(1) with boxes notitle, "
+            "'' using 0:2:(sprintf('%.3f',$2)) with labels offset 0,0.8 notitle",
+        ]
+    titles = {"rr": "rr latency CDF: 1-byte request/response, 1 connection",
+              "crr": "crr connect-to-first-byte CDF: connect, 64 B request, response, close"}
+    for t, parts in cdf_plots.items():
+        if not parts:
+            continue
+        g += [
+            "set key bottom right", "set autoscale x", "set autoscale y",
+            f"set output '{os.path.join(outdir, stamp + '-' + t + '-latency.png')}'",
+            f"set title '{titles[t]} (further left is better)'",
+            "set logscale x", "set xlabel 'latency, µs (log scale)'",
+            "set ylabel 'percentile'", "set yrange [0:5]",
+            "set ytics ('0' 0, '50' 0.30103, '90' 1, '99' 2, '99.9' 3, '99.99' 4, 'max' 5)",
+            "plot " + ", ".join(parts),
+            "unset logscale x", "unset xlabel",
+        ]
+    script = os.path.join(tmp, "plot.gp")
+    with open(script, "w") as f:
+        f.write("\n".join(g) + "\n")
+    r = subprocess.run(["gnuplot", script], capture_output=True, text=True)
+    if r.returncode != 0:
+        print("gnuplot failed:\n" + r.stderr, file=sys.stderr)
+    for fn in os.listdir(tmp):
+        os.unlink(os.path.join(tmp, fn))
+    os.rmdir(tmp)
+
+
+def check(records):
+    """The smoke test's assertions: every workload on every path moved bytes,
+    and every byte matched. Never a speed."""
+    bad = []
+    seen = set()
+    for r in records:
+        if r["path"] == "iperf3" or r["test"] == "baseline":
+            continue
+        seen.add(r["path"])
+        res = r["result"]
+        where = f"{r['path']} {r['test']}"
+        if r["rc"] != 0:
+            bad.append(f"{where}: exit {r['rc']} {res.get('error', '')}")
+        if r["test"] == "idle":
+            if not res.get("pass") or res.get("ok", 0) < 1:
+                bad.append(f"{where}: {res.get('ok')}/{res.get('requested')} sessions ok")
+            continue
+        if not res.get("ok"):
+            bad.append(f"{where}: not ok: {res.get('error', '')}")
+        if res.get("mismatched", 1) != 0:
+            bad.append(f"{where}: {res.get('mismatched')} mismatched")
+        if "streams" in res and res.get("mode") == "stream":
+            if res.get("verified_bytes", 0) <= 0:
+                bad.append(f"{where}: no verified bytes")
+            for st in res.get("per_stream", []):
+                if not st.get("ok") or st.get("verified_bytes", 0) <= 0:
+                    bad.append(f"{where}: a stream failed: {st.get('error')}")
+        elif res.get("ops", 0) <= 0:
+            bad.append(f"{where}: no operations completed")
+    if not seen:
+        bad.append("no path was measured")
+    return bad
+
+
+def main(argv):
+    if len(argv) < 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    cmd = argv[1]
+    if cmd == "procstat":
+        print(json.dumps(procstat(argv[2:]), separators=(",", ":")))
+        return 0
+    if cmd == "brief":
+        print(brief(json.load(sys.stdin)))
+        return 0
+    if cmd != "report":
+        return 2
+    args = dict(zip(argv[2::2], argv[3::2]))
+    do_check = "--check" in argv
+    with open(args["--records"]) as f:
+        records = [json.loads(line) for line in f if line.strip()]
+    meta = json.loads(args["--meta"])
+    try:
+        meta["iperf3"] = subprocess.run(["iperf3", "--version"], capture_output=True,
+                                        text=True).stdout.split()[1]
+    except (OSError, IndexError):
+        meta["iperf3"] = ""
+    outdir, stamp = args["--out"], args["--stamp"]
+    summary = summarize(records, meta)
+    os.makedirs(outdir, exist_ok=True)
+    doc = {"meta": meta, "summary": summary, "records": records}
+    with open(os.path.join(outdir, stamp + ".json"), "w") as f:
+        json.dump(doc, f, indent=1)
+    md = markdown(summary, meta)
+    with open(os.path.join(outdir, stamp + ".md"), "w") as f:
+        f.write(md)
+    if not meta.get("quick"):
+        gnuplot(summary, outdir, stamp)
+    print(md)
+    if do_check:
+        bad = check(records)
+        for b in bad:
+            print("FAIL: " + b, file=sys.stderr)
+        if bad:
+            return 1
+        print(f"bench quick: every path moved bytes with matching hashes "
+              f"({', '.join(sorted({r['path'] for r in records}))})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

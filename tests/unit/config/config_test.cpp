@@ -1,0 +1,376 @@
+// SPDX-License-Identifier: Apache-2.0
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <doctest/doctest.h>
+
+#include "config/agent_config.hpp"
+#include "config/common.hpp"
+#include "config/relay_config.hpp"
+
+namespace fs = std::filesystem;
+using namespace sp::config;
+
+namespace {
+
+std::vector<fs::path> toml_files(const std::string& dir) {
+    std::vector<fs::path> out;
+    for (const auto& e : fs::directory_iterator(fs::path(SP_TEST_DATA) / "config" / dir)) {
+        if (e.path().extension() == ".toml") {
+            out.push_back(e.path());
+        }
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
+bool is_agent(const fs::path& p) {
+    return p.filename().string().starts_with("agent-");
+}
+
+sp::Result<void> load(const fs::path& p) {
+    if (is_agent(p)) {
+        auto c = load_agent_config(p.string());
+        return c ? sp::Result<void>{} : sp::Result<void>(sp::Unexpected(c.error()));
+    }
+    auto c = load_relay_config(p.string());
+    return c ? sp::Result<void>{} : sp::Result<void>(sp::Unexpected(c.error()));
+}
+
+struct Expect {
+    int line = 0;
+    int column = 0;
+    std::string key;
+    std::string message;
+};
+
+// First line: "# expect: LINE:COL KEY MESSAGE-SUBSTRING"; KEY "-" = no key.
+Expect read_expect(const fs::path& p) {
+    std::ifstream in(p);
+    std::string first;
+    std::getline(in, first);
+    const std::string tag = "# expect: ";
+    REQUIRE_MESSAGE(first.starts_with(tag), p.string() << " lacks an expect line");
+    std::istringstream s(first.substr(tag.size()));
+    Expect e;
+    char colon = 0;
+    s >> e.line >> colon >> e.column >> e.key;
+    std::getline(s >> std::ws, e.message);
+    if (e.key == "-") {
+        e.key.clear();
+    }
+    REQUIRE_MESSAGE((colon == ':' && e.line > 0 && !e.message.empty()), p.string());
+    return e;
+}
+
+sp::Error relay_error(std::string_view text) {
+    auto c = parse_relay_config(text, "t.toml");
+    REQUIRE_FALSE(c);
+    return c.error();
+}
+
+}  // namespace
+
+TEST_SUITE("config.files") {
+    TEST_CASE("config: every file in valid/ loads") {
+        const auto files = toml_files("valid");
+        CHECK(files.size() >= 8);
+        for (const auto& p : files) {
+            CAPTURE(p.string());
+            auto r = load(p);
+            CHECK_MESSAGE(r.has_value(), (r ? std::string() : r.error().describe()));
+        }
+    }
+
+    TEST_CASE("config: every file in invalid/ fails at its expected FILE:LINE:COL and key") {
+        const auto files = toml_files("invalid");
+        CHECK(files.size() >= 30);
+        for (const auto& p : files) {
+            CAPTURE(p.string());
+            const Expect want = read_expect(p);
+            auto r = load(p);
+            REQUIRE_FALSE(r.has_value());
+            const sp::Error& e = r.error();
+            CAPTURE(e.describe());
+            CHECK(e.kind == sp::ErrorKind::Config);
+            CHECK(e.file == p.string());
+            CHECK(e.line == want.line);
+            CHECK(e.column == want.column);
+            CHECK(e.key == want.key);
+            CHECK(e.message.find(want.message) != std::string::npos);
+            CHECK(e.exit_code() == 2);
+            CHECK(e.describe().starts_with(p.string() + ":" + std::to_string(want.line) + ":" +
+                                           std::to_string(want.column)));
+        }
+    }
+}
+
+TEST_SUITE("config.relay") {
+    TEST_CASE("relay: defaults match SPEC when only [auth] is set") {
+        auto c = parse_relay_config("[auth]\nkeys = \"/k\"\n", "/etc/sallyport/relay.toml");
+        REQUIRE(c);
+        CHECK(c->path == "/etc/sallyport/relay.toml");
+        CHECK(c->relay.threads == 0);
+        CHECK(c->relay.data_path == DataPath::Splice);
+        REQUIRE(c->relay.control_listen.size() == 1);
+        CHECK(c->relay.control_listen[0].to_string() == "0.0.0.0:44500");
+        REQUIRE(c->relay.allow_listen.size() == 1);
+        CHECK(c->relay.allow_listen[0].to_string() == "0.0.0.0:1-65535");
+        CHECK(c->relay.status_socket == "/run/sallyport/relay.sock");
+        CHECK(c->relay.drain_timeout_s == 30);
+        CHECK(c->limits.max_sessions == 100000);
+        CHECK(c->limits.max_sessions_per_client == 0);
+        CHECK(c->limits.max_new_sessions_per_client_per_s == 0);
+        CHECK(c->limits.pending_timeout_ms == 10000);
+        CHECK(c->limits.handshake_timeout_ms == 5000);
+        CHECK(c->limits.idle_timeout_s == 0);
+        CHECK(c->outbound_allow.empty());
+        CHECK(c->auth.allow_agents.empty());
+        CHECK(c->shared_key_mode());
+    }
+
+    TEST_CASE("relay: relative key and certificate paths resolve against the config directory") {
+        auto c = parse_relay_config(
+            "[auth]\nkeys = \"relay.keys\"\ncertificate = \"c.pem\"\nprivate_key = \"/abs/k.pem\"\n"
+            "agent_ca = \"ca/agents.pem\"\n",
+            "/etc/sallyport/relay.toml");
+        REQUIRE(c);
+        CHECK(c->auth.keys == "/etc/sallyport/relay.keys");
+        CHECK(c->auth.certificate == "/etc/sallyport/c.pem");
+        CHECK(c->auth.private_key == "/abs/k.pem");
+        CHECK(c->auth.agent_ca == "/etc/sallyport/ca/agents.pem");
+    }
+
+    TEST_CASE("relay: the example file carries every documented value") {
+        auto c = load_relay_config(std::string(SP_TEST_DATA) + "/config/valid/relay-example.toml");
+        REQUIRE(c);
+        CHECK(c->auth.keys == "/etc/sallyport/relay.keys");
+        CHECK_FALSE(c->auth.certificate.size());
+        CHECK(c->limits.max_sessions == 100000);
+    }
+
+    TEST_CASE("relay: every setting is read when all are given") {
+        auto c =
+            load_relay_config(std::string(SP_TEST_DATA) + "/config/valid/relay-cert-mode.toml");
+        REQUIRE(c);
+        CHECK(c->relay.threads == 4);
+        CHECK(c->relay.data_path == DataPath::Copy);
+        CHECK(c->relay.control_listen.size() == 2);
+        CHECK(c->relay.control_listen[0].family() == AF_INET6);
+        CHECK(c->relay.allow_listen.size() == 3);
+        CHECK(c->relay.drain_timeout_s == 0);
+        CHECK_FALSE(c->shared_key_mode());
+        CHECK(c->auth.allow_agents.size() == 3);
+        CHECK(c->auth.allow_agents[2].prefix() == 32);
+        CHECK(c->auth.deny_agents.size() == 1);
+        CHECK(c->limits.max_sessions == 1);
+        CHECK(c->limits.max_sessions_per_client == 10);
+        CHECK(c->limits.max_new_sessions_per_client_per_s == 5);
+        CHECK(c->limits.pending_timeout_ms == 1);
+        CHECK(c->limits.handshake_timeout_ms == 3600000);
+        CHECK(c->limits.idle_timeout_s == 600);
+        REQUIRE(c->outbound_allow.size() == 4);
+        CHECK(c->outbound_allow[0].host == "partner.example.com");
+        CHECK_FALSE(c->outbound_allow[0].cidr);
+        CHECK(c->outbound_allow[0].ports == sp::PortRange{443, 443});
+        CHECK(c->outbound_allow[1].cidr->to_string() == "198.51.100.0/24");
+        CHECK(c->outbound_allow[2].cidr->prefix() == 48);
+        CHECK(c->outbound_allow[2].ports == sp::PortRange{1, 1024});
+        CHECK(c->outbound_allow[3].host.empty());
+        CHECK(c->outbound_allow[3].cidr->prefix() == 32);
+    }
+
+    TEST_CASE("relay: listen_allowed needs the same IP or a same-family wildcard and all ports") {
+        auto c = parse_relay_config(
+            "[relay]\nallow_listen = [\"0.0.0.0:1000-2000\", \"203.0.113.5:22\", "
+            "\"[2001:db8::1]:443\"]\n[auth]\nkeys = \"k\"\n",
+            "t.toml");
+        REQUIRE(c);
+        const auto hp = [](const char* s) { return *sp::HostPorts::parse(s, true); };
+        CHECK(listen_allowed(*c, hp("0.0.0.0:1000-2000")));
+        CHECK(listen_allowed(*c, hp("198.51.100.7:1500")));
+        CHECK_FALSE(listen_allowed(*c, hp("198.51.100.7:999-1000")));
+        CHECK(listen_allowed(*c, hp("203.0.113.5:22")));
+        CHECK_FALSE(listen_allowed(*c, hp("203.0.113.6:22")));
+        CHECK(listen_allowed(*c, hp("[::ffff:203.0.113.5]:22")));
+        CHECK(listen_allowed(*c, hp("[2001:db8::1]:443")));
+        CHECK_FALSE(listen_allowed(*c, hp("[2001:db8::2]:443")));
+        CHECK_FALSE(listen_allowed(*c, hp("[::]:1500")));
+        CHECK_FALSE(listen_allowed(*c, hp("relay.example.net:1500")));
+    }
+
+    TEST_CASE("relay: listen_allowed is false for everything when allow_listen is empty") {
+        auto c = parse_relay_config("[relay]\nallow_listen = []\n[auth]\nkeys = \"k\"\n", "t");
+        REQUIRE(c);
+        CHECK_FALSE(listen_allowed(*c, *sp::HostPorts::parse("0.0.0.0:22", false)));
+    }
+
+    TEST_CASE("relay: outbound_allowed matches names, CIDRs and port ranges") {
+        auto c = parse_relay_config(
+            "[auth]\nkeys = \"k\"\n[outbound]\nallow = [\"Partner.example.com:443\", "
+            "\"10.0.0.0/8:20-22\", \"[2001:db8::/32]:443\"]\n",
+            "t");
+        REQUIRE(c);
+        const auto ip = [](const char* s) { return *sp::IpAddress::parse(s); };
+        CHECK(outbound_allowed(*c, "partner.EXAMPLE.com", ip("192.0.2.1"), 443));
+        CHECK_FALSE(outbound_allowed(*c, "partner.example.com", ip("192.0.2.1"), 80));
+        CHECK_FALSE(outbound_allowed(*c, "", ip("192.0.2.1"), 443));
+        CHECK(outbound_allowed(*c, "", ip("10.1.2.3"), 22));
+        CHECK_FALSE(outbound_allowed(*c, "", ip("10.1.2.3"), 23));
+        CHECK(outbound_allowed(*c, "", ip("2001:db8::5"), 443));
+        CHECK_FALSE(outbound_allowed(*c, "", ip("2001:db9::5"), 443));
+    }
+
+    TEST_CASE("relay: describe() names FILE:LINE:COL and the key") {
+        const auto e = relay_error("[relay]\nthreads = 4096\n[auth]\nkeys = \"k\"\n");
+        CHECK(e.describe() == "t.toml:2:11: relay.threads: 4096 is out of range (0-1024)");
+    }
+
+    TEST_CASE("relay: an unknown key far from every allowed key gets no hint") {
+        const auto e = relay_error("[limits]\nzzzzzzzzzz = 1\n");
+        CHECK(e.message == "unknown key \"zzzzzzzzzz\"");
+    }
+
+    TEST_CASE("relay: a huge unknown key is cut in the message") {
+        const auto e = relay_error("[relay]\n" + std::string(5000, 'q') + " = 1\n");
+        CHECK(e.message.size() < 200);
+    }
+
+    TEST_CASE("relay: a missing file is a config error naming the file") {
+        auto c = load_relay_config("/nonexistent/relay.toml");
+        REQUIRE_FALSE(c);
+        CHECK(c.error().kind == sp::ErrorKind::Config);
+        CHECK(c.error().file == "/nonexistent/relay.toml");
+        CHECK(c.error().code == ENOENT);
+    }
+
+    TEST_CASE("relay: a directory is refused as a config file") {
+        auto c = load_relay_config(SP_TEST_DATA);
+        REQUIRE_FALSE(c);
+        CHECK(c.error().message.find("not a regular file") != std::string::npos);
+    }
+
+    TEST_CASE("relay: binary garbage is a syntax error, not a crash") {
+        const std::string junk("\x00\xff[[\x01=\"", 7);
+        const auto e = relay_error(junk);
+        CHECK(e.kind == sp::ErrorKind::Config);
+        CHECK(e.line >= 1);
+    }
+}
+
+TEST_SUITE("config.agent") {
+    TEST_CASE("agent: defaults match SPEC for a minimal file") {
+        auto c = parse_agent_config(
+            "[agent]\nname = \"a\"\n[[relay]]\naddress = \"r.example:44500\"\nkey = "
+            "\"agent.key\"\n",
+            "/etc/sallyport/agent.toml");
+        REQUIRE(c);
+        CHECK(c->agent.name == "a");
+        CHECK(c->agent.status_socket == "/run/sallyport/agent.sock");
+        CHECK(c->agent.pool == 8);
+        CHECK(c->agent.threads == 0);
+        CHECK(c->agent.data_path == DataPath::Splice);
+        REQUIRE(c->relays.size() == 1);
+        CHECK(c->relays[0].address.host == "r.example");
+        CHECK_FALSE(c->relays[0].address.ip);
+        CHECK(c->relays[0].address.ports.first == 44500);
+        CHECK(c->relays[0].key == "/etc/sallyport/agent.key");
+        CHECK(c->relays[0].shared_key_mode());
+        CHECK_FALSE(c->relays[0].standby);
+        CHECK(c->services.empty());
+        CHECK(c->socks5_listen.empty());
+    }
+
+    TEST_CASE("agent: every setting is read when all are given") {
+        auto c = load_agent_config(std::string(SP_TEST_DATA) + "/config/valid/agent-full.toml");
+        REQUIRE(c);
+        CHECK(c->agent.name == "mft_2.internal-A");
+        CHECK(c->agent.status_socket == "/run/sp/a.sock");
+        CHECK(c->agent.pool == 0);
+        CHECK(c->agent.threads == 1024);
+        CHECK(c->agent.data_path == DataPath::Copy);
+        REQUIRE(c->relays.size() == 2);
+        CHECK_FALSE(c->relays[1].shared_key_mode());
+        CHECK(c->relays[1].standby);
+        CHECK(c->relays[1].relay_ca == "/etc/sallyport/relay-ca.crt");
+        REQUIRE(c->services.size() == 3);
+        const auto& s = c->services[0];
+        CHECK(s.name == "https");
+        CHECK(s.listen.size() == 2);
+        CHECK(s.backend.size() == 3);
+        CHECK(s.backend[2].ip);
+        CHECK(s.proxy_protocol == ProxyProtocol::V2);
+        CHECK(s.allow_clients.size() == 2);
+        CHECK(s.deny_clients.size() == 1);
+        CHECK(s.max_sessions == 1000);
+        CHECK(s.affinity_s == 2592000);
+        CHECK(c->services[1].proxy_protocol == ProxyProtocol::V1);
+        CHECK(c->services[1].listen[0].ports.size() == 100);
+        CHECK(c->socks5_listen == "127.0.0.1:1080");
+    }
+
+    TEST_CASE("agent: the example file's services map port ranges one to one") {
+        auto c = load_agent_config(std::string(SP_TEST_DATA) + "/config/valid/agent-example.toml");
+        REQUIRE(c);
+        CHECK(c->agent.name == "mft-1");
+        REQUIRE(c->services.size() == 3);
+        CHECK(c->services[2].listen[0].ports.size() == c->services[2].backend[0].ports.size());
+    }
+
+    TEST_CASE("agent: 0.0.0.0 and [::] on the same port do not collide") {
+        auto c = parse_agent_config(
+            "[agent]\nname = \"a\"\n[[relay]]\naddress = \"r:1\"\nkey = \"k\"\n"
+            "[[service]]\nname = \"v4\"\nlisten = [\"0.0.0.0:22\"]\nbackend = [\"b:22\"]\n"
+            "[[service]]\nname = \"v6\"\nlisten = [\"[::]:22\"]\nbackend = [\"b:22\"]\n",
+            "t");
+        CHECK(c);
+    }
+}
+
+TEST_SUITE("config.common") {
+    TEST_CASE("common: data_path names round trip and unknown names are refused") {
+        CHECK(parse_data_path("splice") == DataPath::Splice);
+        CHECK(parse_data_path("copy") == DataPath::Copy);
+        CHECK_FALSE(parse_data_path("Splice"));
+        CHECK_FALSE(parse_data_path(""));
+        CHECK(data_path_name(DataPath::Splice) == "splice");
+        CHECK(data_path_name(DataPath::Copy) == "copy");
+    }
+}
+
+TEST_SUITE("config.toml") {
+    TEST_CASE("toml: non-ASCII text in strings and comments is kept as written") {
+        auto c = load_relay_config(std::string(SP_TEST_DATA) +
+                                   "/config/valid/relay-non-ascii-text.toml");
+        REQUIRE(c);
+        CHECK(c->relay.status_socket == "/run/sallyport/caf\xc3\xa9.sock");
+        CHECK(c->auth.keys == "/etc/sallyport/r\xc3\xa9seau.keys");
+        CHECK(c->auth.agent_ca == "/etc/sallyport/ca\xc3\xa9.pem");
+    }
+
+    TEST_CASE("toml: inputs that trip toml++ 3.3 assertions or UB are plain syntax errors") {
+        for (const char* text :
+             {"[#", "[[[1]]]", "[[=", "\xc3\xa9 = 1", "a = [\xef\xb4\xbf]", "\xcc\xaa",
+              "a = \"\"\"\\\n\xc2\xa7\"\"\"", "allow = [628236.\".1.1\xc3\xa9/24\"]",
+              "a = \"\xed\xa0\x80\"", "a = \"\xc0\xaf\"", "b = 19'''79-05-27T\xc3\xa9\"\""}) {
+            CAPTURE(text);
+            auto c = parse_relay_config(text, "t.toml");
+            REQUIRE_FALSE(c);
+            CHECK(c.error().kind == sp::ErrorKind::Config);
+            CHECK(c.error().line >= 1);
+        }
+    }
+
+    TEST_CASE("toml: multi-line strings with extra closing quotes do not confuse the guard") {
+        auto c = parse_relay_config(
+            "[auth]\nkeys = \"\"\"k\"\"\"\"\"\ncertificate = \"\xc3\xa9\"\n"
+            "private_key = 'p'\nagent_ca = 'c'\n",
+            "/t.toml");
+        REQUIRE(c);
+        CHECK(c->auth.keys == "/k\"\"");
+    }
+}
