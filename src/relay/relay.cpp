@@ -58,8 +58,16 @@ struct Relay::Conn {
 };
 
 Relay::Relay(config::RelayConfig cfg)
-    : cfg_(std::move(cfg)),
-      registry_([this](const HostPorts& hp) { return config::listen_allowed(cfg_, hp); }) {}
+    : cfg_(std::move(cfg)), registry_([this](const HostPorts& hp) {
+          // The default allow_listen covers every port, the control port
+          // included: an agent must never be able to take that one over.
+          for (const auto& c : cfg_.relay.control_listen) {
+              if (overlaps(hp, HostPorts{c.ip().to_string(), c.ip(), {c.port(), c.port()}})) {
+                  return false;
+              }
+          }
+          return config::listen_allowed(cfg_, hp);
+      }) {}
 
 Relay::~Relay() {
     for (auto& w : workers_) {
