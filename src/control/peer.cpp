@@ -38,7 +38,8 @@ FramedPeer::ReadOutcome FramedPeer::read_frames(const std::function<bool(Message
             }
             off += d.consumed;
             if (!on_message(std::move(d.message))) {
-                rx_.erase(rx_.begin(), rx_.begin() + static_cast<std::ptrdiff_t>(off));
+                // The handler may have destroyed this peer (closing the
+                // connection does): touch no member from here on.
                 return {};
             }
         }

@@ -34,8 +34,10 @@ public:
     };
 
     /// Reads what the socket has and hands each whole frame to `on_message`
-    /// in order; stops early when it returns false (the caller is closing).
-    /// Never blocks. Open: wait for the next readiness.
+    /// in order. When `on_message` returns false, read_frames returns at once
+    /// without touching this object again, so the handler may destroy the
+    /// peer (close the connection) before returning false; it must return
+    /// false whenever it did. Never blocks. Open: wait for the next readiness.
     [[nodiscard]] ReadOutcome read_frames(const std::function<bool(Message&&)>& on_message);
 
     /// Encodes and queues `m`, then tries to send. Fails when the message
