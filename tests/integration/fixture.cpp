@@ -3,6 +3,7 @@
 
 #include <sys/socket.h>
 
+#include <doctest/doctest.h>
 #include <fmt/format.h>
 
 namespace sp::test {
@@ -21,8 +22,21 @@ Deployment::Deployment() : control_port(free_port()) {
 }
 
 Deployment::~Deployment() {
-    (void)agent.stop();
-    (void)relay.stop();
+    // A daemon that does not exit 0 on SIGTERM crashed or leaked (ASan aborts
+    // with a non-zero status): that fails the test, whatever it checked.
+    for (auto* p : {&agent, &relay}) {
+        if (p->pid() <= 0) {
+            continue;
+        }
+        const bool was_running = p->running();
+        const auto status = p->stop();
+        if (was_running && status != 0) {
+            const std::string out = p->output();
+            FAIL_CHECK("daemon exited with status "
+                       << status.value_or(-1) << "; log tail:\n"
+                       << out.substr(out.size() > 4000 ? out.size() - 4000 : 0));
+        }
+    }
 }
 
 void Deployment::make_keys(const std::vector<std::string>& names) {
