@@ -20,6 +20,7 @@
 #include "base/signals.hpp"
 #include "config.h"
 #include "config/keys.hpp"
+#include "io/daemon.hpp"
 #include "io/net.hpp"
 #include "io/pipe_pool.hpp"
 
@@ -107,11 +108,9 @@ struct Agent::Channel {
 
 Agent::Agent(config::AgentConfig cfg) : cfg_(std::move(cfg)) {}
 
+// Session callbacks of the workers use this object: stop them first.
 Agent::~Agent() {
-    for (auto& w : workers_) {
-        w->stop_now();
-        w->join();
-    }
+    daemon_.reset();
 }
 
 Result<std::unique_ptr<Agent>> Agent::create(config::AgentConfig cfg) {
@@ -163,49 +162,19 @@ void Agent::build_selectors() {
 }
 
 Result<void> Agent::setup() {
-    auto poller = Poller::create();
-    if (!poller) {
-        return Unexpected(poller.error());
+    auto daemon = io::Daemon::create(
+        cfg_.agent.threads,
+        cfg_.agent.data_path == config::DataPath::Copy ? io::DataPath::Copy : io::DataPath::Splice);
+    if (!daemon) {
+        return Unexpected(daemon.error());
     }
-    poller_.emplace(std::move(*poller));
+    daemon_ = std::move(*daemon);
+    daemon_->set_hooks({[this] { reload(); }, [this] { begin_drain(); }, [this] { tick(); },
+                        [this] { return sessions_.load(); }});
     if (auto r = build_links(); !r) {
         return r;
     }
     build_selectors();
-    auto sig = block_signals_to_fd({SIGHUP, SIGTERM, SIGINT});
-    if (!sig) {
-        return Unexpected(sig.error());
-    }
-    signal_fd_ = std::move(*sig);
-    if (auto r = poller_->add(signal_fd_.get(), EPOLLIN,
-                              [this](uint32_t) {
-                                  while (const int s = read_signal(signal_fd_.get())) {
-                                      if (s == SIGHUP) {
-                                          reload();
-                                      } else {
-                                          begin_drain();
-                                      }
-                                  }
-                              });
-        !r) {
-        return r;
-    }
-    unsigned threads = cfg_.agent.threads;
-    if (threads == 0) {
-        threads = std::max(1U, std::thread::hardware_concurrency());
-    }
-    for (unsigned i = 0; i < threads; ++i) {
-        io::WorkerOptions wo;
-        wo.index = i;
-        wo.max_pipes = io::pipe_cap_per_worker(threads, wo.pipe_size);
-        wo.data_path = cfg_.agent.data_path == config::DataPath::Copy ? io::DataPath::Copy
-                                                                      : io::DataPath::Splice;
-        auto w = io::Worker::create(wo);
-        if (!w) {
-            return Unexpected(w.error());
-        }
-        workers_.push_back(std::move(*w));
-    }
     return {};
 }
 
@@ -296,11 +265,11 @@ void Agent::connect_link(Link& l) {
     l.fd = std::move(fd);
     l.state = Link::State::Connecting;
     const size_t idx = l.index;
-    if (!poller_->add(l.poll_fd, EPOLLOUT, [this, idx](uint32_t ev) { on_link_event(idx, ev); })) {
+    if (!poller().add(l.poll_fd, EPOLLOUT, [this, idx](uint32_t ev) { on_link_event(idx, ev); })) {
         link_down(l, "internal", "cannot watch the socket", true);
         return;
     }
-    l.timeout_timer = poller_->add_timer(
+    l.timeout_timer = poller().add_timer(
         std::chrono::duration_cast<std::chrono::milliseconds>(kConnectTimeout), [this, idx] {
             links_[idx]->timeout_timer = 0;
             link_down(*links_[idx], "timeout", "no HELLO_ACK within 10 s", true);
@@ -310,11 +279,11 @@ void Agent::connect_link(Link& l) {
 void Agent::link_down(Link& l, std::string_view reason, std::string_view message, bool retry) {
     const bool was_ready = l.state == Link::State::Ready;
     if (l.poll_fd >= 0) {
-        poller_->remove(l.poll_fd);
+        poller().remove(l.poll_fd);
         l.poll_fd = -1;
     }
     if (l.timeout_timer != 0) {
-        poller_->cancel_timer(l.timeout_timer);
+        poller().cancel_timer(l.timeout_timer);
         l.timeout_timer = 0;
     }
     if (l.peer && (reason == "shutdown" || reason == "standby" || reason == "reload")) {
@@ -345,7 +314,7 @@ void Agent::link_down(Link& l, std::string_view reason, std::string_view message
     if (retry && l.wanted && !stopping_) {
         const auto delay = l.backoff.next();
         const size_t idx = l.index;
-        l.retry_timer = poller_->add_timer(delay, [this, idx] { connect_link(*links_[idx]); });
+        l.retry_timer = poller().add_timer(delay, [this, idx] { connect_link(*links_[idx]); });
     }
     if (!l.entry.standby && !stopping_ && reason != "reload") {
         update_wanted();
@@ -395,7 +364,7 @@ void Agent::on_link_event(size_t index, uint32_t events) {
                 link_down(l, "protocol", out.error, true);
                 return;
             }
-            poller_->modify(l.poll_fd, l.peer->poll_events());
+            poller().modify(l.poll_fd, l.peer->poll_events());
             return;
         }
     }
@@ -404,11 +373,11 @@ void Agent::on_link_event(size_t index, uint32_t events) {
 void Agent::step_link_handshake(Link& l) {
     const auto r = l.hs->handshake();
     if (r.status == control::TlsStatus::WantRead) {
-        poller_->modify(l.poll_fd, EPOLLIN);
+        poller().modify(l.poll_fd, EPOLLIN);
         return;
     }
     if (r.status == control::TlsStatus::WantWrite) {
-        poller_->modify(l.poll_fd, EPOLLOUT);
+        poller().modify(l.poll_fd, EPOLLOUT);
         return;
     }
     if (r.status != control::TlsStatus::Done) {
@@ -428,7 +397,7 @@ void Agent::step_link_handshake(Link& l) {
         link_down(l, "io", s.error().describe(), true);
         return;
     }
-    poller_->modify(l.poll_fd, l.peer->poll_events());
+    poller().modify(l.poll_fd, l.peer->poll_events());
 }
 
 void Agent::push_config(Link& l) {
@@ -443,7 +412,7 @@ bool Agent::on_link_message(Link& l, control::Message&& m) {
         if (const auto* ack = std::get_if<HelloAck>(&m)) {
             l.state = Link::State::Ready;
             l.heartbeat_ms = std::clamp(ack->heartbeat_ms, kMinHeartbeatMs, kMaxHeartbeatMs);
-            poller_->cancel_timer(l.timeout_timer);
+            poller().cancel_timer(l.timeout_timer);
             l.timeout_timer = 0;
             l.backoff.reset();
             log::event(Level::Info, "relay-connected", {{"RELAY_ADDR", l.name()}},
@@ -518,11 +487,11 @@ void Agent::dial_channel(Link& l, const control::Token& token) {
     const int raw = fd.get();
     c->fd = std::move(fd);
     const uint64_t id = c->id;
-    if (!poller_->add(raw, EPOLLOUT, [this, id](uint32_t ev) { on_channel_event(id, ev); })) {
+    if (!poller().add(raw, EPOLLOUT, [this, id](uint32_t ev) { on_channel_event(id, ev); })) {
         return;
     }
     c->timer =
-        poller_->add_timer(std::chrono::duration_cast<std::chrono::milliseconds>(kConnectTimeout),
+        poller().add_timer(std::chrono::duration_cast<std::chrono::milliseconds>(kConnectTimeout),
                            [this, id] { close_channel(id); });
     channels_.emplace(id, std::move(c));
 }
@@ -534,12 +503,12 @@ void Agent::close_channel(uint64_t id) {
     }
     Channel& c = *it->second;
     if (c.fd) {
-        poller_->remove(c.fd.get());
+        poller().remove(c.fd.get());
     }
     if (c.backend) {
-        poller_->remove(c.backend.get());
+        poller().remove(c.backend.get());
     }
-    poller_->cancel_timer(c.timer);
+    poller().cancel_timer(c.timer);
     channels_.erase(it);
 }
 
@@ -562,11 +531,11 @@ void Agent::on_channel_event(uint64_t id, uint32_t /*events*/) {
             return;
         }
         c.stage = Channel::Stage::Idle;
-        poller_->cancel_timer(c.timer);
-        c.timer = poller_->add_timer(
+        poller().cancel_timer(c.timer);
+        c.timer = poller().add_timer(
             std::chrono::duration_cast<std::chrono::milliseconds>(kBindingTimeout),
             [this, id] { close_channel(id); });
-        poller_->modify(c.fd.get(), EPOLLIN);
+        poller().modify(c.fd.get(), EPOLLIN);
         return;
     }
     if (c.stage == Channel::Stage::Idle) {
@@ -604,8 +573,8 @@ void Agent::read_binding(Channel& c) {
     if (c.binding.service.empty()) {
         return;  // still incomplete
     }
-    poller_->remove(c.fd.get());
-    poller_->cancel_timer(c.timer);
+    poller().remove(c.fd.get());
+    poller().cancel_timer(c.timer);
     c.timer = 0;
     c.stage = Channel::Stage::Backend;
     auto client = SocketAddress::parse(c.binding.client_addr);
@@ -645,18 +614,18 @@ void Agent::connect_backend(Channel& c) {
         if (rc == 0 || rc == -EINPROGRESS) {
             const int raw = fd.get();
             c.backend = std::move(fd);
-            if (!poller_->add(raw, EPOLLOUT,
+            if (!poller().add(raw, EPOLLOUT,
                               [this, id](uint32_t ev) { on_backend_event(id, ev); })) {
                 backend_failed(c, EMFILE);
                 return;
             }
-            c.timer = poller_->add_timer(
+            c.timer = poller().add_timer(
                 std::chrono::duration_cast<std::chrono::milliseconds>(kBackendConnectTimeout),
                 [this, id] {
                     const auto it = channels_.find(id);
                     if (it != channels_.end()) {
                         it->second->timer = 0;
-                        poller_->remove(it->second->backend.get());
+                        poller().remove(it->second->backend.get());
                         it->second->backend.reset();
                         backend_failed(*it->second, ETIMEDOUT);
                     }
@@ -683,8 +652,8 @@ void Agent::on_backend_event(uint64_t id, uint32_t /*events*/) {
         return;
     }
     Channel& c = *it->second;
-    poller_->remove(c.backend.get());
-    poller_->cancel_timer(c.timer);
+    poller().remove(c.backend.get());
+    poller().cancel_timer(c.timer);
     c.timer = 0;
     if (const int err = -io::socket_error(c.backend.get()); err != 0) {
         c.backend.reset();
@@ -717,7 +686,7 @@ void Agent::backend_failed(Channel& c, int err) {
     Link& l = *links_[c.link];
     if (l.state == Link::State::Ready) {
         (void)l.peer->send(control::BackendFailed{c.binding.session_id, err, c.backend_addr});
-        poller_->modify(l.poll_fd, l.peer->poll_events());
+        poller().modify(l.poll_fd, l.peer->poll_events());
     }
     close_channel(c.id);  // the relay sees the channel close and closes the client
 }
@@ -748,7 +717,7 @@ void Agent::start_session(Channel& c) {
                fmt::format("session {} from {} to {} via {}", sid, c.binding.client_addr,
                            c.backend_addr, links_[c.link]->name()));
     ++sessions_;
-    auto& w = workers_[next_worker_++ % workers_.size()];
+    auto& w = workers()[next_worker_++ % workers().size()];
     auto channel = std::make_shared<UniqueFd>(std::move(c.fd));
     auto backend = std::make_shared<UniqueFd>(std::move(c.backend));
     w->post([this, channel, backend, sid, service = c.binding.service, client = *c.client,
@@ -791,7 +760,7 @@ void Agent::tick() {
             const auto ms =
                 std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch());
             (void)l->peer->send(control::Heartbeat{static_cast<uint64_t>(ms.count())});
-            poller_->modify(l->poll_fd, l->peer->poll_events());
+            poller().modify(l->poll_fd, l->peer->poll_events());
         }
     }
     const size_t up =
@@ -835,7 +804,7 @@ void Agent::reload() {
         for (auto& l : links_) {
             l->wanted = false;
             if (l->retry_timer != 0) {
-                poller_->cancel_timer(l->retry_timer);
+                poller().cancel_timer(l->retry_timer);
                 l->retry_timer = 0;
             }
             link_down(*l, "reload", "relay list changed by reload", false);
@@ -865,14 +834,12 @@ void Agent::begin_drain() {
         return;
     }
     stopping_ = true;
-    drain_deadline_ = Poller::Clock::now() + kDrainTimeout;
-    notify::stopping();
     log::event(Level::Info, "stopping", {},
                fmt::format("stopping: draining {} sessions for up to 30 s", sessions_.load()));
     for (auto& l : links_) {
         l->wanted = false;
         if (l->retry_timer != 0) {
-            poller_->cancel_timer(l->retry_timer);
+            poller().cancel_timer(l->retry_timer);
             l->retry_timer = 0;
         }
         if (l->state != Link::State::Down) {
@@ -886,48 +853,17 @@ void Agent::begin_drain() {
     for (const uint64_t id : ids) {
         close_channel(id);
     }
-    for (auto& w : workers_) {
-        w->request_stop();
-    }
+    daemon_->begin_drain(std::chrono::duration_cast<std::chrono::seconds>(kDrainTimeout));
 }
 
 int Agent::run() {
-    for (auto& w : workers_) {
-        w->start();
-    }
     log::event(Level::Info, "started", {{"AGENT", cfg_.agent.name}},
                fmt::format("sallyport-agent {} \"{}\" started with {} workers, {} relays, {} "
                            "services",
-                           SP_VERSION, cfg_.agent.name, workers_.size(), links_.size(),
+                           SP_VERSION, cfg_.agent.name, workers().size(), links_.size(),
                            cfg_.services.size()));
-    notify::ready();
     update_wanted();
-    auto last_tick = Poller::Clock::now();
-    const auto watchdog = notify::watchdog_interval();
-    auto last_watchdog = last_tick;
-    while (running_) {
-        poller_->run_once(200ms);
-        const auto now = Poller::Clock::now();
-        if (now - last_tick >= 1s) {
-            tick();
-            last_tick = now;
-        }
-        if (watchdog && now - last_watchdog >= *watchdog) {
-            notify::watchdog();
-            last_watchdog = now;
-        }
-        if (stopping_ && (sessions_.load() == 0 || now >= drain_deadline_)) {
-            running_ = false;
-        }
-    }
-    const bool forced = sessions_.load() != 0;
-    for (auto& w : workers_) {
-        if (forced) {
-            w->stop_now();
-        }
-        w->join();
-    }
-    workers_.clear();
+    const bool forced = daemon_->run();
     log::event(Level::Info, "stopping", {},
                forced ? "drain timeout reached: remaining sessions closed; exiting"
                       : "all sessions drained; exiting");

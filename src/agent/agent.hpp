@@ -23,6 +23,7 @@
 #include "control/frame.hpp"
 #include "control/peer.hpp"
 #include "control/tls.hpp"
+#include "io/daemon.hpp"
 #include "io/worker.hpp"
 
 namespace sp::agent {
@@ -71,9 +72,9 @@ private:
     void begin_drain();
 
     config::AgentConfig cfg_;
-    std::optional<Poller> poller_;
-    UniqueFd signal_fd_;
-    std::vector<std::unique_ptr<io::Worker>> workers_;
+    std::unique_ptr<io::Daemon> daemon_;
+    [[nodiscard]] Poller& poller() { return daemon_->poller(); }
+    [[nodiscard]] std::vector<std::unique_ptr<io::Worker>>& workers() { return daemon_->workers(); }
     size_t next_worker_ = 0;
     std::vector<std::unique_ptr<Link>> links_;
     std::map<uint64_t, std::unique_ptr<Channel>> channels_;
@@ -82,8 +83,6 @@ private:
     std::atomic<uint64_t> sessions_{0};
     uint32_t generation_ = 1;
     bool stopping_ = false;
-    bool running_ = true;
-    Poller::Clock::time_point drain_deadline_{};
     std::string last_status_;
 };
 

@@ -20,6 +20,7 @@
 #include "config.h"
 #include "config/keys.hpp"
 #include "control/token.hpp"
+#include "io/daemon.hpp"
 #include "io/net.hpp"
 #include "io/pipe_pool.hpp"
 
@@ -69,11 +70,9 @@ Relay::Relay(config::RelayConfig cfg)
           return config::listen_allowed(cfg_, hp);
       }) {}
 
+// Pairings are used by the workers: stop those first.
 Relay::~Relay() {
-    for (auto& w : workers_) {
-        w->stop_now();
-        w->join();
-    }
+    daemon_.reset();
 }
 
 Result<std::unique_ptr<Relay>> Relay::create(config::RelayConfig cfg) {
@@ -97,11 +96,15 @@ Result<void> Relay::load_keys() {
 }
 
 Result<void> Relay::setup() {
-    auto poller = Poller::create();
-    if (!poller) {
-        return Unexpected(poller.error());
+    auto daemon = io::Daemon::create(
+        cfg_.relay.threads,
+        cfg_.relay.data_path == config::DataPath::Copy ? io::DataPath::Copy : io::DataPath::Splice);
+    if (!daemon) {
+        return Unexpected(daemon.error());
     }
-    poller_.emplace(std::move(*poller));
+    daemon_ = std::move(*daemon);
+    daemon_->set_hooks({[this] { reload(); }, [this] { begin_drain(); }, [this] { tick(); },
+                        [this] { return admission_->sessions(); }});
 
     if (cfg_.shared_key_mode()) {
         if (auto k = load_keys(); !k) {
@@ -130,29 +133,11 @@ Result<void> Relay::setup() {
         tls_.emplace(std::move(*ctx));
     }
 
-    auto sig = block_signals_to_fd({SIGHUP, SIGTERM, SIGINT});
-    if (!sig) {
-        return Unexpected(sig.error());
-    }
-    signal_fd_ = std::move(*sig);
-    if (auto r = poller_->add(signal_fd_.get(), EPOLLIN,
-                              [this](uint32_t) {
-                                  while (const int s = read_signal(signal_fd_.get())) {
-                                      if (s == SIGHUP) {
-                                          reload();
-                                      } else {
-                                          begin_drain();
-                                      }
-                                  }
-                              });
-        !r) {
-        return r;
-    }
     inbox_fd_.reset(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
     if (!inbox_fd_) {
         return errno_error("eventfd");
     }
-    if (auto r = poller_->add(inbox_fd_.get(), EPOLLIN, [this](uint32_t) { drain_inbox(); }); !r) {
+    if (auto r = poller().add(inbox_fd_.get(), EPOLLIN, [this](uint32_t) { drain_inbox(); }); !r) {
         return r;
     }
 
@@ -167,21 +152,7 @@ Result<void> Relay::setup() {
     admission_ = std::make_unique<Admission>(
         AdmissionLimits{cfg_.limits.max_sessions, cfg_.limits.max_sessions_per_client,
                         cfg_.limits.max_new_sessions_per_client_per_s});
-    unsigned threads = cfg_.relay.threads;
-    if (threads == 0) {
-        threads = std::max(1U, std::thread::hardware_concurrency());
-    }
-    for (unsigned i = 0; i < threads; ++i) {
-        io::WorkerOptions wo;
-        wo.index = i;
-        wo.max_pipes = io::pipe_cap_per_worker(threads, wo.pipe_size);
-        wo.data_path = cfg_.relay.data_path == config::DataPath::Copy ? io::DataPath::Copy
-                                                                      : io::DataPath::Splice;
-        auto w = io::Worker::create(wo);
-        if (!w) {
-            return Unexpected(w.error());
-        }
-        workers_.push_back(std::move(*w));
+    for (unsigned i = 0; i < workers().size(); ++i) {
         PairingHooks hooks{[this](unsigned worker, const std::string& service) {
                                post([this, worker, service] { on_need_channel(worker, service); });
                            },
@@ -204,7 +175,7 @@ Result<void> Relay::setup() {
             return Unexpected(fd.error());
         }
         const int raw = fd->get();
-        if (auto r = poller_->add(raw, EPOLLIN, [this, raw](uint32_t) { on_control_accept(raw); });
+        if (auto r = poller().add(raw, EPOLLIN, [this, raw](uint32_t) { on_control_accept(raw); });
             !r) {
             return r;
         }
@@ -260,10 +231,10 @@ void Relay::on_control_accept(int listen_fd) {
                 }
                 // The socket stays readable: without a pause, level-triggered
                 // epoll would spin on the same error until an fd frees up.
-                poller_->modify(listen_fd, 0);
-                poller_->add_timer(100ms, [this, listen_fd] {
+                poller().modify(listen_fd, 0);
+                poller().add_timer(100ms, [this, listen_fd] {
                     if (!stopping_) {
-                        poller_->modify(listen_fd, EPOLLIN);
+                        poller().modify(listen_fd, EPOLLIN);
                     }
                 });
             }
@@ -292,11 +263,11 @@ void Relay::on_control_accept(int listen_fd) {
         c->poll_fd = fd.get();
         c->fd = std::move(fd);
         const uint64_t id = c->id;
-        if (!poller_->add(c->poll_fd, EPOLLIN,
+        if (!poller().add(c->poll_fd, EPOLLIN,
                           [this, id](uint32_t ev) { on_conn_event(id, ev); })) {
             continue;
         }
-        c->timer = poller_->add_timer(std::chrono::milliseconds(cfg_.limits.handshake_timeout_ms),
+        c->timer = poller().add_timer(std::chrono::milliseconds(cfg_.limits.handshake_timeout_ms),
                                       [this, id] {
                                           close_conn(id, "agent-rejected", "handshake-timeout",
                                                      "no complete hello within "
@@ -315,8 +286,8 @@ void Relay::close_conn(uint64_t id, std::string_view event, std::string_view rea
     }
     std::unique_ptr<Conn> c = std::move(it->second);
     conns_.erase(it);
-    poller_->remove(c->poll_fd);
-    poller_->cancel_timer(c->timer);
+    poller().remove(c->poll_fd);
+    poller().cancel_timer(c->timer);
     if (c->stage != Conn::Stage::Agent || !c->greeted) {
         --handshaking_;
     }
@@ -337,8 +308,8 @@ void Relay::close_conn(uint64_t id, std::string_view event, std::string_view rea
     // An agent left: drop what it served. Listeners of services nobody else
     // serves close; sessions already paired carry on untouched.
     std::erase_if(tokens_, [&](const auto& kv) { return kv.second.agent == id; });
-    for (size_t i = 0; i < workers_.size(); ++i) {
-        workers_[i]->post([p = pairings_[i].get(), id](io::Worker&) { p->drop_agent(id); });
+    for (size_t i = 0; i < workers().size(); ++i) {
+        workers()[i]->post([p = pairings_[i].get(), id](io::Worker&) { p->drop_agent(id); });
     }
     const bool had_listeners = !registry_.listeners().empty();
     for (const auto& action : registry_.remove_agent(id)) {
@@ -353,7 +324,7 @@ void Relay::close_conn(uint64_t id, std::string_view event, std::string_view rea
 
 void Relay::update_poll(Conn& c) {
     if (c.peer) {
-        poller_->modify(c.poll_fd, c.peer->poll_events());
+        poller().modify(c.poll_fd, c.peer->poll_events());
     }
 }
 
@@ -455,7 +426,7 @@ void Relay::read_channel_hello(Conn& c) {
     UniqueFd fd = std::move(c.fd);
     const std::string name = agent->second->name;
     close_conn(c.id, "", "", "");  // forgets the handshake state; fd moved out above
-    workers_[g.worker]->post(
+    workers()[g.worker]->post(
         [p = pairings_[g.worker].get(), agent_id = g.agent, name,
          f = std::make_shared<UniqueFd>(std::move(fd))](io::Worker& w) mutable {
             p->add_channel(w, agent_id, name, std::move(*f));
@@ -465,11 +436,11 @@ void Relay::read_channel_hello(Conn& c) {
 void Relay::step_handshake(Conn& c) {
     const auto r = c.tls->handshake();
     if (r.status == control::TlsStatus::WantRead) {
-        poller_->modify(c.poll_fd, EPOLLIN);
+        poller().modify(c.poll_fd, EPOLLIN);
         return;
     }
     if (r.status == control::TlsStatus::WantWrite) {
-        poller_->modify(c.poll_fd, EPOLLOUT);
+        poller().modify(c.poll_fd, EPOLLOUT);
         return;
     }
     if (r.status != control::TlsStatus::Done) {
@@ -577,7 +548,7 @@ void Relay::on_hello(Conn& c, const control::Hello& h) {
     }
     c.greeted = true;
     --handshaking_;
-    poller_->cancel_timer(c.timer);
+    poller().cancel_timer(c.timer);
     c.timer = 0;
     (void)c.peer->send(HelloAck{kProtocolVersion, SP_VERSION, c.heartbeat_ms, c.id});
     log::event(Level::Info, "agent-connected",
@@ -588,7 +559,7 @@ void Relay::on_hello(Conn& c, const control::Hello& h) {
 
 int Relay::open_listener(const SocketAddress& addr, const std::string& service) {
     std::vector<UniqueFd> fds;
-    for (size_t i = 0; i < workers_.size(); ++i) {
+    for (size_t i = 0; i < workers().size(); ++i) {
         // One SO_REUSEPORT socket per worker: the kernel spreads clients
         // across workers and no accept ever crosses threads.
         auto fd = io::listen_tcp(addr, true, 1024);
@@ -599,9 +570,9 @@ int Relay::open_listener(const SocketAddress& addr, const std::string& service) 
     }
     const uint64_t key = next_listener_key_++;
     listener_keys_[addr.to_string()] = key;
-    for (size_t i = 0; i < workers_.size(); ++i) {
-        workers_[i]->post([p = pairings_[i].get(), key, service, addr,
-                           f = std::make_shared<UniqueFd>(std::move(fds[i]))](io::Worker& w) {
+    for (size_t i = 0; i < workers().size(); ++i) {
+        workers()[i]->post([p = pairings_[i].get(), key, service, addr,
+                            f = std::make_shared<UniqueFd>(std::move(fds[i]))](io::Worker& w) {
             p->add_listener(w, key, std::move(*f), service, addr);
         });
     }
@@ -618,8 +589,8 @@ void Relay::close_listener(const SocketAddress& addr, const std::string& service
     }
     const uint64_t key = it->second;
     listener_keys_.erase(it);
-    for (size_t i = 0; i < workers_.size(); ++i) {
-        workers_[i]->post(
+    for (size_t i = 0; i < workers().size(); ++i) {
+        workers()[i]->post(
             [p = pairings_[i].get(), key](io::Worker& w) { p->remove_listener(w, key); });
     }
     log::event(Level::Info, "listener-closed",
@@ -642,15 +613,15 @@ void Relay::broadcast_services() {
         policy->affinity_s = spec->affinity_s;
         policy->agents = registry_.agents_of(name);
         std::shared_ptr<const ServicePolicy> shared = std::move(policy);
-        for (size_t i = 0; i < workers_.size(); ++i) {
-            workers_[i]->post(
+        for (size_t i = 0; i < workers().size(); ++i) {
+            workers()[i]->post(
                 [p = pairings_[i].get(), shared](io::Worker&) { p->set_service(shared); });
         }
     }
     for (const auto& gone : broadcast_names_) {
         if (!now.contains(gone)) {
-            for (size_t i = 0; i < workers_.size(); ++i) {
-                workers_[i]->post(
+            for (size_t i = 0; i < workers().size(); ++i) {
+                workers()[i]->post(
                     [p = pairings_[i].get(), gone](io::Worker& w) { p->remove_service(w, gone); });
             }
         }
@@ -762,7 +733,7 @@ void Relay::apply_config(Conn& c, const control::Config& cfg) {
         // Spread the agent's idle pool over the workers, so every worker
         // can pair its first clients without asking.
         for (unsigned i = 0; i < c.pool; ++i) {
-            issue_tokens(c, static_cast<unsigned>((c.next_worker++) % workers_.size()), 1);
+            issue_tokens(c, static_cast<unsigned>((c.next_worker++) % workers().size()), 1);
         }
     }
 }
@@ -877,10 +848,10 @@ void Relay::reload() {
     cfg_.relay.data_path = dp;
     admission_->set_limits({cfg_.limits.max_sessions, cfg_.limits.max_sessions_per_client,
                             cfg_.limits.max_new_sessions_per_client_per_s});
-    for (size_t i = 0; i < workers_.size(); ++i) {
+    for (size_t i = 0; i < workers().size(); ++i) {
         const PairingLimits pl{std::chrono::milliseconds(cfg_.limits.pending_timeout_ms),
                                cfg_.limits.idle_timeout_s};
-        workers_[i]->post([p = pairings_[i].get(), pl](io::Worker&) { p->set_limits(pl); });
+        workers()[i]->post([p = pairings_[i].get(), pl](io::Worker&) { p->set_limits(pl); });
     }
     if (cfg_.shared_key_mode()) {
         if (auto k = load_keys(); !k) {
@@ -921,13 +892,11 @@ void Relay::begin_drain() {
         return;
     }
     stopping_ = true;
-    drain_deadline_ = Poller::Clock::now() + std::chrono::seconds(cfg_.relay.drain_timeout_s);
-    notify::stopping();
     log::event(Level::Info, "stopping", {},
                fmt::format("stopping: draining {} sessions for up to {} s", admission_->sessions(),
                            cfg_.relay.drain_timeout_s));
     for (auto& fd : control_fds_) {
-        poller_->remove(fd.get());
+        poller().remove(fd.get());
     }
     control_fds_.clear();
     std::vector<uint64_t> ids;
@@ -942,47 +911,18 @@ void Relay::begin_drain() {
         close_conn(id, it != conns_.end() && it->second->greeted ? "agent-disconnected" : "",
                    "shutdown", "relay stopping");
     }
-    for (size_t i = 0; i < workers_.size(); ++i) {
-        workers_[i]->post([p = pairings_[i].get()](io::Worker& w) { p->remove_all_listeners(w); });
-        workers_[i]->request_stop();
+    // Listeners go first: the workers stop once their inbox has run.
+    for (size_t i = 0; i < workers().size(); ++i) {
+        workers()[i]->post([p = pairings_[i].get()](io::Worker& w) { p->remove_all_listeners(w); });
     }
+    daemon_->begin_drain(std::chrono::seconds(cfg_.relay.drain_timeout_s));
 }
 
 int Relay::run() {
-    for (auto& w : workers_) {
-        w->start();
-    }
     log::event(Level::Info, "started", {},
                fmt::format("sallyport-relay {} started with {} workers ({} data path)", SP_VERSION,
-                           workers_.size(), config::data_path_name(cfg_.relay.data_path)));
-    notify::ready();
-    tick();
-    auto last_tick = Poller::Clock::now();
-    const auto watchdog = notify::watchdog_interval();
-    auto last_watchdog = last_tick;
-    while (running_) {
-        poller_->run_once(200ms);
-        const auto now = Poller::Clock::now();
-        if (now - last_tick >= 1s) {
-            tick();
-            last_tick = now;
-        }
-        if (watchdog && now - last_watchdog >= *watchdog) {
-            notify::watchdog();
-            last_watchdog = now;
-        }
-        if (stopping_ && (admission_->sessions() == 0 || now >= drain_deadline_)) {
-            running_ = false;
-        }
-    }
-    const bool forced = admission_->sessions() != 0;
-    for (auto& w : workers_) {
-        if (forced) {
-            w->stop_now();
-        }
-        w->join();
-    }
-    workers_.clear();
+                           workers().size(), config::data_path_name(cfg_.relay.data_path)));
+    const bool forced = daemon_->run();
     log::event(Level::Info, "stopping", {},
                forced ? "drain timeout reached: remaining sessions closed; exiting"
                       : "all sessions drained; exiting");

@@ -22,6 +22,7 @@
 #include "control/frame.hpp"
 #include "control/peer.hpp"
 #include "control/tls.hpp"
+#include "io/daemon.hpp"
 #include "io/worker.hpp"
 #include "relay/admission.hpp"
 #include "relay/pairing.hpp"
@@ -80,14 +81,14 @@ private:
     [[nodiscard]] size_t agent_count() const;
 
     config::RelayConfig cfg_;
-    std::optional<Poller> poller_;
-    UniqueFd signal_fd_;
+    std::unique_ptr<io::Daemon> daemon_;
+    [[nodiscard]] Poller& poller() { return daemon_->poller(); }
+    [[nodiscard]] std::vector<std::unique_ptr<io::Worker>>& workers() { return daemon_->workers(); }
     UniqueFd inbox_fd_;
     std::mutex inbox_mu_;
     std::vector<std::function<void()>> inbox_;
 
     std::unique_ptr<Admission> admission_;
-    std::vector<std::unique_ptr<io::Worker>> workers_;
     std::vector<std::unique_ptr<Pairing>> pairings_;
     Registry registry_;
     std::set<std::string> broadcast_names_;
@@ -111,8 +112,6 @@ private:
     uint64_t session_base_ = 0;
 
     bool stopping_ = false;
-    bool running_ = true;
-    Poller::Clock::time_point drain_deadline_{};
     std::string last_status_;
     LogLimiter reject_log_{5, std::chrono::milliseconds(1000)};
 };

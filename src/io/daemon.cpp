@@ -1,0 +1,121 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "io/daemon.hpp"
+
+#include <signal.h>
+#include <sys/epoll.h>
+
+#include <algorithm>
+#include <thread>
+
+#include "base/notify.hpp"
+#include "base/signals.hpp"
+#include "io/pipe_pool.hpp"
+
+namespace sp::io {
+
+using namespace std::chrono_literals;
+
+Result<std::unique_ptr<Daemon>> Daemon::create(unsigned threads, DataPath data_path) {
+    std::unique_ptr<Daemon> d(new Daemon());  // private constructor
+    auto sig = block_signals_to_fd({SIGHUP, SIGTERM, SIGINT});
+    if (!sig) {
+        return Unexpected(sig.error());
+    }
+    d->signal_fd_ = std::move(*sig);
+    auto poller = Poller::create();
+    if (!poller) {
+        return Unexpected(poller.error());
+    }
+    d->poller_.emplace(std::move(*poller));
+    Daemon* self = d.get();
+    if (auto r = d->poller_->add(d->signal_fd_.get(), EPOLLIN,
+                                 [self](uint32_t) {
+                                     while (const int s = read_signal(self->signal_fd_.get())) {
+                                         const auto& fn =
+                                             s == SIGHUP ? self->hooks_.reload : self->hooks_.stop;
+                                         if (fn) {
+                                             fn();
+                                         }
+                                     }
+                                 });
+        !r) {
+        return Unexpected(r.error());
+    }
+    if (threads == 0) {
+        threads = std::max(1U, std::thread::hardware_concurrency());
+    }
+    for (unsigned i = 0; i < threads; ++i) {
+        WorkerOptions wo;
+        wo.index = i;
+        wo.data_path = data_path;
+        wo.max_pipes = pipe_cap_per_worker(threads, wo.pipe_size);
+        auto w = Worker::create(wo);
+        if (!w) {
+            return Unexpected(w.error());
+        }
+        d->workers_.push_back(std::move(*w));
+    }
+    return d;
+}
+
+Daemon::~Daemon() {
+    for (auto& w : workers_) {
+        w->stop_now();
+        w->join();
+    }
+}
+
+void Daemon::begin_drain(std::chrono::seconds timeout) {
+    if (stopping_) {
+        return;
+    }
+    stopping_ = true;
+    drain_deadline_ = Poller::Clock::now() + timeout;
+    notify::stopping();
+    for (auto& w : workers_) {
+        w->request_stop();
+    }
+}
+
+bool Daemon::run() {
+    for (auto& w : workers_) {
+        w->start();
+    }
+    notify::ready();
+    if (hooks_.tick) {
+        hooks_.tick();
+    }
+    auto last_tick = Poller::Clock::now();
+    const auto watchdog = notify::watchdog_interval();
+    auto last_watchdog = last_tick;
+    const auto live = [this] { return hooks_.live_sessions ? hooks_.live_sessions() : 0; };
+    for (;;) {
+        poller_->run_once(200ms);
+        const auto now = Poller::Clock::now();
+        if (now - last_tick >= 1s) {
+            if (hooks_.tick) {
+                hooks_.tick();
+            }
+            last_tick = now;
+        }
+        // Pinged from this loop: if it stalls, systemd restarts us.
+        if (watchdog && now - last_watchdog >= *watchdog) {
+            notify::watchdog();
+            last_watchdog = now;
+        }
+        if (stopping_ && (live() == 0 || now >= drain_deadline_)) {
+            break;
+        }
+    }
+    const bool forced = live() != 0;
+    for (auto& w : workers_) {
+        if (forced) {
+            w->stop_now();
+        }
+        w->join();
+    }
+    workers_.clear();
+    return forced;
+}
+
+}  // namespace sp::io
