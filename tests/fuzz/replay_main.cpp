@@ -47,7 +47,10 @@ int replay(const std::string& path, int& count) {
         if (name == "." || name == "..") {
             continue;
         }
-        failures += replay(path + "/" + name, count);
+        std::string file = path;
+        file += '/';
+        file += name;
+        failures += replay(file, count);
     }
     ::closedir(dir);
     return failures;

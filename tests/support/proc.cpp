@@ -173,7 +173,7 @@ TempDir::~TempDir() {
 }
 
 std::string TempDir::write(const std::string& name, const std::string& content, unsigned mode) {
-    const std::string p = path_ + "/" + name;
+    std::string p = path_ + "/" + name;
     {
         std::ofstream out(p, std::ios::binary | std::ios::trunc);
         out << content;

@@ -113,11 +113,12 @@ TEST_SUITE("io.listener") {
             eps.push_back(std::make_unique<Endpoint>(clients[i].get(), 20000 + i, 100 + i));
             eps.push_back(std::make_unique<Endpoint>(backends[i].get(), 30000 + i, 300 + i));
         }
+        all.reserve(eps.size());
         for (auto& e : eps) {
             all.push_back(e.get());
         }
         REQUIRE(drive(all, 20s));
-        for (int i = 0; i < kClients; ++i) {
+        for (std::size_t i = 0; i < std::size_t{kClients}; ++i) {
             CHECK(eps[2 * i + 1]->recv_hash == eps[2 * i]->send_hash);
             CHECK(eps[2 * i]->recv_hash == eps[2 * i + 1]->send_hash);
         }

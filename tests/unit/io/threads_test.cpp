@@ -141,7 +141,7 @@ TEST_SUITE("io.threads") {
         rlimit old;
         REQUIRE(getrlimit(RLIMIT_NOFILE, &old) == 0);
         rlimit low = old;
-        low.rlim_cur = static_cast<rlim_t>(fillers.back().get() + 1);
+        low.rlim_cur = static_cast<rlim_t>(fillers.back().get()) + 1;
         REQUIRE(setrlimit(RLIMIT_NOFILE, &low) == 0);
         // io_uring reads the limit when the accept is prepared, so arm it now.
         (void)h.call([&, lfd](Worker& w) {

@@ -76,11 +76,12 @@ TEST_SUITE("io.worker") {
             eps.push_back(std::make_unique<Endpoint>(links.back().client.get(), up, 10 + i));
             eps.push_back(std::make_unique<Endpoint>(links.back().backend.get(), down, 500 + i));
         }
+        all.reserve(eps.size());
         for (auto& e : eps) {
             all.push_back(e.get());
         }
         REQUIRE(drive(all, 40s));
-        for (int i = 0; i < kSessions; ++i) {
+        for (std::size_t i = 0; i < std::size_t{kSessions}; ++i) {
             Endpoint& c = *eps[2 * i];
             Endpoint& b = *eps[2 * i + 1];
             CHECK(b.received == c.to_send);
@@ -161,6 +162,7 @@ TEST_SUITE("io.worker") {
         Harness h(pick_path());
         constexpr int kOthers = 6;
         std::vector<Link> others;
+        others.reserve(kOthers);
         for (int i = 0; i < kOthers; ++i) {
             others.push_back(make_link(h));
         }
@@ -181,6 +183,7 @@ TEST_SUITE("io.worker") {
             eps.push_back(std::make_unique<Endpoint>(others[i].client.get(), 4 << 20, 20 + i));
             eps.push_back(std::make_unique<Endpoint>(others[i].backend.get(), 3 << 20, 40 + i));
         }
+        all.reserve(eps.size());
         for (auto& e : eps) {
             all.push_back(e.get());
         }
@@ -196,7 +199,7 @@ TEST_SUITE("io.worker") {
         CHECK(drain_until_end(by_backend.client.get(), 5s) == -ECONNRESET);
         traffic.join();
         REQUIRE(others_ok);
-        for (int i = 0; i < kOthers; ++i) {
+        for (std::size_t i = 0; i < std::size_t{kOthers}; ++i) {
             CHECK(eps[2 * i + 1]->recv_hash == eps[2 * i]->send_hash);
             CHECK(eps[2 * i]->recv_hash == eps[2 * i + 1]->send_hash);
             CHECK(eps[2 * i + 1]->received == 4 << 20);
@@ -388,11 +391,12 @@ TEST_SUITE("io.worker") {
             eps.push_back(std::make_unique<Endpoint>(links.back().client.get(), 2 << 20, 800 + i));
             eps.push_back(std::make_unique<Endpoint>(links.back().backend.get(), 1 << 20, 900 + i));
         }
+        all.reserve(eps.size());
         for (auto& e : eps) {
             all.push_back(e.get());
         }
         REQUIRE(drive(all, 30s));
-        for (int i = 0; i < kSessions; ++i) {
+        for (std::size_t i = 0; i < std::size_t{kSessions}; ++i) {
             CHECK(eps[2 * i + 1]->recv_hash == eps[2 * i]->send_hash);
             CHECK(eps[2 * i]->recv_hash == eps[2 * i + 1]->send_hash);
         }

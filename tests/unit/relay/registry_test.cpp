@@ -10,7 +10,7 @@ using Kind = ListenerAction::Kind;
 
 namespace {
 
-ServiceSpec svc(std::string name, std::vector<std::string> listen) {
+ServiceSpec svc(std::string name, const std::vector<std::string>& listen) {
     ServiceSpec s;
     s.name = std::move(name);
     for (const auto& l : listen) {
