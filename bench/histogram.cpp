@@ -7,7 +7,7 @@
 namespace sp::bench {
 
 int Histogram::index(uint64_t v) noexcept {
-    if (v < 2 * kSub) {
+    if (v < 2 * uint64_t{kSub}) {
         return static_cast<int>(v);
     }
     const int e = 63 - std::countl_zero(v);                // >= kSubBits + 1
@@ -20,7 +20,7 @@ uint64_t Histogram::midpoint(int idx) noexcept {
         return static_cast<uint64_t>(idx);
     }
     const int e = (idx - 2 * kSub) / kSub + kSubBits + 1;
-    const uint64_t m = static_cast<uint64_t>((idx - 2 * kSub) % kSub + kSub);
+    const uint64_t m = (static_cast<uint64_t>(idx) - 2 * uint64_t{kSub}) % kSub + kSub;
     const int shift = e - kSubBits;
     return (m << shift) + ((uint64_t{1} << shift) >> 1);
 }

@@ -42,9 +42,9 @@
 namespace sp::bench {
 namespace {
 
-constexpr size_t kChunk = 256 * 1024;  // send/recv size for streams (iperf3 uses 128 KiB)
+constexpr size_t kChunk = 256 * size_t{1024};  // send/recv size for streams (iperf3 uses 128 KiB)
 // Receives are smaller: the buffer and the pattern it is checked against then stay in L2.
-constexpr size_t kRecvChunk = 128 * 1024;
+constexpr size_t kRecvChunk = 128 * size_t{1024};
 constexpr int64_t kDrainNs = 10'000'000'000;  // after the deadline, to finish and verify
 constexpr int kMaxParallel = 256;
 
@@ -242,7 +242,7 @@ void usage(FILE* out) {
 }
 
 void set_timeouts(int fd, int ms) noexcept {
-    timeval tv{ms / 1000, (ms % 1000) * 1000};
+    timeval tv{ms / 1000, (ms % 1000) * 1000L};
     (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);  // best effort
     (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 }
@@ -752,10 +752,12 @@ int ServerWorker::run(int64_t end) noexcept {
                  bound->to_string().c_str(), threads);
     const int64_t end = now_ns() + static_cast<int64_t>(o.seconds * 1e9);
     std::vector<std::unique_ptr<ServerWorker>> workers;
+    workers.reserve(listeners.size());
     for (auto& l : listeners) {
         workers.push_back(std::make_unique<ServerWorker>(std::move(l), o.mode));
     }
     std::vector<std::thread> ts;
+    ts.reserve(workers.size());
     for (auto& w : workers) {
         ts.emplace_back([&w, end] { (void)w->run(end); });
     }

@@ -44,10 +44,9 @@ void Pairing::add_listener(io::Worker& w, uint64_t key, UniqueFd fd, std::string
                            SocketAddress listen) {
     const uint64_t id = w.add_listener(
         std::move(fd),
-        [this, service](io::Worker& wk, UniqueFd client, const SocketAddress& peer,
-                        const SocketAddress& local) {
-            on_accept(wk, service, std::move(client), peer, local);
-        },
+        [this, service = std::move(service)](
+            io::Worker& wk, UniqueFd client, const SocketAddress& peer,
+            const SocketAddress& local) { on_accept(wk, service, std::move(client), peer, local); },
         [this, listen](io::Worker& wk, int err, bool paused) {
             on_accept_error(wk, listen, err, paused);
         });

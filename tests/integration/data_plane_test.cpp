@@ -97,6 +97,7 @@ TEST_SUITE("integration.data_plane") {
         Running r(sink, 16);
         std::atomic<int> good{0};
         std::vector<std::thread> clients;
+        clients.reserve(200);
         for (int i = 0; i < 200; ++i) {
             clients.emplace_back([&, i] {
                 const uint64_t size = static_cast<uint64_t>(i) * 7919 * (i % 7 + 1);
