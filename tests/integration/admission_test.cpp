@@ -539,4 +539,29 @@ TEST_SUITE("integration.admission") {
         CHECK(field(summary.back(), "REASON") == "not-allowed");
         CHECK(served("127.0.0.1", port, "127.0.0.1"));
     }
+
+    TEST_CASE("admission: an agent cannot open a listener outside the relay's allow_listen") {
+        // The fixture allows 127.0.0.1:1024-65535 and [::1]:1024-65535 only.
+        TestServer echo(TestServer::Mode::Echo);
+        const uint16_t ok = free_port();
+        const uint16_t other_host = free_port("127.0.0.2");
+        Deployment d;
+        d.make_keys({"agent1"});
+        d.start_relay();
+        REQUIRE(d.relay.wait_for_output(" started ", 10s));
+        d.start_agent(svc("low", "127.0.0.1:1000", echo.port()) +
+                      svc("elsewhere", fmt::format("127.0.0.2:{}", other_host), echo.port()) +
+                      svc("fine", fmt::format("127.0.0.1:{}", ok), echo.port()));
+        REQUIRE(d.relay.wait_for_output("config-applied", 10s));
+        const auto rej = events(d.relay.output(), "config-rejected");
+        REQUIRE(rej.size() == 2);
+        CHECK(field(rej[0], "SERVICE") == "low");
+        CHECK(field(rej[1], "SERVICE") == "elsewhere");
+        for (const auto& l : rej) {
+            CHECK(field(l, "REASON") == "not-allowed");
+        }
+        CHECK(refused("127.0.0.1", 1000));
+        CHECK(refused("127.0.0.2", other_host));
+        CHECK(served("127.0.0.1", ok, "127.0.0.2"));
+    }
 }
