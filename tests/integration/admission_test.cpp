@@ -391,11 +391,17 @@ TEST_SUITE("integration.admission") {
         }
         const std::string listen = fmt::format("127.0.0.1:{}", port);
         const std::string backend = fmt::format("127.0.0.1:{}", source.port());
-        CHECK(field(r_open[0], "LISTEN_ADDR") == listen);
-        CHECK(field(r_close[0], "LISTEN_ADDR") == listen);
-        CHECK(field(r_open[0], "AGENT") == "agent1");
-        CHECK(field(a_open[0], "BACKEND_ADDR") == backend);
-        CHECK(field(a_close[0], "BACKEND_ADDR") == backend);
+        const std::string relay_addr = fmt::format("127.0.0.1:{}", s.d.control_port);
+        for (const auto* l : {&r_open[0], &r_close[0], &a_open[0], &a_close[0]}) {
+            CHECK(field(*l, "LISTEN_ADDR") == listen);
+        }
+        for (const auto* l : {&r_open[0], &r_close[0]}) {
+            CHECK(field(*l, "AGENT") == "agent1");
+        }
+        for (const auto* l : {&a_open[0], &a_close[0]}) {
+            CHECK(field(*l, "BACKEND_ADDR") == backend);
+            CHECK(field(*l, "RELAY_ADDR") == relay_addr);
+        }
         for (const auto* l : {&r_close[0], &a_close[0]}) {
             CHECK(field(*l, "BYTES_UP") == "8");
             CHECK(field(*l, "BYTES_DOWN") == std::to_string(kDown));
