@@ -570,4 +570,25 @@ TEST_SUITE("integration.admission") {
         CHECK(refused("127.0.0.2", other_host));
         CHECK(served("127.0.0.1", ok, "127.0.0.2"));
     }
+
+    TEST_CASE("admission: client rules changed by an agent reload apply at the relay") {
+        TestServer echo(TestServer::Mode::Echo);
+        const uint16_t port = free_port();
+        Setup s(svc("svc", fmt::format("127.0.0.1:{}", port), echo.port()), 1);
+        CHECK(served("127.0.0.1", port, "127.0.0.3"));
+        auto kept = hold("127.0.0.1", port, "127.0.0.3");
+        REQUIRE(kept);
+        // Same listen address, tighter rules: the listener stays, the rules change.
+        s.d.write_agent_config("agent1", svc("svc", fmt::format("127.0.0.1:{}", port), echo.port(),
+                                             "deny_clients = [\"127.0.0.3\"]\n"));
+        s.d.agent.signal(SIGHUP);
+        REQUIRE(s.d.relay.wait_for_output("config-applied", 10s, 2));
+        std::this_thread::sleep_for(200ms);  // the workers take the new policy
+        CHECK(refused_at_once("127.0.0.1", port, "127.0.0.3"));
+        CHECK(served("127.0.0.1", port, "127.0.0.2"));
+        // The session admitted under the old rules carries on.
+        CHECK(send_all(kept.get(), "k", 1));
+        CHECK(recv_n(kept.get(), 1) == "k");
+        CHECK(s.d.relay.output().find("listener-closed") == std::string::npos);
+    }
 }
