@@ -150,7 +150,7 @@ pid {0}/nginx.pid;
 error_log {0}/error.log info;
 events {{ worker_connections 64; }}
 http {{
-    log_format pp '$proxy_protocol_addr $proxy_protocol_port $remote_addr';
+    log_format pp '$proxy_protocol_addr $proxy_protocol_port $realip_remote_addr';
     access_log {0}/access.log pp;
     client_body_temp_path {0}/body;
     proxy_temp_path {0}/proxy;
@@ -159,8 +159,11 @@ http {{
     scgi_temp_path {0}/scgi;
     server {{
         listen 127.0.0.1:{1} proxy_protocol;
+        # As in sallyport(7): the agent's address is trusted to tell the client's.
+        set_real_ip_from 127.0.0.1;
+        real_ip_header proxy_protocol;
         location / {{
-            return 200 "pp=$proxy_protocol_addr port=$proxy_protocol_port remote=$remote_addr\n";
+            return 200 "pp=$proxy_protocol_addr port=$proxy_protocol_port remote=$remote_addr agent=$realip_remote_addr\n";
         }}
     }}
 }}
@@ -170,8 +173,9 @@ http {{
         auto nginx = start_consumer({kNginx, "-e", dir.path() + "/error.log", "-p", dir.path(),
                                      "-c", conf, "-g", "daemon off;"},
                                     dir.path() + "/nginx.out", port);
-        // remote= is the agent's own address: the client's comes only from the header.
-        check_cases(r, "pp={} port={} remote=127.0.0.1\n");
+        // agent= is the connection's own source: the client's address comes
+        // only from the header, and realip makes it nginx's $remote_addr.
+        check_cases(r, "pp={0} port={1} remote={0} agent=127.0.0.1\n");
         const auto access = read_file(dir.path() + "/access.log");
         CHECK(access.find("127.0.0.7 ") != std::string::npos);
         CHECK(access.find("::1 ") != std::string::npos);
