@@ -591,4 +591,33 @@ TEST_SUITE("integration.admission") {
         CHECK(recv_n(kept.get(), 1) == "k");
         CHECK(s.d.relay.output().find("listener-closed") == std::string::npos);
     }
+
+    TEST_CASE("admission: a thousand silent control connections do not keep a real agent out") {
+        TestServer echo(TestServer::Mode::Echo);
+        Deployment d;
+        d.make_keys({"agent1"});
+        d.limits_extra = "handshake_timeout_ms = 1000\n";
+        d.start_relay();
+        REQUIRE(d.relay.wait_for_output(" started ", 10s));
+        std::vector<sp::UniqueFd> silent;
+        for (int i = 0; i < 1000; ++i) {
+            if (auto fd = connect_to("127.0.0.1", d.control_port, 2s, "127.0.0.3"); fd) {
+                silent.push_back(std::move(fd));
+            }
+        }
+        CHECK(silent.size() == 1000);
+        const uint16_t port = free_port();
+        d.start_agent(svc("svc", fmt::format("127.0.0.1:{}", port), echo.port()));
+        REQUIRE(d.relay.wait_for_output("listener-open", 10s));
+        CHECK(served("127.0.0.1", port, "127.0.0.2"));
+        // The silent ones are cut after handshake_timeout_ms, logged sparingly.
+        char b = 0;
+        set_timeouts(silent.back().get(), 5s);
+        CHECK(::recv(silent.back().get(), &b, 1, 0) == 0);
+        REQUIRE(d.relay.wait_for_output("REASON=handshake-timeout", 5s));
+        const auto rej = with(events(d.relay.output(), "agent-rejected"), "=127.0.0.3 ");
+        MESSAGE(
+            fmt::format("1000 silent control connections: {} agent-rejected lines", rej.size()));
+        CHECK(rej.size() < 50);
+    }
 }
