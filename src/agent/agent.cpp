@@ -720,19 +720,24 @@ void Agent::start_session(Channel& c) {
     auto& w = workers()[next_worker_++ % workers().size()];
     auto channel = std::make_shared<UniqueFd>(std::move(c.fd));
     auto backend = std::make_shared<UniqueFd>(std::move(c.backend));
+    // session-close repeats every field of session-open, so either entry
+    // alone answers who, where and through which relay.
     w->post([this, channel, backend, sid, service = c.binding.service, client = *c.client,
-             backend_addr = c.backend_addr](io::Worker& wk) {
+             listen_addr = c.binding.listen_addr, backend_addr = c.backend_addr,
+             relay_addr = links_[c.link]->name()](io::Worker& wk) {
         wk.start_session(
             std::move(*channel), std::move(*backend),
-            [this, sid, service, client, backend_addr](io::Worker&, io::SessionId,
-                                                       const io::SessionEnd& end) {
+            [this, sid, service, client, listen_addr, backend_addr, relay_addr](
+                io::Worker&, io::SessionId, const io::SessionEnd& end) {
                 --sessions_;
                 log::event(Level::Info, "session-close",
                            {{"SESSION_ID", sid},
                             {"SERVICE", service},
                             {"CLIENT_ADDR", client.ip().to_string()},
                             {"CLIENT_PORT", std::to_string(client.port())},
+                            {"LISTEN_ADDR", listen_addr},
                             {"BACKEND_ADDR", backend_addr},
+                            {"RELAY_ADDR", relay_addr},
                             {"BYTES_UP", std::to_string(end.bytes_up)},
                             {"BYTES_DOWN", std::to_string(end.bytes_down)},
                             {"DURATION_MS", std::to_string(end.duration.count())},

@@ -108,6 +108,9 @@ ApplyOutcome Registry::apply(uint64_t agent, const std::vector<ServiceSpec>& ser
         const auto want = std::find_if(services.begin(), services.end(),
                                        [&](const ServiceSpec& s) { return s.name == name; });
         if (want != services.end() && same_listen_set(*want, services_.at(name).spec)) {
+            // The listeners stay; the client rules and limits are the ones
+            // just pushed, or a tightened deny_clients would never apply.
+            services_.at(name).spec = *want;
             kept.insert(name);
             continue;
         }
@@ -173,6 +176,7 @@ ApplyOutcome Registry::apply(uint64_t agent, const std::vector<ServiceSpec>& ser
         out.joined.push_back(spec.name);
         if (existing != services_.end()) {
             existing->second.agents.push_back(agent);
+            existing->second.spec = spec;  // the last pushed rules apply, as on a reload
             for (auto& r : checks) {
                 r.message = "joined";
                 out.results.push_back(std::move(r));

@@ -34,6 +34,13 @@ namespace {
 constexpr size_t kMaxHandshaking = 4096;  // silent connections beyond this are refused
 constexpr size_t kMaxTokensPerAgent = 4096;
 
+// The tail of a refusal message that reports what the log limiter held back
+// since the last line for the same address, as client-rejected does.
+std::string not_logged(int64_t held) {
+    return held > 0 ? fmt::format(" ({} similar refusals of this address not logged)", held)
+                    : std::string();
+}
+
 }  // namespace
 
 struct Relay::Conn {
@@ -246,11 +253,15 @@ void Relay::on_control_accept(int listen_fd) {
         }
         const auto& a = cfg_.auth;
         if (!client_allowed(peer->ip(), a.allow_agents, a.deny_agents)) {
-            if (reject_log_.allow(peer->ip().to_string(), Poller::Clock::now()) >= 0) {
+            if (const int64_t held =
+                    reject_log_.allow(peer->ip().to_string(), Poller::Clock::now());
+                held >= 0) {
                 log::event(Level::Warn, "agent-rejected",
-                           {{"AGENT_ADDR", peer->ip().to_string()}, {"REASON", "not-allowed"}},
-                           fmt::format("connection from {} refused by allow_agents/deny_agents",
-                                       peer->to_string()));
+                           {{"AGENT_ADDR", peer->ip().to_string()},
+                            {"REASON", "not-allowed"},
+                            {"SUPPRESSED", held > 0 ? std::to_string(held) : std::string()}},
+                           fmt::format("connection from {} refused by allow_agents/deny_agents{}",
+                                       peer->to_string(), not_logged(held)));
             }
             continue;  // closed without a byte: no TLS work for strangers
         }
@@ -293,13 +304,16 @@ void Relay::close_conn(uint64_t id, std::string_view event, std::string_view rea
     }
     if (!event.empty()) {
         const bool rejected = event == "agent-rejected";
-        if (!rejected || reject_log_.allow(c->addr.ip().to_string(), Poller::Clock::now()) >= 0) {
+        const int64_t held =
+            rejected ? reject_log_.allow(c->addr.ip().to_string(), Poller::Clock::now()) : 0;
+        if (held >= 0) {
             log::event(rejected ? Level::Warn : Level::Info, event,
                        {{"AGENT", c->name},
                         {"AGENT_ADDR", c->addr.ip().to_string()},
                         {"KEY_ID", c->key_id},
-                        {"REASON", std::string(reason)}},
-                       std::string(message));
+                        {"REASON", std::string(reason)},
+                        {"SUPPRESSED", held > 0 ? std::to_string(held) : std::string()}},
+                       fmt::format("{}{}", message, not_logged(held)));
         }
     }
     if (c->stage != Conn::Stage::Agent || !c->greeted) {

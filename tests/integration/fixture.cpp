@@ -65,9 +65,11 @@ drain_timeout_s = 5
 [auth]
 keys = "{}/relay.keys"
 {}
+[limits]
+{}
 )",
                                                data_path, control_port, dir.path(), relay_extra,
-                                               dir.path(), extra));
+                                               dir.path(), extra, limits_extra));
 }
 
 std::string Deployment::write_agent_config(const std::string& name, const std::string& services,

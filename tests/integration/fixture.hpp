@@ -17,7 +17,8 @@ struct Deployment {
     TempDir dir;
     uint16_t control_port = 0;
     std::string data_path = "splice";
-    std::string relay_extra;  // TOML lines appended to [relay]'s file
+    std::string relay_extra;   // TOML lines appended to [relay]'s file
+    std::string limits_extra;  // TOML lines of the relay's [limits] section
     Process relay;
     Process agent;
 

@@ -87,6 +87,23 @@ TEST_SUITE("relay.registry") {
         CHECK(r.listeners().empty());
     }
 
+    TEST_CASE("registry: rules pushed again with the same listen set replace the old ones") {
+        auto r = make();
+        (void)r.apply(1, {svc("sftp", {"0.0.0.0:2222"})});
+        auto tighter = svc("sftp", {"0.0.0.0:2222"});
+        tighter.deny_clients.push_back(*sp::Cidr::parse("203.0.113.0/24"));
+        tighter.max_sessions = 7;
+        const auto out = r.apply(1, {tighter});
+        CHECK(out.actions.empty());  // the listener stays open
+        REQUIRE(r.service("sftp") != nullptr);
+        CHECK(r.service("sftp")->deny_clients.size() == 1);
+        CHECK(r.service("sftp")->max_sessions == 7);
+        // A second agent joining the pool brings the rules that apply from then on.
+        (void)r.apply(2, {svc("sftp", {"0.0.0.0:2222"})});
+        CHECK(r.service("sftp")->deny_clients.empty());
+        CHECK(r.service("sftp")->max_sessions == 0);
+    }
+
     TEST_CASE("registry: conflicting claims are refused and change nothing") {
         auto r = make();
         (void)r.apply(1, {svc("sftp", {"0.0.0.0:2222"})});
