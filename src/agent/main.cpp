@@ -10,6 +10,7 @@
 #include "base/signals.hpp"
 #include "config.h"
 #include "config/agent_config.hpp"
+#include "config/common.hpp"
 #include "config/keys.hpp"
 
 namespace {
@@ -55,13 +56,8 @@ int main(int argc, char** argv) {
     if (!opt) {
         return fail(opt.error());
     }
-    if (opt->help) {
-        std::fputs(sp::cli::daemon_help(kSpec).c_str(), stdout);
-        return 0;
-    }
-    if (opt->version) {
-        std::printf("sallyport-agent %s\n", SP_VERSION);
-        return 0;
+    if (const auto code = sp::cli::print_info(kSpec, *opt, SP_VERSION)) {
+        return *code;
     }
     sp::log::configure("sallyport-agent", opt->log_target.value_or(sp::log::Target::Auto),
                        opt->log_level.value_or(sp::log::Level::Info));

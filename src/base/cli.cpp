@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "base/cli.hpp"
 
+#include <cstdio>
+
 #include <fmt/format.h>
 
 namespace sp::cli {
@@ -99,6 +101,19 @@ Result<DaemonOptions> parse_daemon_args(const DaemonSpec& spec, std::span<const 
         }
     }
     return opt;
+}
+
+std::optional<int> print_info(const DaemonSpec& spec, const DaemonOptions& opt,
+                              std::string_view version) {
+    if (opt.help) {
+        std::fputs(daemon_help(spec).c_str(), stdout);
+        return 0;
+    }
+    if (opt.version) {
+        std::fputs(fmt::format("{} {}\n", spec.program, version).c_str(), stdout);
+        return 0;
+    }
+    return std::nullopt;
 }
 
 std::string daemon_help(const DaemonSpec& spec) {

@@ -37,6 +37,11 @@ struct DaemonOptions {
 [[nodiscard]] Result<DaemonOptions> parse_daemon_args(const DaemonSpec& spec,
                                                       std::span<const char* const> args);
 
+/// Handles --help and --version: prints to stdout and returns exit code 0;
+/// nullopt when neither was given.
+[[nodiscard]] std::optional<int> print_info(const DaemonSpec& spec, const DaemonOptions& opt,
+                                            std::string_view version);
+
 /// The --help text. Every long flag it names must appear in the man page;
 /// tests/man/check-help-flags enforces that.
 [[nodiscard]] std::string daemon_help(const DaemonSpec& spec);

@@ -10,6 +10,7 @@
 #include "base/event.hpp"
 #include "base/signals.hpp"
 #include "config.h"
+#include "config/common.hpp"
 #include "config/keys.hpp"
 #include "config/relay_config.hpp"
 #include "relay/relay.hpp"
@@ -37,10 +38,8 @@ sp::Result<void> check_files(const sp::config::RelayConfig& cfg) {
     }
     for (const auto* f : {&cfg.auth.certificate, &cfg.auth.private_key, &cfg.auth.agent_ca}) {
         if (!f->empty()) {
-            if (std::FILE* fp = std::fopen(f->c_str(), "r"); fp != nullptr) {
-                std::fclose(fp);
-            } else {
-                return sp::errno_error("cannot read \"{}\"", *f);
+            if (auto r = sp::config::check_readable(*f); !r) {
+                return r;
             }
         }
     }
@@ -55,13 +54,8 @@ int main(int argc, char** argv) {
     if (!opt) {
         return fail(opt.error());
     }
-    if (opt->help) {
-        std::fputs(sp::cli::daemon_help(kSpec).c_str(), stdout);
-        return 0;
-    }
-    if (opt->version) {
-        std::printf("sallyport-relay %s\n", SP_VERSION);
-        return 0;
+    if (const auto code = sp::cli::print_info(kSpec, *opt, SP_VERSION)) {
+        return *code;
     }
     if (opt->gen_key) {
         auto line = sp::config::generate_key_line(*opt->gen_key);

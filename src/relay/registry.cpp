@@ -23,22 +23,6 @@ bool same_listen_set(const ServiceSpec& a, const ServiceSpec& b) {
 
 }  // namespace
 
-std::string_view listen_status_name(ListenStatus s) noexcept {
-    switch (s) {
-        case ListenStatus::Ok:
-            return "ok";
-        case ListenStatus::BindFailed:
-            return "bind-failed";
-        case ListenStatus::NotAllowed:
-            return "not-allowed";
-        case ListenStatus::Conflict:
-            return "conflict";
-        case ListenStatus::Invalid:
-            return "invalid";
-    }
-    return "invalid";
-}
-
 std::vector<SocketAddress> expand(const HostPorts& entry) {
     std::vector<SocketAddress> out;
     if (!entry.ip) {

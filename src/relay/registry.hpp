@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "base/addr.hpp"
+#include "control/frame.hpp"
 
 namespace sp::relay {
 
@@ -26,8 +27,8 @@ struct ServiceSpec {
     uint32_t affinity_s = 0;
 };
 
-enum class ListenStatus { Ok, BindFailed, NotAllowed, Conflict, Invalid };
-[[nodiscard]] std::string_view listen_status_name(ListenStatus s) noexcept;
+// The wire's enum, so a result goes to the agent without translation.
+using control::ListenStatus;
 
 struct ListenResult {
     std::string service;

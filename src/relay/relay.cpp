@@ -710,13 +710,11 @@ void Relay::apply_config(Conn& c, const control::Config& cfg) {
     result.generation = cfg.generation;
     size_t ok = 0;
     for (auto& r : out.results) {
-        ListenResult lr{r.service, r.listen, control::ListenStatus::Ok, 0, r.message};
+        ListenResult lr{r.service, r.listen, r.status, 0, r.message};
         if (const auto bf = bind_failed.find(r.service); bf != bind_failed.end()) {
             lr.status = control::ListenStatus::BindFailed;
             lr.error = bf->second;
             lr.message = std::strerror(bf->second);
-        } else {
-            lr.status = static_cast<control::ListenStatus>(r.status);
         }
         if (lr.status == control::ListenStatus::Ok) {
             ++ok;
