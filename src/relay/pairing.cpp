@@ -85,7 +85,8 @@ void Pairing::remove_service(io::Worker& w, const std::string& name) {
     }
 }
 
-void Pairing::add_channel(io::Worker& w, uint64_t agent, std::string agent_name, UniqueFd fd) {
+void Pairing::add_channel(io::Worker& w, uint64_t agent, std::string agent_name, UniqueFd fd,
+                          size_t max_idle) {
     // The oldest waiting client whose service this agent serves gets it.
     for (auto it = pending_.begin(); it != pending_.end(); ++it) {
         const auto svc = services_.find(it->service);
@@ -110,7 +111,10 @@ void Pairing::add_channel(io::Worker& w, uint64_t agent, std::string agent_name,
         }
         return;
     }
-    idle_[agent].push_back({std::move(fd), std::move(agent_name)});
+    auto& q = idle_[agent];
+    if (q.size() < max_idle) {
+        q.push_back({std::move(fd), std::move(agent_name)});
+    }
 }
 
 void Pairing::drop_agent(uint64_t agent) {

@@ -59,7 +59,12 @@ public:
     void remove_all_listeners(io::Worker& w);
     void set_service(std::shared_ptr<const ServicePolicy> policy);
     void remove_service(io::Worker& w, const std::string& name);
-    void add_channel(io::Worker& w, uint64_t agent, std::string agent_name, UniqueFd fd);
+    /// A data channel arrived. It goes to the oldest waiting client its
+    /// agent can serve; else it is kept idle while this worker holds fewer
+    /// than `max_idle` of the agent's channels, and closed otherwise (an
+    /// on-demand channel whose client gave up must not hold an fd forever).
+    void add_channel(io::Worker& w, uint64_t agent, std::string agent_name, UniqueFd fd,
+                     size_t max_idle);
     /// The agent is gone: its idle channels close; sessions already paired
     /// with its channels go on (they no longer need the control channel).
     void drop_agent(uint64_t agent);

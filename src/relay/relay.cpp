@@ -230,7 +230,7 @@ void Relay::on_control_accept(int listen_fd) {
         if (!fd) {
             const int err = errno;
             if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
-                if (reject_log_.allow("resource", Poller::Clock::now()) >= 0) {
+                if (resource_log_.allow("control", Poller::Clock::now()) >= 0) {
                     log::event(Level::Warn, "resource-limit", {{"REASON", std::strerror(err)}},
                                fmt::format("accept on the control port failed: {}; pausing "
                                            "accepts for 100 ms",
@@ -439,11 +439,13 @@ void Relay::read_channel_hello(Conn& c) {
     }
     UniqueFd fd = std::move(c.fd);
     const std::string name = agent->second->name;
+    // The agent's pool, spread over the workers, bounds what each keeps idle.
+    const size_t max_idle = (agent->second->pool + workers().size() - 1) / workers().size();
     close_conn(c.id, "", "", "");  // forgets the handshake state; fd moved out above
     workers()[g.worker]->post(
-        [p = pairings_[g.worker].get(), agent_id = g.agent, name,
+        [p = pairings_[g.worker].get(), agent_id = g.agent, name, max_idle,
          f = std::make_shared<UniqueFd>(std::move(fd))](io::Worker& w) mutable {
-            p->add_channel(w, agent_id, name, std::move(*f));
+            p->add_channel(w, agent_id, name, std::move(*f), max_idle);
         });
 }
 

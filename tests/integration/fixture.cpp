@@ -94,8 +94,12 @@ key = "{}"
 
 void Deployment::start_relay(const std::string& extra) {
     const auto cfg = write_relay_config(extra);
-    relay = Process::start({relay_bin(), "-c", cfg, "--log-target", "stderr"},
-                           dir.path() + "/relay.log");
+    std::vector<std::string> argv = relay_prefix;
+    for (const auto& a : {relay_bin(), std::string("-c"), cfg, std::string("--log-target"),
+                          std::string("stderr")}) {
+        argv.push_back(a);
+    }
+    relay = Process::start(argv, dir.path() + "/relay.log");
 }
 
 Process Deployment::start_agent_process(const std::string& config_path, const std::string& log) {

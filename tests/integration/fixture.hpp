@@ -17,8 +17,9 @@ struct Deployment {
     TempDir dir;
     uint16_t control_port = 0;
     std::string data_path = "splice";
-    std::string relay_extra;   // TOML lines appended to [relay]'s file
-    std::string limits_extra;  // TOML lines of the relay's [limits] section
+    std::string relay_extra;                // TOML lines appended to [relay]'s file
+    std::string limits_extra;               // TOML lines of the relay's [limits] section
+    std::vector<std::string> relay_prefix;  // e.g. {"prlimit", "--nofile=96:96", "--"}
     Process relay;
     Process agent;
 
