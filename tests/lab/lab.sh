@@ -11,7 +11,7 @@
 #
 #   inet 203.0.113.10 --- router --- 198.51.100.10 dmz (relay public side)
 #                           |   \--- 10.99.1.10    dmz (relay inner side, control port)
-#                           +------- 10.99.0.0/24  lan (agent .10, sshd .20, nginx .30/.31)
+#                           +------- 10.99.0.0/24  lan (agent .10, sshd .20, nginx .30/.31, vsftpd .40)
 set -uo pipefail
 
 LAB_ID=$$
@@ -26,11 +26,16 @@ LAB_AGENT=10.99.0.10
 LAB_SSH=10.99.0.20
 LAB_WEB=10.99.0.30
 LAB_WEBPP=10.99.0.31
+LAB_FTP=10.99.0.40
 LAB_CONTROL_PORT=44500
 LAB_SFTP_PORT=2222
 LAB_HTTPS_PORT=8443
 LAB_PP_PORT=9443
-LAB_PUBLIC_PORTS="$LAB_SFTP_PORT, $LAB_HTTPS_PORT, $LAB_PP_PORT"
+LAB_FTPS_PORT=9990
+LAB_PASV=30000-30009
+LAB_PUBLIC_PORTS="$LAB_SFTP_PORT, $LAB_HTTPS_PORT, $LAB_PP_PORT, $LAB_FTPS_PORT, $LAB_PASV"
+# FTPS runs when vsftpd and lftp are installed (the lab says so when not).
+LAB_WITH_FTPS=0
 LAB_DIR=""
 LAB_PIDS=()
 LAB_AGENT_PID=""
@@ -168,7 +173,7 @@ lab_topology() {
     lab_link "$LAB_NS_D" inner0 "$LAB_INNER/24" "$LAB_NS_R" r-inner 10.99.1.1/24 || return 1
     lab_link "$LAB_NS_L" eth0 "$LAB_AGENT/24" "$LAB_NS_R" r-lan 10.99.0.1/24 || return 1
     local a
-    for a in $LAB_SSH $LAB_WEB $LAB_WEBPP; do
+    for a in $LAB_SSH $LAB_WEB $LAB_WEBPP $LAB_FTP; do
         lab_in "$LAB_NS_L" ip addr add "$a/24" dev eth0 || return 1
     done
     lab_in "$LAB_NS_I" ip route add default via 203.0.113.1 || return 1
@@ -228,6 +233,60 @@ listen = ["$LAB_PUB:$LAB_PP_PORT"]
 backend = ["$LAB_WEBPP:443"]
 proxy_protocol = "v2"
 EOF
+    if ((LAB_WITH_FTPS)); then
+        cat >>"$d/agent.toml" <<EOF
+
+[[service]]
+name = "ftps"
+listen = ["$LAB_PUB:$LAB_FTPS_PORT"]
+backend = ["$LAB_FTP:990"]
+affinity_s = 300
+
+[[service]]
+name = "ftps-pasv"
+listen = ["$LAB_PUB:$LAB_PASV"]
+backend = ["$LAB_FTP:$LAB_PASV"]
+affinity_s = 300
+EOF
+        # Implicit FTPS, anonymous, chrooted in ftp/ (root-owned) with an
+        # upload directory the ftp user owns; passive ports announced as the
+        # relay's public address, mapped port for port by the relay.
+        mkdir -p "$d/ftp/incoming" && chmod 755 "$d/ftp" && chown ftp: "$d/ftp/incoming" || return 1
+        head -c $((16 * 1048576)) /dev/urandom >"$d/ftp/file.bin" && chmod 644 "$d/ftp/file.bin" || return 1
+        local p1=${LAB_PASV%-*} p2=${LAB_PASV#*-}
+        cat >"$d/vsftpd.conf" <<EOF
+listen=YES
+listen_ipv6=NO
+listen_address=$LAB_FTP
+listen_port=990
+background=NO
+anonymous_enable=YES
+local_enable=NO
+anon_root=$d/ftp
+write_enable=YES
+anon_upload_enable=YES
+anon_umask=022
+no_anon_password=YES
+ssl_enable=YES
+implicit_ssl=YES
+allow_anon_ssl=YES
+require_ssl_reuse=NO
+ssl_ciphers=HIGH
+rsa_cert_file=$d/www.crt
+rsa_private_key_file=$d/www.key
+pasv_enable=YES
+pasv_min_port=$p1
+pasv_max_port=$p2
+pasv_address=$LAB_PUB
+connect_from_port_20=NO
+seccomp_sandbox=NO
+isolate=NO
+isolate_network=NO
+xferlog_enable=YES
+vsftpd_log_file=$d/vsftpd-xfer.log
+secure_chroot_dir=/var/run/vsftpd/empty
+EOF
+    fi
     # sshd: its own host key, one authorized client key, root into the lab dir.
     ssh-keygen -q -t ed25519 -N '' -f "$d/ssh_host_key" || return 1
     ssh-keygen -q -t ed25519 -N '' -f "$d/client_key" || return 1
@@ -301,6 +360,10 @@ lab_start_backends() {
     lab_wait "sshd on $LAB_SSH:22" 10 lab_tcp_open "$LAB_NS_L" "$LAB_SSH" 22 || return 1
     lab_wait "nginx on $LAB_WEB:443" 10 lab_tcp_open "$LAB_NS_L" "$LAB_WEB" 443 || return 1
     lab_wait "nginx on $LAB_WEBPP:443" 10 lab_tcp_open "$LAB_NS_L" "$LAB_WEBPP" 443 || return 1
+    if ((LAB_WITH_FTPS)); then
+        lab_spawn "$LAB_NS_L" "$d/vsftpd.log" vsftpd "$d/vsftpd.conf"
+        lab_wait "vsftpd on $LAB_FTP:990" 10 lab_tcp_open "$LAB_NS_L" "$LAB_FTP" 990 || return 1
+    fi
 }
 
 lab_start_relay() {
@@ -349,6 +412,7 @@ From the internet:
   ip netns exec $LAB_NS_I curl -k https://$LAB_PUB:$LAB_HTTPS_PORT/blob.bin -o /dev/null -w '%{http_code} %{size_download}\n'
   ip netns exec $LAB_NS_I curl -k https://$LAB_PUB:$LAB_PP_PORT/blob.bin -o /dev/null; tail -1 $LAB_DIR/pp-access.log
   ip netns exec $LAB_NS_I curl -k --connect-timeout 3 https://$LAB_WEB/   # dropped by the router
+  ip netns exec $LAB_NS_I lftp -c "set ssl:verify-certificate no; set ftp:prefer-epsv no; open -u anonymous,lab ftps://$LAB_PUB:$LAB_FTPS_PORT; ls"   # when vsftpd runs
 From the dmz (the relay reaches nothing in the lan by itself):
   ip netns exec $LAB_NS_D curl -k --connect-timeout 3 https://$LAB_WEB/   # dropped
 From the lan:
@@ -397,10 +461,10 @@ lab_no_connect() {
 
 lab_test_sftp() {
     local d=$LAB_DIR
-    head -c $((32 * 1048576)) /dev/urandom >"$d/up.bin"
+    head -c $((64 * 1048576)) /dev/urandom >"$d/up.bin"
     printf 'put %s %s/sftp/stored.bin\nget %s/sftp/stored.bin %s/down.bin\n' \
         "$d/up.bin" "$d" "$d" "$d" >"$d/sftp.batch"
-    lab_check "sftp put+get of 32 MiB through the relay" lab_sftp "$d/sftp.batch"
+    lab_check "sftp put+get of 64 MiB through the relay" lab_sftp "$d/sftp.batch"
     lab_check "sftp: the stored file matches (sha256)" \
         test "$(lab_sha "$d/up.bin")" = "$(lab_sha "$d/sftp/stored.bin" 2>/dev/null)"
     lab_check "sftp: the downloaded file matches (sha256)" \
@@ -448,6 +512,31 @@ lab_test_firewall() {
     lab_check "the router's lan-out drop rule counted it ($before -> $after)" \
         test "${after:-0}" -gt "${before:-0}"
     lab_stop_pid "$pid"
+}
+
+lab_lftp() {
+    lab_in "$LAB_NS_I" timeout 60 lftp -c "set ssl:verify-certificate no; set ftp:ssl-force true; \
+set ftp:passive-mode true; set ftp:prefer-epsv false; set net:max-retries 1; set net:timeout 10; \
+debug 3; open -u anonymous,lab ftps://$LAB_PUB:$LAB_FTPS_PORT; $1" >>"$LAB_DIR/lftp.log" 2>&1
+}
+
+lab_test_ftps() {
+    local d=$LAB_DIR
+    if ((!LAB_WITH_FTPS)); then
+        lab_log "SKIP ftps: vsftpd or lftp not installed"
+        return
+    fi
+    lab_check "ftps (implicit, PASV via pasv_address): get 16 MiB" \
+        lab_lftp "get /file.bin -o $d/ftp-down.bin"
+    lab_check "ftps: the download matches (sha256)" \
+        test "$(lab_sha "$d/ftp/file.bin")" = "$(lab_sha "$d/ftp-down.bin" 2>/dev/null)"
+    lab_check "ftps: put 16 MiB" lab_lftp "cd /incoming; put $d/ftp-down.bin -o up.bin"
+    lab_check "ftps: the upload matches (sha256)" \
+        test "$(lab_sha "$d/ftp/file.bin")" = "$(lab_sha "$d/ftp/incoming/up.bin" 2>/dev/null)"
+    lab_check "ftps: vsftpd announced the relay's public address in PASV" \
+        grep -q "227 Entering Passive Mode (${LAB_PUB//./,}," "$d/lftp.log"
+    lab_check "ftps: the data connections were ftps-pasv sessions on the relay" \
+        grep -q "session-open.*SERVICE=ftps-pasv CLIENT_ADDR=$LAB_CLIENT" "$d/relay.log"
 }
 
 lab_test_agent_restart() {
@@ -530,6 +619,9 @@ lab_test() {
             return 77
         fi
     done
+    if command -v lftp >/dev/null && [[ -x /usr/sbin/vsftpd ]] && id ftp >/dev/null 2>&1; then
+        LAB_WITH_FTPS=1
+    fi
     lab_up "$relay" "$agent"
     rc=$?
     if ((rc == 77)); then
@@ -543,6 +635,7 @@ lab_test() {
     lab_test_firewall
     lab_test_sftp
     lab_test_https
+    lab_test_ftps
     lab_test_agent_restart "$agent"
     lab_test_control_cut
     if ((LAB_FAILS > 0)); then
@@ -556,7 +649,7 @@ lab_test() {
 
 lab_dump_logs() {
     local f
-    for f in relay.log agent.log sshd.log nginx-error.log sftp.log; do
+    for f in relay.log agent.log sshd.log nginx-error.log sftp.log vsftpd.log lftp.log; do
         [[ -s $LAB_DIR/$f ]] || continue
         echo "---- $f (tail)" >&2
         tail -n 30 "$LAB_DIR/$f" >&2
