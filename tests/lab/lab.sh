@@ -517,7 +517,7 @@ lab_test_firewall() {
 lab_lftp() {
     lab_in "$LAB_NS_I" timeout 60 lftp -c "set ssl:verify-certificate no; set ftp:ssl-force true; \
 set ftp:passive-mode true; set ftp:prefer-epsv false; set net:max-retries 1; set net:timeout 10; \
-debug 3; open -u anonymous,lab ftps://$LAB_PUB:$LAB_FTPS_PORT; $1" >>"$LAB_DIR/lftp.log" 2>&1
+debug 9; open -u anonymous,lab ftps://$LAB_PUB:$LAB_FTPS_PORT; $1" >>"$LAB_DIR/lftp.log" 2>&1
 }
 
 lab_test_ftps() {
