@@ -417,7 +417,7 @@ From the dmz (the relay reaches nothing in the lan by itself):
   ip netns exec $LAB_NS_D curl -k --connect-timeout 3 https://$LAB_WEB/   # dropped
 From the lan:
   ip netns exec $LAB_NS_L ss -tnp                                        # the agent's outbound connections
-Logs: $LAB_DIR/relay.log $LAB_DIR/agent.log
+Logs: $LAB_DIR/relay.log (relay PID $LAB_RELAY_PID) $LAB_DIR/agent.log (agent PID $LAB_AGENT_PID)
 EOF
 }
 
@@ -638,6 +638,7 @@ lab_test() {
     lab_test_ftps
     lab_test_agent_restart "$agent"
     lab_test_control_cut
+    lab_check "the relay ran through every fault (PID $LAB_RELAY_PID alive)" kill -0 "$LAB_RELAY_PID"
     if ((LAB_FAILS > 0)); then
         lab_dump_logs
         lab_log "$LAB_FAILS check(s) failed in $((SECONDS - start)) s"
