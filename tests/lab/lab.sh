@@ -559,14 +559,14 @@ lab_control_port() {
 
 lab_test_control_cut() {
     local d=$LAB_DIR port suspended_before
-    head -c $((20 * 1048576)) /dev/urandom >"$d/www/slow.bin"
+    head -c $((24 * 1048576)) /dev/urandom >"$d/www/slow.bin"
     port=$(lab_control_port)
     if [[ -z $port ]]; then
         lab_fail "cannot find the agent's control connection in relay.log"
         return
     fi
     lab_in "$LAB_NS_L" ss -tn "dst $LAB_INNER:$LAB_CONTROL_PORT" >"$d/ss-before-cut.txt"
-    # 20 MiB at 1 MiB/s: the download outlives the relay's heartbeat timeout (3 x 5 s).
+    # 24 MiB at 1 MiB/s (~24 s): the download outlives the relay's heartbeat timeout (3 x 5 s).
     lab_in "$LAB_NS_I" timeout 60 curl -sS -k --limit-rate 1M -o "$d/slow.out" \
         "https://$LAB_PUB:$LAB_HTTPS_PORT/slow.bin" 2>"$d/slow.err" &
     local curl_pid=$!
@@ -597,7 +597,7 @@ NFT
     wait "$curl_pid"
     local rc=$?
     lab_check "control cut: the established download completed (curl rc $rc)" test "$rc" -eq 0
-    lab_check "control cut: the download is byte-exact (20 MiB, sha256)" \
+    lab_check "control cut: the download is byte-exact (24 MiB, sha256)" \
         test "$(lab_sha "$d/www/slow.bin")" = "$(lab_sha "$d/slow.out" 2>/dev/null)"
     lab_in "$LAB_NS_R" nft delete table inet labcut
     lab_check "control restored: the agent reconnects and the listener is back (within 40 s)" \
