@@ -774,10 +774,7 @@ void Agent::tick() {
         }));
     const std::string status =
         fmt::format("{} of {} relays up, {} sessions", up, links_.size(), sessions_.load());
-    if (status != last_status_) {
-        notify::status(status);
-        last_status_ = status;
-    }
+    daemon_->status(status);
 }
 
 void Agent::reload() {

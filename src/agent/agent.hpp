@@ -83,7 +83,6 @@ private:
     std::atomic<uint64_t> sessions_{0};
     uint32_t generation_ = 1;
     bool stopping_ = false;
-    std::string last_status_;
 };
 
 }  // namespace sp::agent

@@ -77,6 +77,13 @@ void Daemon::begin_drain(std::chrono::seconds timeout) {
     }
 }
 
+void Daemon::status(const std::string& text) {
+    if (text != last_status_) {
+        notify::status(text);
+        last_status_ = text;
+    }
+}
+
 bool Daemon::run() {
     for (auto& w : workers_) {
         w->start();

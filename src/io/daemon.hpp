@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "base/poller.hpp"
@@ -50,6 +51,9 @@ public:
     /// when live_sessions() reaches 0 or `timeout` passes. Sends STOPPING=1.
     void begin_drain(std::chrono::seconds timeout);
 
+    /// STATUS= for systemd, sent only when the text changed.
+    void status(const std::string& text);
+
 private:
     Daemon() = default;
 
@@ -59,6 +63,7 @@ private:
     DaemonHooks hooks_;
     bool stopping_ = false;
     Poller::Clock::time_point drain_deadline_{};
+    std::string last_status_;
 };
 
 }  // namespace sp::io

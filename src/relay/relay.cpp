@@ -827,10 +827,7 @@ void Relay::tick() {
     });
     const std::string status = fmt::format("{} agents, {} sessions, {} listeners", agent_count(),
                                            admission_->sessions(), registry_.listeners().size());
-    if (status != last_status_) {
-        notify::status(status);
-        last_status_ = status;
-    }
+    daemon_->status(status);
 }
 
 void Relay::reload() {

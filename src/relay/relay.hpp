@@ -112,7 +112,6 @@ private:
     uint64_t session_base_ = 0;
 
     bool stopping_ = false;
-    std::string last_status_;
     LogLimiter reject_log_{5, std::chrono::milliseconds(1000)};
     // As the workers' accept errors: one line per 5 s while it lasts.
     LogLimiter resource_log_{1, std::chrono::milliseconds(5000)};
