@@ -2,7 +2,6 @@
 #include "agent/agent.hpp"
 
 #include <netdb.h>
-#include <signal.h>
 #include <sys/epoll.h>
 #include <sys/random.h>
 #include <sys/socket.h>
@@ -10,19 +9,16 @@
 
 #include <algorithm>
 #include <cstring>
-#include <thread>
 
 #include <fmt/format.h>
 
 #include "agent/proxy_header.hpp"
 #include "base/event.hpp"
 #include "base/notify.hpp"
-#include "base/signals.hpp"
 #include "config.h"
 #include "config/keys.hpp"
 #include "io/daemon.hpp"
 #include "io/net.hpp"
-#include "io/pipe_pool.hpp"
 
 namespace sp::agent {
 

@@ -229,7 +229,6 @@ bool Pairing::try_pair(io::Worker& w, const ServicePolicy& policy, UniqueFd& cli
             if (n != static_cast<ssize_t>(header->size())) {
                 continue;
             }
-            const auto started = std::chrono::steady_clock::now();
             log::event(Level::Info, "session-open",
                        {{"SESSION_ID", session_hex(sid)},
                         {"SERVICE", policy.name},
@@ -241,8 +240,8 @@ bool Pairing::try_pair(io::Worker& w, const ServicePolicy& policy, UniqueFd& cli
                                    policy.name));
             w.start_session(
                 std::move(client), std::move(ch.fd),
-                [this, sid, service = policy.name, peer, local, agent_name = ch.agent_name,
-                 started](io::Worker&, io::SessionId, const io::SessionEnd& end) {
+                [this, sid, service = policy.name, peer, local, agent_name = ch.agent_name](
+                    io::Worker&, io::SessionId, const io::SessionEnd& end) {
                     admission_.release(peer.ip(), service);
                     log::event(
                         Level::Info, "session-close",
@@ -258,7 +257,6 @@ bool Pairing::try_pair(io::Worker& w, const ServicePolicy& policy, UniqueFd& cli
                          {"REASON", std::string(end.reason)}},
                         fmt::format("session {} closed ({}): {} bytes up, {} down",
                                     session_hex(sid), end.reason, end.bytes_up, end.bytes_down));
-                    (void)started;
                 },
                 limits_.idle_timeout_s);
             return true;

@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "relay/relay.hpp"
 
-#include <signal.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/random.h>
@@ -10,19 +9,16 @@
 
 #include <algorithm>
 #include <cstring>
-#include <thread>
 
 #include <fmt/format.h>
 
 #include "base/event.hpp"
 #include "base/notify.hpp"
-#include "base/signals.hpp"
 #include "config.h"
 #include "config/keys.hpp"
 #include "control/token.hpp"
 #include "io/daemon.hpp"
 #include "io/net.hpp"
-#include "io/pipe_pool.hpp"
 
 namespace sp::relay {
 
