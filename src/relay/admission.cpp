@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include <fmt/format.h>
+
 namespace sp::relay {
 
 bool client_allowed(const IpAddress& client, const std::vector<Cidr>& allow,
@@ -87,6 +89,11 @@ void Admission::set_limits(AdmissionLimits limits) {
 uint64_t Admission::sessions() const {
     const std::lock_guard lock(mu_);
     return total_;
+}
+
+std::string LogLimiter::held_note(int64_t held) {
+    return held > 0 ? fmt::format(" ({} similar refusals of this address not logged)", held)
+                    : std::string();
 }
 
 int64_t LogLimiter::allow(const std::string& key, Clock::time_point now) {

@@ -72,6 +72,10 @@ public:
     /// since the last message that went out (0 usually).
     [[nodiscard]] int64_t allow(const std::string& key, Clock::time_point now);
 
+    /// What a line that went out says of `held` (allow()'s result):
+    /// " (N similar refusals of this address not logged)", or "" for 0.
+    [[nodiscard]] static std::string held_note(int64_t held);
+
 private:
     struct Slot {
         Clock::time_point start{};

@@ -136,16 +136,14 @@ void Pairing::reject(const SocketAddress& peer, const SocketAddress& local,
     if (held < 0) {
         return;
     }
-    log::event(
-        Level::Warn, "client-rejected",
-        {{"CLIENT_ADDR", peer.ip().to_string()},
-         {"CLIENT_PORT", std::to_string(peer.port())},
-         {"LISTEN_ADDR", local.to_string()},
-         {"SERVICE", service},
-         {"REASON", std::string(reason)},
-         {"SUPPRESSED", held > 0 ? std::to_string(held) : std::string()}},
-        held > 0 ? fmt::format("{} ({} similar refusals of this address not logged)", message, held)
-                 : std::string(message));
+    log::event(Level::Warn, "client-rejected",
+               {{"CLIENT_ADDR", peer.ip().to_string()},
+                {"CLIENT_PORT", std::to_string(peer.port())},
+                {"LISTEN_ADDR", local.to_string()},
+                {"SERVICE", service},
+                {"REASON", std::string(reason)},
+                {"SUPPRESSED", held > 0 ? std::to_string(held) : std::string()}},
+               fmt::format("{}{}", message, LogLimiter::held_note(held)));
 }
 
 void Pairing::on_accept(io::Worker& w, const std::string& service, UniqueFd client,

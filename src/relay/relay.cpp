@@ -30,13 +30,6 @@ namespace {
 constexpr size_t kMaxHandshaking = 4096;  // silent connections beyond this are refused
 constexpr size_t kMaxTokensPerAgent = 4096;
 
-// The tail of a refusal message that reports what the log limiter held back
-// since the last line for the same address, as client-rejected does.
-std::string not_logged(int64_t held) {
-    return held > 0 ? fmt::format(" ({} similar refusals of this address not logged)", held)
-                    : std::string();
-}
-
 }  // namespace
 
 struct Relay::Conn {
@@ -257,7 +250,7 @@ void Relay::on_control_accept(int listen_fd) {
                             {"REASON", "not-allowed"},
                             {"SUPPRESSED", held > 0 ? std::to_string(held) : std::string()}},
                            fmt::format("connection from {} refused by allow_agents/deny_agents{}",
-                                       peer->to_string(), not_logged(held)));
+                                       peer->to_string(), LogLimiter::held_note(held)));
             }
             continue;  // closed without a byte: no TLS work for strangers
         }
@@ -309,7 +302,7 @@ void Relay::close_conn(uint64_t id, std::string_view event, std::string_view rea
                         {"KEY_ID", c->key_id},
                         {"REASON", std::string(reason)},
                         {"SUPPRESSED", held > 0 ? std::to_string(held) : std::string()}},
-                       fmt::format("{}{}", message, not_logged(held)));
+                       fmt::format("{}{}", message, LogLimiter::held_note(held)));
         }
     }
     if (c->stage != Conn::Stage::Agent || !c->greeted) {

@@ -74,5 +74,7 @@ TEST_SUITE("relay.admission") {
         CHECK(sent == 3);
         CHECK(l.allow("198.51.100.1", t0) == 0);
         CHECK(l.allow("203.0.113.9", t0 + 1500ms) == 97);
+        CHECK(LogLimiter::held_note(97) == " (97 similar refusals of this address not logged)");
+        CHECK(LogLimiter::held_note(0).empty());
     }
 }
