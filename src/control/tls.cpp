@@ -318,40 +318,47 @@ Result<TlsContext> TlsContext::psk_client(std::string identity, std::vector<uint
     return TlsContext(std::move(impl));
 }
 
-Result<TlsContext> TlsContext::cert_server(const std::string& cert_file,
-                                           const std::string& key_file,
-                                           const std::string& agent_ca_file) {
-    auto ctx = new_ctx(TlsRole::Server);
+namespace {
+
+// Certificate mode is the same for both ends but for the role: which side
+// presents, which verifies, and against whose CA.
+Result<std::shared_ptr<TlsContext::Impl>> cert_impl(TlsRole role, const std::string& cert_file,
+                                                    const std::string& key_file,
+                                                    const std::string& ca_file) {
+    auto ctx = new_ctx(role);
     if (!ctx) {
         return Unexpected(ctx.error());
     }
-    if (auto r = load_cert_and_ca(ctx->get(), TlsRole::Server, cert_file, key_file, agent_ca_file);
-        !r) {
+    if (auto r = load_cert_and_ca(ctx->get(), role, cert_file, key_file, ca_file); !r) {
         return Unexpected(r.error());
     }
-    auto impl = std::make_shared<Impl>();
+    auto impl = std::make_shared<TlsContext::Impl>();
     impl->ctx = std::move(*ctx);
-    impl->role = TlsRole::Server;
+    impl->role = role;
     SSL_CTX_set_app_data(impl->ctx.get(), impl.get());
-    return TlsContext(std::move(impl));
+    return impl;
+}
+
+}  // namespace
+
+Result<TlsContext> TlsContext::cert_server(const std::string& cert_file,
+                                           const std::string& key_file,
+                                           const std::string& agent_ca_file) {
+    auto impl = cert_impl(TlsRole::Server, cert_file, key_file, agent_ca_file);
+    if (!impl) {
+        return Unexpected(impl.error());
+    }
+    return TlsContext(std::move(*impl));
 }
 
 Result<TlsContext> TlsContext::cert_client(const std::string& cert_file,
                                            const std::string& key_file,
                                            const std::string& relay_ca_file) {
-    auto ctx = new_ctx(TlsRole::Client);
-    if (!ctx) {
-        return Unexpected(ctx.error());
+    auto impl = cert_impl(TlsRole::Client, cert_file, key_file, relay_ca_file);
+    if (!impl) {
+        return Unexpected(impl.error());
     }
-    if (auto r = load_cert_and_ca(ctx->get(), TlsRole::Client, cert_file, key_file, relay_ca_file);
-        !r) {
-        return Unexpected(r.error());
-    }
-    auto impl = std::make_shared<Impl>();
-    impl->ctx = std::move(*ctx);
-    impl->role = TlsRole::Client;
-    SSL_CTX_set_app_data(impl->ctx.get(), impl.get());
-    return TlsContext(std::move(impl));
+    return TlsContext(std::move(*impl));
 }
 
 TlsRole TlsContext::role() const noexcept {
