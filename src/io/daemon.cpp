@@ -49,6 +49,7 @@ Result<std::unique_ptr<Daemon>> Daemon::create(unsigned threads, DataPath data_p
         wo.index = i;
         wo.data_path = data_path;
         wo.max_pipes = pipe_cap_per_worker(threads, wo.pipe_size);
+        wo.pipe_grow_pages = pipe_grow_pages_per_worker(threads);
         auto w = Worker::create(wo);
         if (!w) {
             return Unexpected(w.error());

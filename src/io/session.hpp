@@ -33,7 +33,13 @@ struct Direction {
     bool uring = false;          // io_uring RECV/SEND with a provided buffer
     bool recv_inflight = false;
     bool send_inflight = false;
-    int bid = -1;           // uring: the provided buffer holding `held` bytes at buf_off
+    // uring: filled provided buffers in arrival order. The head is being sent
+    // (`held` bytes left at buf_off); a RECV into the next one overlaps that
+    // SEND, so the source is read while the destination drains.
+    static constexpr uint8_t kMaxBufs = 2;
+    uint16_t bids[kMaxBufs] = {};
+    uint32_t lens[kMaxBufs] = {};
+    uint8_t nbufs = 0;
     bool deferred = false;  // queued to continue after its budget ran out
     uint64_t bytes = 0;
 };

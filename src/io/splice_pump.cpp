@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include "io/session.hpp"
@@ -36,6 +37,12 @@ using Clock = std::chrono::steady_clock;
 bool is_peer_error(int err) noexcept {
     return err == ECONNRESET || err == EPIPE || err == ETIMEDOUT || err == ECONNABORTED ||
            err == EHOSTUNREACH || err == ENETUNREACH || err == ENOTCONN;
+}
+
+// uring: the oldest filled buffer becomes the one being sent.
+void start_head(detail::Direction& d) noexcept {
+    d.held = d.lens[0];
+    d.buf_off = 0;
 }
 
 }  // namespace
@@ -260,7 +267,13 @@ void Worker::pump(SessionId id, int di) noexcept {
         }
         int n;
         if (d.pipe) {
-            n = fill_pipe(src, *d.pipe, options_.pipe_size == 0 ? 65536 : options_.pipe_size);
+            n = fill_pipe(src, *d.pipe, d.pipe->size);
+            if (n > 0 && static_cast<uint32_t>(n) >= d.pipe->size / 2) {
+                // Half a pipe or more in one call: a bulk transfer. Not "a
+                // full pipe": with small skb fragments (real NICs) the pipe
+                // runs out of slots well before it runs out of bytes.
+                (void)pipes_.grow(*d.pipe);
+            }
         } else {
             if (!d.buf) {
                 d.buf = buffers_.take();
@@ -381,11 +394,12 @@ void Worker::end_session(SessionId id, detail::Session& s, std::string_view reas
     release_holder(s, 0);
     release_holder(s, 1);
     for (auto& d : s.dir) {
-        // A buffer under a SEND still in flight goes back on its CQE.
-        if (d.bid >= 0 && !d.send_inflight) {
-            give_buffer(static_cast<uint16_t>(d.bid));
-            d.bid = -1;
+        // The head buffer under a SEND still in flight goes back on its CQE.
+        const uint8_t keep = d.send_inflight ? 1 : 0;
+        for (uint8_t i = keep; i < d.nbufs; ++i) {
+            give_buffer(d.bids[i]);
         }
+        d.nbufs = std::min(d.nbufs, keep);
     }
 
     SessionEnd end;
@@ -413,7 +427,7 @@ void Worker::maybe_free(SessionId id, detail::Session& s) noexcept {
 
 void Worker::arm_recv(SessionId id, detail::Session& s, int di) noexcept {
     detail::Direction& d = s.dir[di];
-    if (s.closing || d.recv_inflight || d.read_eof || d.bid >= 0) {
+    if (s.closing || d.recv_inflight || d.read_eof || d.nbufs >= detail::Direction::kMaxBufs) {
         return;
     }
     io_uring_sqe* sqe = ring_->get_sqe();
@@ -438,8 +452,7 @@ void Worker::submit_send(SessionId id, detail::Session& s, int di) noexcept {
     }
     // A full socket does not fail the SEND: io_uring arms a poll and retries,
     // so a slow reader holds this one buffer and no further RECV is issued.
-    io_uring_prep_send(sqe, s.fd[1 - di].get(),
-                       buf_ring_->data(static_cast<uint16_t>(d.bid)) + d.buf_off, d.held,
+    io_uring_prep_send(sqe, s.fd[1 - di].get(), buf_ring_->data(d.bids[0]) + d.buf_off, d.held,
                        MSG_NOSIGNAL);
     io_uring_sqe_set_data64(sqe, encode(Tag{id.slot, id.gen, Op::Send, uint8_t(di)}));
     d.send_inflight = true;
@@ -453,8 +466,8 @@ void Worker::give_buffer(uint16_t bid) noexcept {
         auto [id, di] = buf_waiters_.front();
         buf_waiters_.erase(buf_waiters_.begin());
         detail::Session* s = sessions_->get(id);
-        if (s != nullptr && !s->closing && !s->dir[di].recv_inflight && s->dir[di].bid < 0 &&
-            !s->dir[di].read_eof) {
+        if (s != nullptr && !s->closing && !s->dir[di].recv_inflight &&
+            s->dir[di].nbufs < detail::Direction::kMaxBufs && !s->dir[di].read_eof) {
             arm_recv(id, *s, di);
             break;
         }
@@ -484,7 +497,9 @@ void Worker::on_session_io(const Tag& tag, const Completion& c) noexcept {
             if (s->closing || c.res <= 0) {
                 give_buffer(bid);
             } else {
-                d.bid = bid;
+                d.bids[d.nbufs] = bid;
+                d.lens[d.nbufs] = static_cast<uint32_t>(c.res);
+                ++d.nbufs;
             }
         }
         if (s->closing) {
@@ -492,13 +507,17 @@ void Worker::on_session_io(const Tag& tag, const Completion& c) noexcept {
             return;
         }
         if (c.res > 0) {
-            d.held = static_cast<uint32_t>(c.res);
-            d.buf_off = 0;
             s->last_activity = Clock::now();
-            submit_send(id, *s, di);
+            if (!d.send_inflight) {
+                start_head(d);
+                submit_send(id, *s, di);
+            }
+            arm_recv(id, *s, di);  // overlaps the SEND while a buffer is free
         } else if (c.res == 0) {
             d.read_eof = true;
-            finish_direction(id, *s, di);
+            if (d.nbufs == 0) {
+                finish_direction(id, *s, di);
+            }  // else the last SEND's completion passes the FIN on
         } else if (c.res == -ENOBUFS) {
             ++stats_.recv_no_buffer;
             buf_waiters_.emplace_back(id, di);
@@ -510,16 +529,16 @@ void Worker::on_session_io(const Tag& tag, const Completion& c) noexcept {
     // Send
     d.send_inflight = false;
     if (s->closing) {
-        if (d.bid >= 0) {
-            give_buffer(static_cast<uint16_t>(d.bid));
-            d.bid = -1;
+        for (uint8_t i = 0; i < d.nbufs; ++i) {
+            give_buffer(d.bids[i]);
         }
+        d.nbufs = 0;
         maybe_free(id, *s);
         return;
     }
     if (c.res <= 0) {
         fail_session(id, *s, 1 - di, c.res == 0 ? -EPIPE : c.res);
-        return;  // end_session gave the buffer back
+        return;  // end_session gave the buffers back
     }
     const auto n = static_cast<uint32_t>(c.res);
     d.held -= n;
@@ -530,9 +549,20 @@ void Worker::on_session_io(const Tag& tag, const Completion& c) noexcept {
         submit_send(id, *s, di);  // a short send: the rest of the same buffer
         return;
     }
-    const auto done_bid = static_cast<uint16_t>(d.bid);
-    d.bid = -1;
-    d.buf_off = 0;
+    const uint16_t done_bid = d.bids[0];
+    for (uint8_t i = 1; i < d.nbufs; ++i) {
+        d.bids[i - 1] = d.bids[i];
+        d.lens[i - 1] = d.lens[i];
+    }
+    --d.nbufs;
+    if (d.nbufs > 0) {
+        start_head(d);
+        submit_send(id, *s, di);
+    } else if (d.read_eof) {
+        give_buffer(done_bid);
+        finish_direction(id, *s, di);
+        return;
+    }
     arm_recv(id, *s, di);  // before give_buffer, so a waiter cannot take our turn forever
     give_buffer(done_bid);
 }

@@ -33,17 +33,29 @@ struct WorkerOptions {
     unsigned index = 0;
     DataPath data_path = DataPath::Splice;
     // 256 KiB: a quarter of the syscalls of 64 KiB pipes per byte moved. In
-    // one bench run on 2 cores it lifted splice from 0.75x to about 1.0-1.4x
-    // the HAProxy chain; 1 MiB saved CPU but not time and costs 4x the pipe
-    // budget (pipe_cap_per_worker keeps the total within it).
+    // one bench run on 2 cores it lifted splice from 0.75x to about parity
+    // with the HAProxy chain.
     uint32_t pipe_size = 262144;
     uint32_t max_pipes = 1024;
-    uint32_t copy_buffer_size = 65536;
+    // A direction whose splice fills its whole pipe gets it grown to this
+    // size while the worker's grow budget (pages) lasts: 1 MiB cut relay CPU
+    // per GB by about a fifth against 256 KiB but costs 4x the pipe pages,
+    // so only busy directions get one (pipe_grow_pages_per_worker).
+    uint32_t pipe_grow_size = 1048576;
+    uint64_t pipe_grow_pages = 2048;
+    // 256 KiB: on loopback 64 KiB buffers moved 0.7x the HAProxy chain and
+    // 256 KiB about 0.9x, in the same run (a RECV per 64 KiB is four CQE
+    // round trips where one would do). 1 MiB gained little more and holds 4x
+    // the memory.
+    uint32_t copy_buffer_size = 262144;
     uint32_t ring_entries = 4096;
     /// DataPath::Copy: provided buffers per worker (rounded up to a power of
-    /// two). Only sessions with bytes in flight hold one; when all are taken
-    /// a RECV waits for the next one given back.
-    uint32_t copy_buffers = 256;
+    /// two); a direction holds at most two (one being sent, one being filled).
+    /// Only sessions with bytes in flight hold any; when all are taken a RECV
+    /// waits for the next one given back. The kernel takes them in ring order,
+    /// so after enough traffic all of them are resident: 128 x 256 KiB = 32 MiB
+    /// per worker at most.
+    uint32_t copy_buffers = 128;
 };
 
 /// What a finished session reports. `reason` points to a static string:

@@ -53,6 +53,46 @@ TEST_SUITE("io.pipe_pool") {
         CHECK(fcntl(p->write_end.get(), F_GETPIPE_SZ) > 0);
     }
 
+    TEST_CASE("pipe_pool: grow stays within its page budget and gives pages back on close") {
+        // 64 KiB base, 256 KiB grown: 48 extra pages each; a budget of 100
+        // pages lets two pipes grow, not three.
+        PipePool pool(65536, 8, 262144, 100);
+        auto a = pool.take();
+        auto b = pool.take();
+        auto c = pool.take();
+        REQUIRE(a);
+        REQUIRE(b);
+        REQUIRE(c);
+        CHECK(a->size == 65536);
+        CHECK(pool.grow(*a));
+        CHECK(a->size == 262144);
+        CHECK(fcntl(a->write_end.get(), F_GETPIPE_SZ) == 262144);
+        CHECK_FALSE(pool.grow(*a));  // already grown
+        CHECK(pool.grow(*b));
+        CHECK(pool.grown_pages() == 96);
+        CHECK_FALSE(pool.grow(*c));
+        CHECK(c->size == 65536);
+
+        pool.give(std::move(*a), true);  // cached: still holds its pages
+        CHECK(pool.grown_pages() == 96);
+        CHECK_FALSE(pool.grow(*c));
+        pool.give(std::move(*b), false);  // closed: its pages are free again
+        CHECK(pool.grown_pages() == 48);
+        CHECK(pool.grow(*c));
+
+        auto again = pool.take();  // the cached grown pipe comes back grown
+        REQUIRE(again);
+        CHECK(again->size == 262144);
+    }
+
+    TEST_CASE("pipe_pool: a pool without a grow budget never grows") {
+        PipePool pool(65536, 2);
+        auto p = pool.take();
+        REQUIRE(p);
+        CHECK_FALSE(pool.grow(*p));
+        CHECK(fcntl(p->write_end.get(), F_GETPIPE_SZ) == 65536);
+    }
+
     TEST_CASE("pipe_pool: pipe-user-pages-soft is readable") {
         // 0 means "unlimited" and is fine too; this only proves the reader works.
         CHECK(pipe_user_pages_soft() < (uint64_t{1} << 40));
