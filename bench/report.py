@@ -23,7 +23,18 @@ def _stat(pid):
     # fields after comm start at field 3 (state); utime is field 14
     ppid = int(rest[1])
     cpu = sum(int(rest[i]) for i in (11, 12, 13, 14))  # utime stime cutime cstime
-    return comm, ppid, cpu
+    user = int(rest[11]) + int(rest[13])
+    return comm, ppid, cpu, user
+
+
+def _machine():
+    """Busy and total ticks over all CPUs: every process, softirq and
+    ksoftirqd, so the whole cost of a path (client and server included)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + (v[4] if len(v) > 4 else 0)  # idle + iowait
+    total = sum(v[:8])  # guest time is already inside user
+    return total - idle, total
 
 
 def _status(pid):
@@ -51,34 +62,36 @@ def procstat(pids):
     for d in os.listdir("/proc"):
         if d.isdigit():
             try:
-                _, ppid, _ = _stat(d)
+                _, ppid, _, _ = _stat(d)
             except (OSError, ValueError, IndexError):
                 continue
             children.setdefault(ppid, []).append(int(d))
     roots = []
     for root in pids:
         root = int(root)
-        agg = {"pid": root, "comm": "", "cpu_ticks": 0, "rss_kb": 0, "pss_kb": 0,
-               "threads": 0, "nprocs": 0}
+        agg = {"pid": root, "comm": "", "cpu_ticks": 0, "user_ticks": 0, "rss_kb": 0,
+               "pss_kb": 0, "threads": 0, "nprocs": 0}
         todo = [root]
         while todo:
             pid = todo.pop()
             try:
-                comm, _, cpu = _stat(pid)
+                comm, _, cpu, user = _stat(pid)
                 rss, pss, threads = _status(pid)
             except (OSError, ValueError, IndexError):
                 continue
             if pid == root:
                 agg["comm"] = comm
             agg["cpu_ticks"] += cpu
+            agg["user_ticks"] += user
             agg["rss_kb"] += rss
             agg["pss_kb"] += pss
             agg["threads"] += threads
             agg["nprocs"] += 1
             todo.extend(children.get(pid, []))
         roots.append(agg)
-    tot = {k: sum(r[k] for r in roots) for k in ("cpu_ticks", "rss_kb", "pss_kb", "threads",
-                                                  "nprocs")}
+    tot = {k: sum(r[k] for r in roots) for k in ("cpu_ticks", "user_ticks", "rss_kb", "pss_kb",
+                                                  "threads", "nprocs")}
+    tot["machine_busy_ticks"], tot["machine_ticks"] = _machine()
     tot["hz"] = HZ
     tot["roots"] = roots
     return tot
@@ -113,6 +126,10 @@ def fmt(x, nd=1):
     return f"{x:.{nd}f}"
 
 
+def pct(x):
+    return "–" if x is None else f"{100 * x:.0f}%"
+
+
 def ratio(x, base):
     if x is None or not base:
         return "–"
@@ -140,13 +157,22 @@ def summarize(records, meta):
             if t in by:
                 s[f"{t}_gbps"] = med(r["result"].get("gbps") for r in by[t])
                 s[f"{t}_gbps_all"] = [r["result"].get("gbps") for r in by[t]]
-        cpu = byt = 0.0
+        cpu = user = byt = mach = mach_byt = 0.0
         for t in ("stream1", "stream8", "stream_down2"):
             for r in by.get(t, []):
-                if r["before"].get("roots"):
-                    cpu += (r["after"]["cpu_ticks"] - r["before"]["cpu_ticks"]) / HZ
+                b, a = r["before"], r["after"]
+                if "machine_busy_ticks" in b and "machine_busy_ticks" in a:
+                    mach += (a["machine_busy_ticks"] - b["machine_busy_ticks"]) / HZ
+                    mach_byt += r["result"].get("bytes", 0)
+                if b.get("roots"):
+                    cpu += (a["cpu_ticks"] - b["cpu_ticks"]) / HZ
+                    user += (a.get("user_ticks", 0) - b.get("user_ticks", 0)) / HZ
                     byt += r["result"].get("bytes", 0)
         s["cpu_s_per_gb"] = cpu / (byt / 1e9) if byt and p != "direct" else None
+        s["user_share"] = user / cpu if cpu and p != "direct" else None
+        # The whole box: client, server, relays, softirq. Where every path
+        # costs the same here, the relays' own code is not what limits them.
+        s["machine_cpu_s_per_gb"] = mach / (mach_byt / 1e9) if mach_byt else None
         for t in ("rr", "crr"):
             if t not in by:
                 continue
@@ -199,7 +225,10 @@ def markdown(summary, meta):
              f"alternating; medians. Streams {meta['stream_s']} s, rr/crr {meta['rr_s']} s, "
              f"{meta['idle_n']} idle sessions (socat capped at {meta['socat_idle_max']}). "
              f"Load average (1/5/15 min) at start {meta.get('loadavg_start')}, at end "
-             f"{meta.get('loadavg_end')}: other work on the machine shares its cores.")
+             f"{meta.get('loadavg_end')}: other work on the machine shares its cores. "
+             f"sallyport relay and agent run with threads = {meta.get('sp_threads', 0)}"
+             f"{' (one worker per CPU)' if meta.get('sp_threads', 0) == 0 else ''}; each "
+             f"HAProxy hop with nbthread 1.")
     if meta.get("skipped"):
         L.append("")
         L.append("Skipped: " + "; ".join(meta["skipped"]))
@@ -207,8 +236,9 @@ def markdown(summary, meta):
     L.append("## Throughput and CPU")
     L.append("")
     L.append("| path | 1 stream Gbit/s | vs direct | vs HAProxy | 8 streams Gbit/s | vs direct "
-             "| vs HAProxy | relay-side CPU s/GB | vs HAProxy |")
-    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+             "| vs HAProxy | relay-side CPU s/GB | vs HAProxy | of which user space "
+             "| whole-machine CPU s/GB |")
+    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for p in rows:
         s = summary[p]
         L.append(f"| {p} | {fmt(s.get('stream1_gbps'), 2)} | "
@@ -218,7 +248,14 @@ def markdown(summary, meta):
                  f"{ratio(s.get('stream8_gbps'), d.get('stream8_gbps'))} | "
                  f"{ratio(s.get('stream8_gbps'), h.get('stream8_gbps'))} | "
                  f"{fmt(s.get('cpu_s_per_gb'), 3)} | "
-                 f"{ratio(s.get('cpu_s_per_gb'), h.get('cpu_s_per_gb'))} |")
+                 f"{ratio(s.get('cpu_s_per_gb'), h.get('cpu_s_per_gb'))} | "
+                 f"{pct(s.get('user_share'))} | "
+                 f"{fmt(s.get('machine_cpu_s_per_gb'), 3)} |")
+    L.append("")
+    L.append("Relay-side CPU is the relay processes' user + system time (for HAProxy both hops, "
+             "for sallyport relay and agent). Whole-machine CPU counts every core's busy time "
+             "(load generator, server, relays, softirq) per GB moved; on loopback each hop's "
+             "TCP receive work runs on the sender's CPU, so it shows the cost of the whole chain.")
     L.append("")
     L.append("## Latency (rr: 1-byte request/response on one connection; crr: connect, "
              "64-byte request, response, close, 2 in parallel)")
