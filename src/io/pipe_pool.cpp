@@ -22,7 +22,10 @@ uint64_t pages(uint64_t bytes) noexcept {
 
 PipePool::PipePool(uint32_t pipe_size, uint32_t max_pipes, uint32_t grow_size,
                    uint64_t grow_pages) noexcept
-    : pipe_size_(pipe_size), max_pipes_(max_pipes), grow_size_(grow_size), grow_pages_(grow_pages) {}
+    : pipe_size_(pipe_size),
+      max_pipes_(max_pipes),
+      grow_size_(grow_size),
+      grow_pages_(grow_pages) {}
 
 uint64_t PipePool::extra_pages(const Pipe& pipe) const noexcept {
     const uint64_t have = pages(pipe.size);
@@ -79,7 +82,8 @@ bool PipePool::grow(Pipe& pipe) noexcept {
         return false;
     }
     const uint64_t before = extra_pages(pipe);
-    const uint64_t after = pages(grow_size_) > pages(pipe_size_) ? pages(grow_size_) - pages(pipe_size_) : 0;
+    const uint64_t after =
+        pages(grow_size_) > pages(pipe_size_) ? pages(grow_size_) - pages(pipe_size_) : 0;
     if (grown_pages_ - before + after > grow_pages_) {
         return false;
     }

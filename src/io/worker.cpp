@@ -58,8 +58,7 @@ Worker::Worker(const Private& /*key*/, const WorkerOptions& options, std::unique
     : options_(options),
       ring_(std::move(ring)),
       event_fd_(std::move(event_fd)),
-      pipes_(options.pipe_size, options.max_pipes, options.pipe_grow_size,
-             options.pipe_grow_pages),
+      pipes_(options.pipe_size, options.max_pipes, options.pipe_grow_size, options.pipe_grow_pages),
       buffers_(options.copy_buffer_size == 0 ? 65536 : options.copy_buffer_size),
       sessions_(std::make_unique<SessionTable<detail::Session>>()) {}
 
