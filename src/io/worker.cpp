@@ -59,7 +59,7 @@ Worker::Worker(const Private& /*key*/, const WorkerOptions& options, std::unique
       ring_(std::move(ring)),
       event_fd_(std::move(event_fd)),
       pipes_(options.pipe_size, options.max_pipes, options.pipe_grow_size, options.pipe_grow_pages),
-      buffers_(options.copy_buffer_size == 0 ? 65536 : options.copy_buffer_size),
+      buffers_(options.fallback_buffer_size == 0 ? 65536 : options.fallback_buffer_size),
       sessions_(std::make_unique<SessionTable<detail::Session>>()) {}
 
 Worker::~Worker() {
@@ -118,9 +118,9 @@ void Worker::run() noexcept {
         // Registered here: with SINGLE_ISSUER only the issuer may register.
         // On failure (kernel without buffer rings) the copy path runs on
         // readiness plus recv/send instead, with identical semantics.
-        auto br = BufRing::create(ring_->raw(), 0,
-                                  options_.copy_buffers == 0 ? 256 : options_.copy_buffers,
-                                  buffers_.size());
+        auto br = BufRing::create(
+            ring_->raw(), 0, options_.copy_buffers == 0 ? 128 : options_.copy_buffers,
+            options_.copy_buffer_size == 0 ? 262144 : options_.copy_buffer_size);
         if (br) {
             buf_ring_ = std::move(*br);
         }

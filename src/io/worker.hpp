@@ -48,6 +48,11 @@ struct WorkerOptions {
     // round trips where one would do). 1 MiB gained little more and holds 4x
     // the memory.
     uint32_t copy_buffer_size = 262144;
+    // recv/send fallback (no buffer ring, a socket that refuses splice, or
+    // the pipe budget spent): one buffer per busy direction, held while its
+    // bytes are in flight. Kept at 64 KiB because it is the path taken when
+    // many sessions are busy at once.
+    uint32_t fallback_buffer_size = 65536;
     uint32_t ring_entries = 4096;
     /// DataPath::Copy: provided buffers per worker (rounded up to a power of
     /// two); a direction holds at most two (one being sent, one being filled).
