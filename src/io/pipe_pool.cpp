@@ -27,8 +27,8 @@ PipePool::PipePool(uint32_t pipe_size, uint32_t max_pipes, uint32_t grow_size,
       grow_size_(grow_size),
       grow_pages_(grow_pages) {}
 
-uint64_t PipePool::extra_pages(const Pipe& pipe) const noexcept {
-    const uint64_t have = pages(pipe.size);
+uint64_t PipePool::extra_pages(uint32_t size) const noexcept {
+    const uint64_t have = pages(size);
     const uint64_t base = pages(pipe_size_);
     return have > base ? have - base : 0;
 }
@@ -71,7 +71,7 @@ void PipePool::give(Pipe pipe, bool empty) noexcept {
         --in_use_;
     }
     if (!empty || !pipe.read_end || !pipe.write_end) {
-        grown_pages_ -= std::min(grown_pages_, extra_pages(pipe));
+        grown_pages_ -= std::min(grown_pages_, extra_pages(pipe.size));
         return;  // closed by the destructors: HAProxy's kill_pipe
     }
     free_.push_back(std::move(pipe));
@@ -81,10 +81,8 @@ bool PipePool::grow(Pipe& pipe) noexcept {
     if (grow_size_ <= pipe.size || !pipe.write_end) {
         return false;
     }
-    const uint64_t before = extra_pages(pipe);
-    const uint64_t after =
-        pages(grow_size_) > pages(pipe_size_) ? pages(grow_size_) - pages(pipe_size_) : 0;
-    if (grown_pages_ - before + after > grow_pages_) {
+    const uint64_t before = extra_pages(pipe.size);
+    if (grown_pages_ - before + extra_pages(grow_size_) > grow_pages_) {
         return false;
     }
     const int size = fcntl(pipe.write_end.get(), F_SETPIPE_SZ, static_cast<int>(grow_size_));
@@ -93,7 +91,7 @@ bool PipePool::grow(Pipe& pipe) noexcept {
         return false;
     }
     pipe.size = static_cast<uint32_t>(size);
-    grown_pages_ = grown_pages_ - before + extra_pages(pipe);
+    grown_pages_ = grown_pages_ - before + extra_pages(pipe.size);
     return true;
 }
 

@@ -43,8 +43,8 @@ public:
 
     /// Enlarges `pipe` to grow_size if the grow budget allows; false when it
     /// does not, when the pipe is that big already, or when the kernel
-    /// refuses. For a direction that keeps filling its pipe to the brim: a
-    /// bigger pipe moves the same bytes in fewer splices and wakeups (on
+    /// refuses. For a direction that moves bulk (half a pipe or more per
+    /// splice): a bigger pipe moves the same bytes in fewer splices and wakeups (on
     /// loopback 1 MiB instead of 256 KiB cut relay CPU per GB by about a
     /// fifth), but costs 4x the pipe pages, so only busy directions get one.
     bool grow(Pipe& pipe) noexcept;
@@ -58,7 +58,8 @@ public:
     [[nodiscard]] uint64_t grown_pages() const noexcept { return grown_pages_; }
 
 private:
-    [[nodiscard]] uint64_t extra_pages(const Pipe& pipe) const noexcept;
+    /// Pages a pipe of `size` bytes holds beyond pipe_size.
+    [[nodiscard]] uint64_t extra_pages(uint32_t size) const noexcept;
 
     uint32_t pipe_size_;
     uint32_t max_pipes_;

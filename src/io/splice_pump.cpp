@@ -8,11 +8,11 @@
 // IOSQE_BUFFER_SELECT from the worker's provided-buffer ring, so a buffer is
 // picked only when bytes arrive and an idle session holds none (a pending
 // RECV on a socket is poll-armed in the kernel, not parked in io-wq: the
-// thread-count test checks that), then SENDs of that buffer until all of it
-// left, then the next RECV. One buffer per direction at most is the
-// backpressure. When no buffer ring can be registered, and for sockets that
-// refuse splice, the same state machine as splice runs with recv/send
-// syscalls through a BufferPool buffer held only while bytes are in flight.
+// thread-count test checks that). Filled buffers are sent in order, one SEND
+// at a time; while one is being sent a RECV may fill a second, never a third
+// (Direction::kMaxBufs): two buffers per direction are the backpressure. When no buffer ring can be
+// registered, and for sockets that refuse splice, the same state machine as splice runs with
+// recv/send syscalls through a BufferPool buffer held only while bytes are in flight.
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -451,7 +451,8 @@ void Worker::submit_send(SessionId id, detail::Session& s, int di) noexcept {
         return;
     }
     // A full socket does not fail the SEND: io_uring arms a poll and retries,
-    // so a slow reader holds this one buffer and no further RECV is issued.
+    // so a slow reader holds at most kMaxBufs buffers and no further RECV is
+    // issued.
     io_uring_prep_send(sqe, s.fd[1 - di].get(), buf_ring_->data(d.bids[0]) + d.buf_off, d.held,
                        MSG_NOSIGNAL);
     io_uring_sqe_set_data64(sqe, encode(Tag{id.slot, id.gen, Op::Send, uint8_t(di)}));

@@ -37,8 +37,8 @@ struct WorkerOptions {
     // with the HAProxy chain.
     uint32_t pipe_size = 262144;
     uint32_t max_pipes = 1024;
-    // A direction whose splice fills its whole pipe gets it grown to this
-    // size while the worker's grow budget (pages) lasts: 1 MiB cut relay CPU
+    // A direction whose splice moves half its pipe or more in one call gets
+    // the pipe grown to this size while the worker's grow budget (pages) lasts: 1 MiB cut relay CPU
     // per GB by about a fifth against 256 KiB but costs 4x the pipe pages,
     // so only busy directions get one (pipe_grow_pages_per_worker).
     uint32_t pipe_grow_size = 1048576;
