@@ -275,22 +275,36 @@ std::string subject_cn(SSL* ssl) {
 
 // ---- TlsContext -----------------------------------------------------------------
 
-Result<TlsContext> TlsContext::psk_server(KeyLookup lookup) {
-    auto ctx = new_ctx(TlsRole::Server);
+namespace {
+
+// Both PSK ends: TLS 1.3 with one suite; the caller adds its side's identity
+// or key lookup and its PSK callback.
+Result<std::shared_ptr<TlsContext::Impl>> psk_impl(TlsRole role) {
+    auto ctx = new_ctx(role);
     if (!ctx) {
         return Unexpected(ctx.error());
     }
     if (SSL_CTX_set_ciphersuites(ctx->get(), "TLS_AES_128_GCM_SHA256") != 1) {
         return openssl_error("SSL_CTX_set_ciphersuites");
     }
-    auto impl = std::make_shared<Impl>();
+    auto impl = std::make_shared<TlsContext::Impl>();
     impl->ctx = std::move(*ctx);
-    impl->role = TlsRole::Server;
+    impl->role = role;
     impl->psk = true;
-    impl->lookup = std::move(lookup);
     SSL_CTX_set_app_data(impl->ctx.get(), impl.get());
-    SSL_CTX_set_psk_find_session_callback(impl->ctx.get(), psk_find_session_cb);
-    return TlsContext(std::move(impl));
+    return impl;
+}
+
+}  // namespace
+
+Result<TlsContext> TlsContext::psk_server(KeyLookup lookup) {
+    auto impl = psk_impl(TlsRole::Server);
+    if (!impl) {
+        return Unexpected(impl.error());
+    }
+    (*impl)->lookup = std::move(lookup);
+    SSL_CTX_set_psk_find_session_callback((*impl)->ctx.get(), psk_find_session_cb);
+    return TlsContext(std::move(*impl));
 }
 
 Result<TlsContext> TlsContext::psk_client(std::string identity, std::vector<uint8_t> secret) {
@@ -300,22 +314,14 @@ Result<TlsContext> TlsContext::psk_client(std::string identity, std::vector<uint
     if (secret.size() < 16) {
         return runtime_error(EINVAL, "PSK secret must be at least 16 bytes");
     }
-    auto ctx = new_ctx(TlsRole::Client);
-    if (!ctx) {
-        return Unexpected(ctx.error());
+    auto impl = psk_impl(TlsRole::Client);
+    if (!impl) {
+        return Unexpected(impl.error());
     }
-    if (SSL_CTX_set_ciphersuites(ctx->get(), "TLS_AES_128_GCM_SHA256") != 1) {
-        return openssl_error("SSL_CTX_set_ciphersuites");
-    }
-    auto impl = std::make_shared<Impl>();
-    impl->ctx = std::move(*ctx);
-    impl->role = TlsRole::Client;
-    impl->psk = true;
-    impl->identity = std::move(identity);
-    impl->secret = std::move(secret);
-    SSL_CTX_set_app_data(impl->ctx.get(), impl.get());
-    SSL_CTX_set_psk_use_session_callback(impl->ctx.get(), psk_use_session_cb);
-    return TlsContext(std::move(impl));
+    (*impl)->identity = std::move(identity);
+    (*impl)->secret = std::move(secret);
+    SSL_CTX_set_psk_use_session_callback((*impl)->ctx.get(), psk_use_session_cb);
+    return TlsContext(std::move(*impl));
 }
 
 namespace {
