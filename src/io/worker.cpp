@@ -17,6 +17,14 @@ namespace sp::io {
 namespace {
 
 constexpr unsigned kBatch = 256;
+// A zero option means "the default": the value WorkerOptions itself declares,
+// so the two cannot drift apart.
+constexpr WorkerOptions kDefaults{};
+
+uint32_t or_default(uint32_t value, uint32_t fallback) noexcept {
+    return value == 0 ? fallback : value;
+}
+
 constexpr std::chrono::milliseconds kAcceptPause{100};
 
 __kernel_timespec to_timespec(std::chrono::milliseconds d) noexcept {
@@ -41,7 +49,7 @@ bool is_fatal_accept_error(int err) noexcept {
 }  // namespace
 
 Result<std::unique_ptr<Worker>> Worker::create(const WorkerOptions& options) {
-    unsigned entries = options.ring_entries == 0 ? 4096 : options.ring_entries;
+    unsigned entries = or_default(options.ring_entries, kDefaults.ring_entries);
     auto ring = Ring::create(entries, entries * 4);
     if (!ring) {
         return tl::unexpected(ring.error());
@@ -59,7 +67,7 @@ Worker::Worker(const Private& /*key*/, const WorkerOptions& options, std::unique
       ring_(std::move(ring)),
       event_fd_(std::move(event_fd)),
       pipes_(options.pipe_size, options.max_pipes, options.pipe_grow_size, options.pipe_grow_pages),
-      buffers_(options.fallback_buffer_size == 0 ? 65536 : options.fallback_buffer_size),
+      buffers_(or_default(options.fallback_buffer_size, kDefaults.fallback_buffer_size)),
       sessions_(std::make_unique<SessionTable<detail::Session>>()) {}
 
 Worker::~Worker() {
@@ -119,8 +127,8 @@ void Worker::run() noexcept {
         // On failure (kernel without buffer rings) the copy path runs on
         // readiness plus recv/send instead, with identical semantics.
         auto br = BufRing::create(
-            ring_->raw(), 0, options_.copy_buffers == 0 ? 128 : options_.copy_buffers,
-            options_.copy_buffer_size == 0 ? 262144 : options_.copy_buffer_size);
+            ring_->raw(), 0, or_default(options_.copy_buffers, kDefaults.copy_buffers),
+            or_default(options_.copy_buffer_size, kDefaults.copy_buffer_size));
         if (br) {
             buf_ring_ = std::move(*br);
         }
