@@ -3,9 +3,14 @@
 // anything the network or a config file can cause: those are errors, not bugs.
 #pragma once
 
+namespace sp {
+/// SP_BUG hits in this process so far (any thread), for status and tests.
+[[nodiscard]] unsigned long bug_count() noexcept;
+}  // namespace sp
+
 namespace sp::detail {
 [[noreturn]] void check_failed(const char* expr, const char* file, int line) noexcept;
-void bug_hit(const char* expr, const char* file, int line) noexcept;
+void bug_hit(const char* what, const char* file, int line) noexcept;
 }  // namespace sp::detail
 
 /// Debug-only local invariant.
@@ -18,5 +23,7 @@ void bug_hit(const char* expr, const char* file, int line) noexcept;
 /// Always fatal: continuing would lose or corrupt bytes.
 #define SP_CHECK(expr) ((expr) ? (void)0 : ::sp::detail::check_failed(#expr, __FILE__, __LINE__))
 
-/// A bug we can survive: aborts in debug builds, logs and counts in release.
+/// A bug we can survive: aborts in debug builds; in release builds prints
+/// one line to stderr, counts (bug_count()) and lets the caller recover
+/// (end that one session, stop that one listener).
 #define SP_BUG(what) ::sp::detail::bug_hit(what, __FILE__, __LINE__)
