@@ -111,20 +111,4 @@ Fault classify(Op op, int res) noexcept {
     return Fault::Bug;
 }
 
-std::string_view to_string(Fault f) noexcept {
-    switch (f) {
-        case Fault::Retry:
-            return "retry";
-        case Fault::Peer:
-            return "peer";
-        case Fault::Resource:
-            return "resource";
-        case Fault::Unsupported:
-            return "unsupported";
-        case Fault::Bug:
-            return "bug";
-    }
-    return "bug";
-}
-
 }  // namespace sp::io

@@ -5,7 +5,6 @@
 #pragma once
 
 #include <cstdint>
-#include <string_view>
 
 #include "io/op.hpp"
 
@@ -38,7 +37,5 @@ enum class Fault : uint8_t {
 /// and reported, so it can never spin) and Bug for polls (a poll reports
 /// readiness in its mask, never the network's errors in res).
 [[nodiscard]] Fault classify(Op op, int res) noexcept;
-
-[[nodiscard]] std::string_view to_string(Fault f) noexcept;
 
 }  // namespace sp::io

@@ -10,9 +10,13 @@
 #include <vector>
 
 #include "base/unique_fd.hpp"
+#include "io/op.hpp"
+#include "io/ring.hpp"
 #include "io/worker.hpp"
 
 namespace sp::io {
+
+class TimerList;
 
 /// Not thread-safe: owned by one Worker and used on its thread. It asks its
 /// host for three things only: SQEs (`ring`), timers for the pause

@@ -103,10 +103,6 @@ int Ring::submit() noexcept {
     return io_uring_submit(&ring_);
 }
 
-int Ring::submit_and_wait() noexcept {
-    return io_uring_submit_and_wait(&ring_, 1);
-}
-
 int Ring::submit_and_wait_for(std::chrono::nanoseconds timeout) noexcept {
     if (timeout.count() < 0) {
         timeout = std::chrono::nanoseconds{0};

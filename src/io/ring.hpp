@@ -59,13 +59,10 @@ public:
     void cancel(uint64_t user_data) noexcept;
     /// Sends cancels an earlier cancel() could not. Returns true while some
     /// are still waiting for room.
-    bool flush_cancels() noexcept;
+    [[nodiscard]] bool flush_cancels() noexcept;
 
     /// Submits pending SQEs without waiting. Returns the count or -errno.
     int submit() noexcept;
-    /// Submits and waits for at least one CQE (runs deferred task work).
-    /// Returns >= 0 or -errno (-EINTR is normal).
-    int submit_and_wait() noexcept;
     /// Submits and waits for at least one CQE or until `timeout` passed
     /// (then -ETIME). Needs no SQE for the timeout (IORING_FEAT_EXT_ARG,
     /// Linux 5.11). Returns >= 0 or -errno.
@@ -73,7 +70,8 @@ public:
     /// Submits and flushes deferred task work without blocking.
     int submit_and_get_events() noexcept;
 
-    /// Copies up to `max` CQEs into `out` and advances the CQ; returns the count.
+    /// Copies up to `max` CQEs into `out` and advances the CQ past them (and
+    /// past liburing's own timeout CQEs, which it drops); returns the count.
     unsigned drain(Completion* out, unsigned max) noexcept;
 
     [[nodiscard]] unsigned setup_flags() const noexcept { return flags_; }
