@@ -52,6 +52,9 @@ void raise_nofile() noexcept {
     if (o->command == "idle") {
         return run_idle(*o, *addr);
     }
+    if (o->command == "burst") {
+        return run_burst(*o, *addr);
+    }
     return usage_error("unknown command '{}'", o->command);
 }
 

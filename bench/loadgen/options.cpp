@@ -19,6 +19,8 @@ void usage(FILE* out) {
         "       sallyport-bench rr     --connect HOST:PORT [-P N] [--size BYTES] [-t S]\n"
         "       sallyport-bench crr    --connect HOST:PORT [-P N] [--size BYTES] [-t S]\n"
         "       sallyport-bench idle   --connect HOST:PORT [-n N] [--hold S] [--ready-file F]\n"
+        "       sallyport-bench burst  --connect HOST:PORT [-n N] [-P THREADS] [--size BYTES]\n"
+        "                              [-t S]   (N clients connect at once; default 500)\n"
         "common: --json  --seed N  --expect-banner  --allow-remote (default: loopback only)\n",
         out);
 }
@@ -30,6 +32,7 @@ void usage(FILE* out) {
     }
     o.command = argv[1];
     bool seconds_set = false;
+    bool count_set = false;
     for (int i = 2; i < argc; ++i) {
         const std::string_view a = argv[i];
         auto value = [&]() -> Result<std::string_view> {
@@ -113,6 +116,7 @@ void usage(FILE* out) {
                 o.size = static_cast<size_t>(*n);
             } else if (a == "-n") {
                 o.count = static_cast<int>(*n);
+                count_set = true;
             } else if (a == "--hold") {
                 o.hold = *n;
             } else if (a == "--seed") {
@@ -133,6 +137,12 @@ void usage(FILE* out) {
     }
     if (o.command == "serve" && !seconds_set) {
         o.seconds = 3600;  // a forgotten server still goes away
+    }
+    if (o.command == "burst" && !count_set) {
+        o.count = 500;  // issue 11: a burst of 500 simultaneous new clients
+    }
+    if (o.command == "burst" && o.count < 1) {
+        return usage_error("burst: -n must be at least 1");
     }
     if (o.seconds <= 0 || o.seconds > 86400 || o.hold > 3600 || o.count < 0 ||
         o.count > 1'000'000) {

@@ -20,5 +20,7 @@ namespace sp::bench {
 [[nodiscard]] Result<int> run_crr(const Options& o, const SocketAddress& addr);
 /// idle (idle.cpp): hold N sessions, ping each before and after.
 [[nodiscard]] Result<int> run_idle(const Options& o, const SocketAddress& addr);
+/// burst (burst.cpp): N new clients connect at once, each one request and answer.
+[[nodiscard]] Result<int> run_burst(const Options& o, const SocketAddress& addr);
 
 }  // namespace sp::bench
