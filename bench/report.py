@@ -253,9 +253,12 @@ def _latency(s, by):
         runs = [r["result"] for r in by[t]]
         if t != "burst":
             s[f"{t}_ops_per_s"] = med(x.get("ops_per_s") for x in runs)
+        # A round that timed nothing (every connection failed) reports 0 µs:
+        # leave it out rather than let it pull the medians down.
+        timed = [x for x in runs if x.get("latency_us", {}).get("count")]
         for q in ("p50", "p90", "p99", "p999", "max"):
-            s[f"{t}_{q}_us"] = med(x.get("latency_us", {}).get(q) for x in runs)
-        ranked = sorted(runs, key=lambda x: x.get("latency_us", {}).get("p50", 0))
+            s[f"{t}_{q}_us"] = med(x["latency_us"].get(q) for x in timed)
+        ranked = sorted(timed, key=lambda x: x["latency_us"].get("p50", 0))
         s[f"{t}_cdf_us"] = ranked[len(ranked) // 2].get("cdf_us", []) if ranked else []
 
 
