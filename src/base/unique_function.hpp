@@ -25,8 +25,11 @@ public:
     template <class F>
     requires(!std::is_same_v<std::remove_cvref_t<F>, UniqueFunction> &&
              std::is_invocable_r_v<R, std::decay_t<F>&, Args...>)
-        UniqueFunction(F&& f)  // NOLINT(google-explicit-constructor): as std::function
-        : impl_(std::make_unique<Model<std::decay_t<F>>>(std::forward<F>(f))) {}
+        // The requires clause keeps this from hiding the move constructor; clang-tidy 14 does
+        // not see through it.
+        // NOLINTNEXTLINE(google-explicit-constructor,bugprone-forwarding-reference-overload)
+        UniqueFunction(F&& f)
+        : impl_(std::make_unique<Model<std::decay_t<F>>>(std::decay_t<F>(std::forward<F>(f)))) {}
 
     UniqueFunction(UniqueFunction&&) noexcept = default;
     UniqueFunction& operator=(UniqueFunction&&) noexcept = default;
@@ -46,8 +49,7 @@ private:
     };
     template <class F>
     struct Model final : Concept {
-        template <class G>
-        explicit Model(G&& g) : fn(std::forward<G>(g)) {}
+        explicit Model(F f) : fn(std::move(f)) {}
         R call(Args... args) override { return fn(std::forward<Args>(args)...); }
         F fn;
     };
