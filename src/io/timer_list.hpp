@@ -7,11 +7,12 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <functional>
 #include <map>
 #include <optional>
 #include <unordered_map>
 #include <utility>
+
+#include "base/unique_function.hpp"
 
 namespace sp::io {
 
@@ -21,7 +22,7 @@ class Worker;
 class TimerList final {
 public:
     using Clock = std::chrono::steady_clock;
-    using Fn = std::function<void(Worker&)>;
+    using Fn = UniqueFunction<void(Worker&)>;
 
     /// Schedules `fn` to run once at or after `when`. Returns its id, never 0
     /// (ids are not reused). Allocates; never fails otherwise.

@@ -38,7 +38,7 @@ constexpr std::chrono::milliseconds kRetryDelay{10};
 struct Worker::Waiter {
     int fd = -1;
     short events = 0;
-    std::function<void(Worker&, int)> fn;
+    UniqueFunction<void(Worker&, int)> fn;
     uint64_t timer = 0;
     bool armed = false;   // the poll is in flight
     bool queued = false;  // on unarmed_waiters_
@@ -97,7 +97,7 @@ void Worker::join() {
     }
 }
 
-void Worker::post(std::function<void(Worker&)> fn) {
+void Worker::post(UniqueFunction<void(Worker&)> fn) {
     {
         std::lock_guard<std::mutex> lock(inbox_mutex_);
         inbox_.push_back(std::move(fn));
@@ -149,7 +149,7 @@ bool Worker::uring_copy() const noexcept {
     return pump_->uring();
 }
 
-uint64_t Worker::add_timer(std::chrono::milliseconds delay, std::function<void(Worker&)> fn) {
+uint64_t Worker::add_timer(std::chrono::milliseconds delay, UniqueFunction<void(Worker&)> fn) {
     return timers_->add(Clock::now() + std::max(delay, std::chrono::milliseconds{0}),
                         std::move(fn));
 }
@@ -285,7 +285,7 @@ bool Worker::arm_inbox() noexcept {
 
 void Worker::drain_inbox() noexcept {
     (void)!read(event_fd_.get(), &inbox_value_, sizeof(inbox_value_));
-    std::vector<std::function<void(Worker&)>> work;
+    std::vector<UniqueFunction<void(Worker&)>> work;
     {
         std::lock_guard<std::mutex> lock(inbox_mutex_);
         work.swap(inbox_);
@@ -305,7 +305,7 @@ void Worker::on_tick() noexcept {
 // --- wait_fd ---
 
 uint64_t Worker::wait_fd(int fd, short events, std::chrono::milliseconds timeout,
-                         std::function<void(Worker&, int res)> fn) {
+                         UniqueFunction<void(Worker&, int res)> fn) {
     uint32_t id = next_waiter_++;
     while (id == 0 || waiters_.count(id) != 0) {
         id = next_waiter_++;

@@ -19,6 +19,7 @@
 #include "base/addr.hpp"
 #include "base/result.hpp"
 #include "base/unique_fd.hpp"
+#include "base/unique_function.hpp"
 #include "io/buffer_pool.hpp"
 #include "io/op.hpp"
 #include "io/pipe_pool.hpp"
@@ -129,7 +130,7 @@ public:
     void join();
     /// Thread-safe: runs `fn` on the worker thread, in posting order. Functions
     /// posted after the loop exited are destroyed without running.
-    void post(std::function<void(Worker&)> fn);
+    void post(UniqueFunction<void(Worker&)> fn);
 
     // --- worker thread only: from other threads, wrap calls in post() ---
     //
@@ -172,7 +173,7 @@ public:
     /// Runs `fn` once after `delay` (on the loop's next turn at or after the
     /// deadline). Returns an id for cancel_timer, never 0. Never fails: the
     /// timer lives in user space and needs no SQE.
-    uint64_t add_timer(std::chrono::milliseconds delay, std::function<void(Worker&)> fn);
+    uint64_t add_timer(std::chrono::milliseconds delay, UniqueFunction<void(Worker&)> fn);
     /// Cancels a pending timer; its function is destroyed without running.
     void cancel_timer(uint64_t id);
 
@@ -183,7 +184,7 @@ public:
     /// When the SQ refuses the poll the loop arms it later; the timeout runs
     /// regardless.
     uint64_t wait_fd(int fd, short events, std::chrono::milliseconds timeout,
-                     std::function<void(Worker&, int res)> fn);
+                     UniqueFunction<void(Worker&, int res)> fn);
     /// Cancels a pending wait_fd; fn is destroyed without running.
     void cancel_wait(uint64_t id);
 
@@ -230,7 +231,7 @@ private:
     std::thread thread_;
 
     std::mutex inbox_mutex_;
-    std::vector<std::function<void(Worker&)>> inbox_;  // guarded by inbox_mutex_
+    std::vector<UniqueFunction<void(Worker&)>> inbox_;  // guarded by inbox_mutex_
     std::atomic<bool> stop_requested_{false};
     std::atomic<bool> stop_now_{false};
     uint64_t inbox_value_ = 0;
