@@ -10,8 +10,6 @@
 #include "base/signals.hpp"
 #include "config.h"
 #include "config/agent_config.hpp"
-#include "config/common.hpp"
-#include "config/keys.hpp"
 
 namespace {
 
@@ -24,28 +22,6 @@ constexpr sp::cli::DaemonSpec kSpec{
 int fail(const sp::Error& e) {
     std::fprintf(stderr, "%s: %s\n", kSpec.program.data(), e.describe().c_str());
     return e.exit_code();
-}
-
-// --check-config goes as far as a start would: every relay's key or
-// certificate files must be readable and private.
-sp::Result<void> check_files(const sp::config::AgentConfig& cfg) {
-    for (const auto& r : cfg.relays) {
-        if (r.shared_key_mode()) {
-            if (auto k = sp::config::load_keys(r.key, true); !k) {
-                return sp::Unexpected(k.error());
-            }
-        }
-        for (const auto* f : {&r.certificate, &r.private_key, &r.relay_ca}) {
-            if (!f->empty()) {
-                if (std::FILE* fp = std::fopen(f->c_str(), "r"); fp != nullptr) {
-                    std::fclose(fp);
-                } else {
-                    return sp::errno_error("cannot read \"{}\"", *f);
-                }
-            }
-        }
-    }
-    return {};
 }
 
 }  // namespace
@@ -61,16 +37,21 @@ int main(int argc, char** argv) {
     }
     sp::log::configure("sallyport-agent", opt->log_target.value_or(sp::log::Target::Auto),
                        opt->log_level.value_or(sp::log::Level::Info));
+    if (opt->check_config) {
+        // Every error of the file and of the key or certificate files it
+        // names, not just the first; sp::config owns those checks.
+        const auto errors = sp::config::check_agent_config(opt->config_path);
+        for (const auto& e : errors) {
+            (void)fail(e);
+        }
+        if (errors.empty()) {
+            std::puts("OK");
+        }
+        return errors.empty() ? 0 : 2;
+    }
     auto cfg = sp::config::load_agent_config(opt->config_path);
     if (!cfg) {
         return fail(cfg.error());
-    }
-    if (opt->check_config) {
-        if (auto r = check_files(*cfg); !r) {
-            return fail(r.error());
-        }
-        std::puts("OK");
-        return 0;
     }
     if (auto r = sp::raise_fd_limit(); !r) {
         return fail(r.error());

@@ -62,11 +62,26 @@ struct AgentConfig {
 };
 
 /// Reads, parses and validates an agent.toml (at most 4 MiB, regular file).
-/// Does not open key or certificate files. Blocks only on the file read.
+/// When the file has several errors, returns the first in file order, its
+/// message saying how many more there are. Does not open key or certificate
+/// files. Blocks only on the file read.
 [[nodiscard]] Result<AgentConfig> load_agent_config(const std::string& path);
 /// The same from text already in memory (`path` names it in messages and is
 /// the base for relative file names).
 [[nodiscard]] Result<AgentConfig> parse_agent_config(std::string_view text,
                                                      const std::string& path);
+
+/// Every error of an agent.toml text in file order, as relay_config_errors()
+/// does for relay.toml: a bad value does not stop the other checks; a whole-
+/// file rule (a [[relay]] is required, listeners must not overlap, a relay
+/// needs one auth mode) looks only at values that were valid on their own.
+/// Empty when the text is valid.
+[[nodiscard]] std::vector<Error> agent_config_errors(std::string_view text,
+                                                     const std::string& path);
+
+/// --check-config: agent_config_errors() of the file, then the errors of each
+/// relay's key file (check_key_file) or certificate files (readable).
+/// Empty = OK. Blocks on the file reads only.
+[[nodiscard]] std::vector<Error> check_agent_config(const std::string& path);
 
 }  // namespace sp::config

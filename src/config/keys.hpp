@@ -36,6 +36,11 @@ struct Key {
 /// is wiped before returning.
 [[nodiscard]] Result<std::vector<Key>> load_keys(const std::string& path, bool expect_one);
 
+/// --check-config for a key file: every error load_keys() would stop at the
+/// first of (each bad line is reported, then the whole-file rules). Empty
+/// when load_keys() would succeed. Blocks on the file read only.
+[[nodiscard]] std::vector<Error> check_key_file(const std::string& path, bool expect_one);
+
 /// A fresh key line "ID SECRET\n" from getrandom(2) (32 bytes, unpadded
 /// base64url). A bad `id` is a Usage error; getrandom only blocks before the
 /// kernel's pool is initialised at boot.

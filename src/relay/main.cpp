@@ -10,7 +10,6 @@
 #include "base/event.hpp"
 #include "base/signals.hpp"
 #include "config.h"
-#include "config/common.hpp"
 #include "config/keys.hpp"
 #include "config/relay_config.hpp"
 #include "relay/relay.hpp"
@@ -26,24 +25,6 @@ constexpr sp::cli::DaemonSpec kSpec{
 int fail(const sp::Error& e) {
     std::fprintf(stderr, "%s: %s\n", kSpec.program.data(), e.describe().c_str());
     return e.exit_code();
-}
-
-// --check-config goes as far as a start would: key and certificate files
-// must be readable and private, not just named.
-sp::Result<void> check_files(const sp::config::RelayConfig& cfg) {
-    if (cfg.shared_key_mode()) {
-        if (auto k = sp::config::load_keys(cfg.auth.keys, false); !k) {
-            return sp::Unexpected(k.error());
-        }
-    }
-    for (const auto* f : {&cfg.auth.certificate, &cfg.auth.private_key, &cfg.auth.agent_ca}) {
-        if (!f->empty()) {
-            if (auto r = sp::config::check_readable(*f); !r) {
-                return r;
-            }
-        }
-    }
-    return {};
 }
 
 }  // namespace
@@ -67,16 +48,21 @@ int main(int argc, char** argv) {
     }
     sp::log::configure("sallyport-relay", opt->log_target.value_or(sp::log::Target::Auto),
                        opt->log_level.value_or(sp::log::Level::Info));
+    if (opt->check_config) {
+        // Every error of the file and of the key or certificate files it
+        // names, not just the first; sp::config owns those checks.
+        const auto errors = sp::config::check_relay_config(opt->config_path);
+        for (const auto& e : errors) {
+            (void)fail(e);
+        }
+        if (errors.empty()) {
+            std::puts("OK");
+        }
+        return errors.empty() ? 0 : 2;
+    }
     auto cfg = sp::config::load_relay_config(opt->config_path);
     if (!cfg) {
         return fail(cfg.error());
-    }
-    if (opt->check_config) {
-        if (auto r = check_files(*cfg); !r) {
-            return fail(r.error());
-        }
-        std::puts("OK");
-        return 0;
     }
     if (auto r = sp::raise_fd_limit(); !r) {
         return fail(r.error());

@@ -5,9 +5,11 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include <algorithm>
 #include <regex>
 
 #include <doctest/doctest.h>
+#include <fmt/format.h>
 
 #include "fixture.hpp"
 
@@ -59,6 +61,44 @@ TEST_SUITE("integration.daemon_cli") {
         const auto missing = run({agent_bin(), "-c", d.dir.path() + "/nope.toml"}, 10s);
         CHECK(missing.status == 2);
         CHECK(missing.output.find("nope.toml") != std::string::npos);
+    }
+
+    TEST_CASE("cli: --check-config prints every error of a file, each with FILE:LINE:COL") {
+        Deployment d;
+        d.make_keys({"agent1"});
+        const auto relay = d.dir.write("relay.toml",
+                                       "[relay]\nthreads = 5000\ndrain_timout_s = 3\n[auth]\n"
+                                       "keys = \"relay.keys\"\nallow_agents = [\"10.0.0.0/33\"]\n"
+                                       "[limits]\nmax_sessions = \"many\"\n");
+        const auto r = run({relay_bin(), "-c", relay, "--check-config"}, 10s);
+        CHECK(r.status == 2);
+        for (const auto& want :
+             {relay + ":2:11: relay.threads: ", relay + ":3:1: relay.drain_timout_s: ",
+              relay + ":6:17: auth.allow_agents[0]: ", relay + ":8:16: limits.max_sessions: "}) {
+            CAPTURE(want);
+            CHECK(r.output.find(want) != std::string::npos);
+        }
+        CHECK(std::count(r.output.begin(), r.output.end(), '\n') == 4);
+        // Starting stops at the first and says how many more there are.
+        const auto started = run({relay_bin(), "-c", relay}, 10s);
+        CHECK(started.status == 2);
+        CHECK(started.output.find(relay + ":2:11: relay.threads: ") != std::string::npos);
+        CHECK(started.output.find("and 3 more errors") != std::string::npos);
+
+        // The agent's file and its key file are both checked in one run.
+        d.dir.write("agent1.key", read_file(d.agent_key("agent1")), 0640);
+        const auto agent = d.dir.write(
+            "agent.toml", fmt::format("[agent]\nname = \"a b\"\npool = -1\n[[relay]]\n"
+                                      "address = \"127.0.0.1:1\"\nkey = \"{}\"\n[[service]]\n"
+                                      "name = \"s\"\nlisten = [\"0.0.0.0:22\"]\n",
+                                      d.agent_key("agent1")));
+        const auto a = run({agent_bin(), "-c", agent, "--check-config"}, 10s);
+        CHECK(a.status == 2);
+        CHECK(a.output.find(agent + ":2:8: agent.name: ") != std::string::npos);
+        CHECK(a.output.find(agent + ":3:8: agent.pool: ") != std::string::npos);
+        CHECK(a.output.find(agent + ":7:1: service[0].backend: ") != std::string::npos);
+        CHECK(a.output.find("chmod 600 " + d.agent_key("agent1")) != std::string::npos);
+        CHECK(std::count(a.output.begin(), a.output.end(), '\n') == 4);
     }
 
     TEST_CASE("cli: --check-config prints OK and refuses a world-readable key file") {

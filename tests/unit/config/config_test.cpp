@@ -7,6 +7,7 @@
 #include <vector>
 
 #include <doctest/doctest.h>
+#include <fmt/format.h>
 
 #include "config/agent_config.hpp"
 #include "config/common.hpp"
@@ -48,23 +49,52 @@ struct Expect {
     std::string message;
 };
 
-// First line: "# expect: LINE:COL KEY MESSAGE-SUBSTRING"; KEY "-" = no key.
-Expect read_expect(const fs::path& p) {
+// The file's leading "# expect: LINE:COL KEY MESSAGE-SUBSTRING" lines, one per
+// error in file order; KEY "-" = no key.
+std::vector<Expect> read_expect(const fs::path& p) {
     std::ifstream in(p);
-    std::string first;
-    std::getline(in, first);
+    std::vector<Expect> out;
     const std::string tag = "# expect: ";
-    REQUIRE_MESSAGE(first.starts_with(tag), p.string() << " lacks an expect line");
-    std::istringstream s(first.substr(tag.size()));
-    Expect e;
-    char colon = 0;
-    s >> e.line >> colon >> e.column >> e.key;
-    std::getline(s >> std::ws, e.message);
-    if (e.key == "-") {
-        e.key.clear();
+    for (std::string line; std::getline(in, line) && line.starts_with(tag);) {
+        std::istringstream s(line.substr(tag.size()));
+        Expect e;
+        char colon = 0;
+        s >> e.line >> colon >> e.column >> e.key;
+        std::getline(s >> std::ws, e.message);
+        if (e.key == "-") {
+            e.key.clear();
+        }
+        REQUIRE_MESSAGE((colon == ':' && e.line > 0 && !e.message.empty()), p.string());
+        out.push_back(std::move(e));
     }
-    REQUIRE_MESSAGE((colon == ':' && e.line > 0 && !e.message.empty()), p.string());
-    return e;
+    REQUIRE_MESSAGE(!out.empty(), p.string() << " lacks an expect line");
+    return out;
+}
+
+std::string read_text(const fs::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    std::ostringstream s;
+    s << in.rdbuf();
+    return s.str();
+}
+
+std::vector<sp::Error> all_errors(const fs::path& p) {
+    const std::string text = read_text(p);
+    return is_agent(p) ? agent_config_errors(text, p.string())
+                       : relay_config_errors(text, p.string());
+}
+
+void check_error(const sp::Error& e, const Expect& want, const fs::path& p) {
+    CAPTURE(e.describe());
+    CHECK(e.kind == sp::ErrorKind::Config);
+    CHECK(e.file == p.string());
+    CHECK(e.line == want.line);
+    CHECK(e.column == want.column);
+    CHECK(e.key == want.key);
+    CHECK(e.message.find(want.message) != std::string::npos);
+    CHECK(e.exit_code() == 2);
+    CHECK(e.describe().starts_with(p.string() + ":" + std::to_string(want.line) + ":" +
+                                   std::to_string(want.column)));
 }
 
 sp::Error relay_error(std::string_view text) {
@@ -86,26 +116,88 @@ TEST_SUITE("config.files") {
         }
     }
 
-    TEST_CASE("config: every file in invalid/ fails at its expected FILE:LINE:COL and key") {
+    TEST_CASE("config: every file in invalid/ gives exactly its expected errors, in order") {
         const auto files = toml_files("invalid");
         CHECK(files.size() >= 30);
         for (const auto& p : files) {
             CAPTURE(p.string());
-            const Expect want = read_expect(p);
+            const auto want = read_expect(p);
+            const auto got = all_errors(p);
+            std::string listed;
+            for (const auto& e : got) {
+                listed += "\n  " + e.describe();
+            }
+            CAPTURE(listed);
+            CHECK(got.size() == want.size());
+            for (size_t i = 0; i < std::min(got.size(), want.size()); ++i) {
+                CAPTURE(i);
+                check_error(got[i], want[i], p);
+            }
+            // A start or reload stops at the first, and says how many follow.
             auto r = load(p);
             REQUIRE_FALSE(r.has_value());
-            const sp::Error& e = r.error();
-            CAPTURE(e.describe());
-            CHECK(e.kind == sp::ErrorKind::Config);
-            CHECK(e.file == p.string());
-            CHECK(e.line == want.line);
-            CHECK(e.column == want.column);
-            CHECK(e.key == want.key);
-            CHECK(e.message.find(want.message) != std::string::npos);
-            CHECK(e.exit_code() == 2);
-            CHECK(e.describe().starts_with(p.string() + ":" + std::to_string(want.line) + ":" +
-                                           std::to_string(want.column)));
+            check_error(r.error(), want.front(), p);
+            if (want.size() > 1) {
+                CHECK(r.error().message.find(fmt::format("and {} more error", want.size() - 1)) !=
+                      std::string::npos);
+            }
         }
+    }
+
+    TEST_CASE("config: every file in valid/ has no error when all are collected") {
+        for (const auto& p : toml_files("valid")) {
+            CAPTURE(p.string());
+            const auto errors = all_errors(p);
+            CHECK_MESSAGE(errors.empty(), (errors.empty() ? "" : errors.front().describe()));
+        }
+    }
+}
+
+TEST_SUITE("config.all_errors") {
+    TEST_CASE("all errors: a typo for a required key is one error, not two") {
+        // [auht] was meant as [auth]: "no agent authentication" would repeat it.
+        auto e = relay_config_errors("[auht]\nkeys = \"k\"\n", "t.toml");
+        REQUIRE(e.size() == 1);
+        CHECK(e[0].message.find("did you mean \"auth\"") != std::string::npos);
+        // name misspelt in [agent], address misspelt in [[relay]], a misplaced
+        // listen: each is reported once, where it is.
+        e = agent_config_errors(
+            "[agent]\nnmae = \"a\"\n[[relay]]\naddres = \"r:1\"\nkey = \"k\"\n"
+            "[[service]]\nname = \"s\"\nlisten = [\"0.0.0.0:1\"]\nbakend = [\"b:1\"]\n",
+            "t.toml");
+        REQUIRE(e.size() == 3);
+        CHECK(e[0].key == "agent.nmae");
+        CHECK(e[1].key == "relay[0].addres");
+        CHECK(e[2].key == "service[0].bakend");
+    }
+
+    TEST_CASE("all errors: an unrelated typo does not hide a missing requirement") {
+        const auto e = relay_config_errors("[relay]\nthreds = 1\n", "t.toml");
+        REQUIRE(e.size() == 2);
+        CHECK(e[0].message.find("no agent authentication") != std::string::npos);
+        CHECK(e[1].key == "relay.threds");
+    }
+
+    TEST_CASE("all errors: a syntax error is the only error") {
+        const auto e = relay_config_errors("[relay]\nthreads = 5000\n[auth\n", "t.toml");
+        REQUIRE(e.size() == 1);
+        CHECK(e[0].message.find("TOML syntax error") != std::string::npos);
+    }
+
+    TEST_CASE("all errors: at most 100 are kept, then one says how many more") {
+        std::string text = "[auth]\nkeys = \"k\"\nallow_agents = [";
+        for (int i = 0; i < 150; ++i) {
+            text += "\"bad\", ";
+        }
+        text += "]\n";
+        const auto e = relay_config_errors(text, "t.toml");
+        REQUIRE(e.size() == 101);
+        CHECK(e[99].key == "auth.allow_agents[99]");
+        CHECK(e[100].message == "50 more errors not shown");
+        auto first = parse_relay_config(text, "t.toml");
+        REQUIRE_FALSE(first);
+        CHECK(first.error().key == "auth.allow_agents[0]");
+        CHECK(first.error().message.find("and 149 more errors") != std::string::npos);
     }
 }
 
@@ -231,7 +323,7 @@ TEST_SUITE("config.relay") {
     }
 
     TEST_CASE("relay: an unknown key far from every allowed key gets no hint") {
-        const auto e = relay_error("[limits]\nzzzzzzzzzz = 1\n");
+        const auto e = relay_error("[auth]\nkeys = \"k\"\n[limits]\nzzzzzzzzzz = 1\n");
         CHECK(e.message == "unknown key \"zzzzzzzzzz\"");
     }
 
