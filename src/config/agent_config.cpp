@@ -4,8 +4,10 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <cstdint>
 #include <utility>
 
+#include "base/wire_limits.hpp"
 #include "config/keys.hpp"
 #include "config/parse_util.hpp"
 #include "config/toml_include.hpp"
@@ -26,6 +28,11 @@ using detail::TableReader;
 // - service max_sessions: as the relay's limit, 0 = unlimited.
 // - affinity_s: at most 30 days; 0 = off.
 constexpr uint32_t kMaxPool = 1024;
+// What the control protocol carries bounds what a file may say
+// (base/wire_limits.hpp): names are valid_name()s of at most 64 bytes, well
+// within a wire name; HELLO's pool_size is a u16.
+static_assert(64 <= wire::kMaxName);
+static_assert(kMaxPool <= UINT16_MAX);
 constexpr uint32_t kMaxThreads = 1024;
 constexpr uint32_t kMaxSessions = 10'000'000;
 constexpr uint32_t kMaxAffinityS = 2'592'000;
@@ -179,6 +186,30 @@ std::vector<Located> parse_address_list(const TableReader& r, std::string_view k
     return out;
 }
 
+/// The list `k` of this table has at most `max` items, the bound of its
+/// list on the wire.
+void check_wire_list(const TableReader& r, std::string_view k, size_t max, std::string_view what,
+                     Diagnostics& d) {
+    const toml::node* n = r.table().get(k);
+    const toml::array* arr = n != nullptr ? n->as_array() : nullptr;
+    if (arr != nullptr && arr->size() > max) {
+        d.add(r.error(detail::pos_of(*n), k,
+                      fmt::format("{} entries, but the control protocol carries at most {} {}",
+                                  arr->size(), max, what)));
+    }
+}
+
+/// `wire_text` (what the agent sends for `item`) fits a wire address string.
+void check_wire_string(const TableReader& r, const StringItem& item, const std::string& wire_text,
+                       Diagnostics& d) {
+    if (wire_text.size() > wire::kMaxAddress) {
+        d.add(detail::config_error(
+            r.file(), item.pos, item.key,
+            fmt::format("\"{}...\" is {} bytes on the control protocol, which carries at most {}",
+                        wire_text.substr(0, 32), wire_text.size(), wire::kMaxAddress)));
+    }
+}
+
 void parse_service(const TableReader& r, Service& s, std::vector<Located>& ret_listens,
                    size_t index, Diagnostics& d) {
     r.check_keys(kServiceKeys, d);
@@ -197,6 +228,17 @@ void parse_service(const TableReader& r, Service& s, std::vector<Located>& ret_l
 
     auto listen = parse_address_list(r, "listen", true, "where the relay listens", d);
     auto backend = parse_address_list(r, "backend", false, "where the agent connects", d);
+    check_wire_list(r, "listen", wire::kMaxListenPerService, "listen addresses in one service", d);
+    for (const auto& l : listen) {
+        check_wire_string(r, l.item, l.hp.to_string(), d);
+    }
+    // BACKEND_FAILED names the backend tried, "HOST:PORT", for the relay's
+    // backend-failed event: a 253-byte host name and a port do not fit.
+    for (const auto& b : backend) {
+        HostPorts last = b.hp;
+        last.ports.first = last.ports.last;
+        check_wire_string(r, b.item, last.to_string(), d);
+    }
 
     // SPEC: both sides of a mapping have the same length. A range listen may
     // fold onto one backend port (many public ports, one server port), but a
@@ -243,10 +285,26 @@ void parse_service(const TableReader& r, Service& s, std::vector<Located>& ret_l
                                  std::pair{"deny_clients", &s.deny_clients}}) {
         if (auto items = r.strings(k); d.ok(items) && *items) {
             *out = detail::parse_cidrs(r, **items, d);
+            check_wire_list(r, k, wire::kMaxCidrsPerList, "CIDRs in one list", d);
         }
     }
     d.ok(r.read_uint("max_sessions", 0, kMaxSessions, s.max_sessions));
     d.ok(r.read_uint("affinity_s", 0, kMaxAffinityS, s.affinity_s));
+}
+
+/// Payload bytes of `s` in a CONFIG message (control-protocol.md 3.2): the
+/// agent sends each listen entry and CIDR as its to_string().
+size_t wire_service_size(const Service& s) {
+    size_t n = wire::kServiceFixed + wire::string_size(s.name.size());
+    for (const auto& l : s.listen) {
+        n += wire::string_size(l.to_string().size());
+    }
+    for (const auto* list : {&s.allow_clients, &s.deny_clients}) {
+        for (const auto& c : *list) {
+            n += wire::string_size(c.to_string().size());
+        }
+    }
+    return n;
 }
 
 // Two listeners collide when the kernel would refuse the second bind: same
@@ -327,7 +385,9 @@ AgentConfig parse_agent(std::string_view text, const std::string& path, Diagnost
     }
 
     std::vector<Located> listens;
+    const toml::array* services_array = nullptr;
     if (auto services = root.table_array("service"); d.ok(services) && *services != nullptr) {
+        services_array = *services;
         std::vector<std::pair<std::string, size_t>> names;  // valid names, first index
         for (size_t i = 0; i < (*services)->size(); ++i) {
             const auto& t = *(*services)->get(i)->as_table();
@@ -348,13 +408,47 @@ AgentConfig parse_agent(std::string_view text, const std::string& path, Diagnost
             cfg.services.push_back(std::move(s));
         }
     }
+    // What one CONFIG message must carry: each bound reported once, where it
+    // is first broken.
+    if (services_array != nullptr && services_array->size() > wire::kMaxServices) {
+        const auto& t = *services_array->get(wire::kMaxServices)->as_table();
+        d.add(detail::config_error(
+            path, detail::pos_of(t), detail::index_key("service", wire::kMaxServices),
+            fmt::format("{} services, but the control protocol carries at most {}",
+                        services_array->size(), wire::kMaxServices)));
+    }
+    if (listens.size() > wire::kMaxListeners) {
+        const auto& l = listens[wire::kMaxListeners];
+        d.add(detail::config_error(
+            path, l.item.pos, l.item.key,
+            fmt::format("listen address {} of this file: the control protocol carries at most {} "
+                        "over all services",
+                        wire::kMaxListeners + 1, wire::kMaxListeners)));
+    }
+    size_t bytes = wire::kConfigFixed;
+    for (size_t i = 0; i < cfg.services.size(); ++i) {
+        bytes += wire_service_size(cfg.services[i]);
+        if (bytes > wire::kMaxFrame) {
+            const auto& t = *services_array->get(i)->as_table();
+            d.add(detail::config_error(
+                path, detail::pos_of(t), detail::index_key("service", i),
+                fmt::format("the services up to this one make a CONFIG message of {} bytes, but "
+                            "the control protocol carries at most {} (fewer client CIDRs or "
+                            "services)",
+                            bytes, wire::kMaxFrame)));
+            break;
+        }
+    }
+
     // Whole-file requirements only where their inputs were valid, so a typo
     // is reported where it is rather than also as the requirement it broke.
     if (relays_ok && (*relays == nullptr || (*relays)->empty()) && !d.meant("relay")) {
         d.add(root.missing("relay", "at least one [[relay]] block is required"));
     }
-    // Quadratic, but a config has tens of listeners, not thousands.
-    for (size_t i = 0; i < listens.size(); ++i) {
+    // Quadratic, but a config has tens of listeners, and never more than
+    // the wire's 4096 (a file with more is refused above; skipping keeps a
+    // hostile 4 MiB file from costing minutes).
+    for (size_t i = 0; listens.size() <= wire::kMaxListeners && i < listens.size(); ++i) {
         for (size_t j = 0; j < i; ++j) {
             if (listens_overlap(listens[i].hp, listens[j].hp)) {
                 const auto& a = listens[i];
@@ -393,6 +487,14 @@ Result<AgentConfig> parse_agent_config(std::string_view text, const std::string&
         return Unexpected(d.first());
     }
     return cfg;
+}
+
+size_t wire_config_size(const AgentConfig& cfg) {
+    size_t n = wire::kConfigFixed;
+    for (const auto& s : cfg.services) {
+        n += wire_service_size(s);
+    }
+    return n;
 }
 
 Result<AgentConfig> load_agent_config(const std::string& path) {

@@ -101,6 +101,29 @@ TEST_SUITE("integration.daemon_cli") {
         CHECK(std::count(a.output.begin(), a.output.end(), '\n') == 4);
     }
 
+    TEST_CASE("cli: --check-config refuses a file the control protocol could not send") {
+        // 4097 listen entries passed the check once, then every CONFIG
+        // failed to encode and the agent reconnected forever.
+        Deployment d;
+        d.make_keys({"agent1"});
+        std::string services;
+        for (int i = 0; i < 17; ++i) {
+            services += fmt::format("[[service]]\nname = \"s{}\"\nlisten = [", i);
+            for (int j = 0; j < (i < 16 ? 256 : 1); ++j) {
+                services += fmt::format("\"127.0.{}.1:{}\", ", i, 2000 + j);
+            }
+            services += "]\nbackend = [\"127.0.0.1:9\"]\n";
+        }
+        const auto cfg = d.write_agent_config("agent1", services);
+        const auto r = run({agent_bin(), "-c", cfg, "--check-config"}, 30s);
+        CHECK(r.status == 2);
+        CHECK(std::regex_search(
+            r.output,
+            std::regex(cfg + ":[0-9]+:11: service\\[16\\]\\.listen\\[0\\]: .*at most 4096")));
+        const auto started = run({agent_bin(), "-c", cfg}, 30s);
+        CHECK(started.status == 2);
+    }
+
     TEST_CASE("cli: --check-config prints OK and refuses a world-readable key file") {
         Deployment d;
         d.make_keys({"agent1"});

@@ -9,6 +9,7 @@
 #include <doctest/doctest.h>
 #include <fmt/format.h>
 
+#include "base/wire_limits.hpp"
 #include "config/agent_config.hpp"
 #include "config/common.hpp"
 #include "config/relay_config.hpp"
@@ -101,6 +102,19 @@ sp::Error relay_error(std::string_view text) {
     auto c = parse_relay_config(text, "t.toml");
     REQUIRE_FALSE(c);
     return c.error();
+}
+
+// An agent.toml that passes must be sendable: the CONFIG it becomes fits
+// the control protocol's bounds (base/wire_limits.hpp).
+std::string agent_head() {
+    return "[agent]\nname = \"a\"\n[[relay]]\naddress = \"r:1\"\nkey = \"k\"\n";
+}
+std::string service(int i, int listens, const std::string& extra = "") {
+    std::string s = fmt::format("[[service]]\nname = \"s{}\"\nlisten = [", i);
+    for (int j = 0; j < listens; ++j) {
+        s += fmt::format("\"127.{}.{}.1:{}\", ", i / 256, i % 256, 1000 + j);
+    }
+    return s + "]\nbackend = [\"b:1\"]\n" + extra;
 }
 
 }  // namespace
@@ -420,6 +434,66 @@ TEST_SUITE("config.agent") {
             "[[service]]\nname = \"v6\"\nlisten = [\"[::]:22\"]\nbackend = [\"b:22\"]\n",
             "t");
         CHECK(c);
+    }
+}
+
+TEST_SUITE("config.wire") {
+    TEST_CASE("wire: 4096 listen entries in all pass, the 4097th is refused where it is") {
+        std::string text = agent_head();
+        for (int i = 0; i < 16; ++i) {
+            text += service(i, 256);
+        }
+        CHECK(parse_agent_config(text, "t.toml"));
+        text += service(16, 1);
+        const auto e = agent_config_errors(text, "t.toml");
+        REQUIRE(e.size() == 1);
+        CHECK(e[0].key == "service[16].listen[0]");
+        CHECK(e[0].message.find("at most 4096") != std::string::npos);
+        CHECK(e[0].line > 16 * 4);
+    }
+
+    TEST_CASE("wire: 1024 services pass, the 1025th is refused at its [[service]]") {
+        std::string text = agent_head();
+        for (int i = 0; i < 1024; ++i) {
+            text += service(i, 1);
+        }
+        CHECK(parse_agent_config(text, "t.toml"));
+        const int line = static_cast<int>(std::count(text.begin(), text.end(), '\n')) + 1;
+        text += service(1024, 1);
+        const auto e = agent_config_errors(text, "t.toml");
+        REQUIRE(e.size() == 1);
+        CHECK(e[0].key == "service[1024]");
+        CHECK(e[0].line == line);
+        CHECK(e[0].message.find("at most 1024") != std::string::npos);
+    }
+
+    TEST_CASE("wire: a CONFIG over 1 MiB is refused at the service that crosses it") {
+        // 2 x 1024 IPv6 CIDRs of 39 bytes per service: 12 services make
+        // more than 1 MiB, though every list is within its own bound.
+        std::string cidrs = "[";
+        for (int j = 0; j < 1024; ++j) {
+            cidrs += fmt::format("\"2001:db8:{:x}:ffff:ffff:ffff:ffff:0/112\", ", j);
+        }
+        cidrs += "]";
+        const std::string lists =
+            fmt::format("allow_clients = {}\ndeny_clients = {}\n", cidrs, cidrs);
+        std::string text = agent_head();
+        auto one = parse_agent_config(text + service(0, 1, lists), "t.toml");
+        REQUIRE(one);
+        const size_t per_service = wire_config_size(*one) - sp::wire::kConfigFixed;
+        const size_t fit = (sp::wire::kMaxFrame - sp::wire::kConfigFixed) / per_service;
+        REQUIRE(fit < 20);
+        for (size_t i = 0; i < fit; ++i) {
+            text += service(static_cast<int>(i), 1, lists);
+        }
+        auto ok = parse_agent_config(text, "t.toml");
+        REQUIRE(ok);
+        CHECK(wire_config_size(*ok) <= sp::wire::kMaxFrame);
+        text += service(static_cast<int>(fit), 1, lists);
+        const auto e = agent_config_errors(text, "t.toml");
+        REQUIRE(e.size() == 1);
+        CHECK(e[0].key == fmt::format("service[{}]", fit));
+        CHECK(e[0].message.find("CONFIG message of") != std::string::npos);
     }
 }
 
