@@ -31,6 +31,10 @@ constexpr uint32_t kMaxIdleS = 31'536'000;
 constexpr uint32_t kMaxSessions = 10'000'000;
 constexpr uint32_t kMaxRate = 1'000'000;
 
+// Shared-key mode's file when [auth] names no mode: beside relay.toml, so
+// /etc/sallyport/relay.keys for the installed configuration.
+constexpr std::string_view kDefaultKeys = "relay.keys";
+
 constexpr std::array<std::string_view, 4> kRootKeys = {"relay", "auth", "limits", "outbound"};
 constexpr std::array<std::string_view, 6> kRelayKeys = {
     "threads", "data_path", "control_listen", "allow_listen", "status_socket", "drain_timeout_s"};
@@ -119,9 +123,12 @@ void parse_auth_section(const TableReader& r, AuthSection& a, Diagnostics& d) {
     }
 }
 
-// Certificate mode is all-or-none; at least one mode must be configured.
-// Both at once is allowed: agents may use either while keys are migrated.
-Result<void> check_auth_modes(const TableReader& r, const AuthSection& a) {
+// Exactly one mode (sallyport.toml(5), [auth]): the three certificate keys
+// together select certificate mode; otherwise shared keys are used, from
+// `keys` or its default. A relay serves its agents in one mode, and keys
+// left beside a certificate configuration would be a second way in that an
+// admin who switched modes believes closed.
+Result<void> check_auth_modes(const TableReader& r, AuthSection& a) {
     const std::array<std::pair<std::string_view, const std::string*>, 3> cert = {{
         {"certificate", &a.certificate},
         {"private_key", &a.private_key},
@@ -130,6 +137,19 @@ Result<void> check_auth_modes(const TableReader& r, const AuthSection& a) {
     int set = 0;
     for (const auto& c : cert) {
         set += c.second->empty() ? 0 : 1;
+    }
+    if (const toml::node* keys = r.table().get("keys"); keys != nullptr) {
+        if (a.keys.empty()) {
+            return r.error(detail::pos_of(*keys), "keys",
+                           "an empty file name (omit keys for the default, relay.keys next to "
+                           "this file)");
+        }
+        if (set != 0) {
+            return r.error(detail::pos_of(*keys), "keys",
+                           "choose one mode: keys (shared keys) or certificate, private_key and "
+                           "agent_ca (certificate mode), not both");
+        }
+        return {};
     }
     if (set != 0 && set != 3) {
         for (const auto& c : cert) {
@@ -141,11 +161,8 @@ Result<void> check_auth_modes(const TableReader& r, const AuthSection& a) {
             }
         }
     }
-    if (a.keys.empty() && set == 0) {
-        return r.missing({},
-                         "no agent authentication: set auth.keys (shared-key mode) or "
-                         "auth.certificate, auth.private_key and auth.agent_ca "
-                         "(certificate mode)");
+    if (set == 0) {
+        a.keys = detail::resolve_path(r.file(), std::string(kDefaultKeys));
     }
     return {};
 }
@@ -287,7 +304,8 @@ RelayConfig parse_relay(std::string_view text, const std::string& path, Diagnost
     // is reported where it is rather than also as the requirement it broke.
     if (auth_clean && !d.meant("auth")) {
         const bool have_auth = auth && *auth != nullptr;
-        d.ok(check_auth_modes(TableReader(path, have_auth ? **auth : *doc, "auth"), cfg.auth));
+        const toml::table empty;
+        d.ok(check_auth_modes(TableReader(path, have_auth ? **auth : empty, "auth"), cfg.auth));
     }
     return cfg;
 }

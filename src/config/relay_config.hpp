@@ -39,8 +39,11 @@ struct RelaySection {
     uint32_t drain_timeout_s = 30;
 };
 
+/// Exactly one mode: certificate mode when certificate, private_key and
+/// agent_ca are set (all three; `keys` must then be absent), else shared-key
+/// mode with `keys`, which defaults to relay.keys beside the config file.
 struct AuthSection {
-    std::string keys;         // path of the "ID SECRET" file; "" = not in shared-key mode
+    std::string keys;         // path of the "ID SECRET" file; "" = certificate mode
     std::string certificate;  // certificate mode: all three set together
     std::string private_key;
     std::string agent_ca;

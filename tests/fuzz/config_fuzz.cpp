@@ -18,8 +18,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const std::string path = "fuzz.toml";
     if (auto relay = sp::config::parse_relay_config(text, path); relay) {
         // Accepted values must satisfy the invariants other modules rely on.
+        // Exactly one auth mode (sallyport.toml(5)).
         if (relay->relay.control_listen.empty() || relay->relay.threads > 1024 ||
-            (relay->auth.keys.empty() && relay->auth.certificate.empty())) {
+            relay->auth.keys.empty() == relay->auth.certificate.empty()) {
             __builtin_trap();
         }
         for (const auto& a : relay->relay.allow_listen) {

@@ -186,10 +186,12 @@ TEST_SUITE("config.all_errors") {
     }
 
     TEST_CASE("all errors: an unrelated typo does not hide a missing requirement") {
-        const auto e = relay_config_errors("[relay]\nthreds = 1\n", "t.toml");
+        const auto e =
+            relay_config_errors("[relay]\nthreds = 1\n[auth]\ncertificate = \"c\"\n", "t.toml");
         REQUIRE(e.size() == 2);
-        CHECK(e[0].message.find("no agent authentication") != std::string::npos);
-        CHECK(e[1].key == "relay.threds");
+        CHECK(e[0].key == "relay.threds");
+        CHECK(e[1].key == "auth.private_key");
+        CHECK(e[1].line == 3);
     }
 
     TEST_CASE("all errors: a syntax error is the only error") {
@@ -240,15 +242,34 @@ TEST_SUITE("config.relay") {
     }
 
     TEST_CASE("relay: relative key and certificate paths resolve against the config directory") {
+        auto k = parse_relay_config("[auth]\nkeys = \"my.keys\"\n", "/etc/sallyport/relay.toml");
+        REQUIRE(k);
+        CHECK(k->auth.keys == "/etc/sallyport/my.keys");
         auto c = parse_relay_config(
-            "[auth]\nkeys = \"relay.keys\"\ncertificate = \"c.pem\"\nprivate_key = \"/abs/k.pem\"\n"
+            "[auth]\ncertificate = \"c.pem\"\nprivate_key = \"/abs/k.pem\"\n"
             "agent_ca = \"ca/agents.pem\"\n",
             "/etc/sallyport/relay.toml");
         REQUIRE(c);
-        CHECK(c->auth.keys == "/etc/sallyport/relay.keys");
+        CHECK(c->auth.keys.empty());
         CHECK(c->auth.certificate == "/etc/sallyport/c.pem");
         CHECK(c->auth.private_key == "/abs/k.pem");
         CHECK(c->auth.agent_ca == "/etc/sallyport/ca/agents.pem");
+    }
+
+    TEST_CASE("relay: without a mode, keys default to relay.keys beside the file") {
+        for (const char* text : {"", "[relay]\nthreads = 1\n", "[auth]\nallow_agents = []\n",
+                                 "[auth]\ncertificate = \"\"\n"}) {
+            CAPTURE(text);
+            auto c = parse_relay_config(text, "/etc/sallyport/relay.toml");
+            REQUIRE(c);
+            CHECK(c->shared_key_mode());
+            CHECK(c->auth.keys == "/etc/sallyport/relay.keys");
+        }
+        auto cert =
+            load_relay_config(std::string(SP_TEST_DATA) + "/config/valid/relay-cert-mode.toml");
+        REQUIRE(cert);
+        CHECK_FALSE(cert->shared_key_mode());
+        CHECK(cert->auth.keys.empty());
     }
 
     TEST_CASE("relay: the example file carries every documented value") {
@@ -514,7 +535,8 @@ TEST_SUITE("config.toml") {
                                    "/config/valid/relay-non-ascii-text.toml");
         REQUIRE(c);
         CHECK(c->relay.status_socket == "/run/sallyport/caf\xc3\xa9.sock");
-        CHECK(c->auth.keys == "/etc/sallyport/r\xc3\xa9seau.keys");
+        CHECK(c->auth.certificate == "/etc/sallyport/\xd0\xba\xd0\xbb\xd1\x8e\xd1\x87.crt");
+        CHECK(c->auth.private_key == "/etc/sallyport/\xc3\xa9.pem");
         CHECK(c->auth.agent_ca == "/etc/sallyport/ca\xc3\xa9.pem");
     }
 
@@ -533,10 +555,10 @@ TEST_SUITE("config.toml") {
 
     TEST_CASE("toml: multi-line strings with extra closing quotes do not confuse the guard") {
         auto c = parse_relay_config(
-            "[auth]\nkeys = \"\"\"k\"\"\"\"\"\ncertificate = \"\xc3\xa9\"\n"
-            "private_key = 'p'\nagent_ca = 'c'\n",
+            "[auth]\ncertificate = \"\"\"k\"\"\"\"\"\nprivate_key = \"\xc3\xa9\"\n"
+            "agent_ca = 'c'\n",
             "/t.toml");
         REQUIRE(c);
-        CHECK(c->auth.keys == "/k\"\"");
+        CHECK(c->auth.certificate == "/k\"\"");
     }
 }
