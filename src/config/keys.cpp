@@ -2,6 +2,7 @@
 #include "config/keys.hpp"
 
 #include <fcntl.h>
+#include <pwd.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -10,6 +11,7 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <optional>
 
 #include "base/unique_fd.hpp"
 #include "config/parse_util.hpp"
@@ -19,6 +21,8 @@ namespace sp::config {
 namespace {
 
 constexpr size_t kSecretBytes = 32;
+// The system user the systemd units run the daemons as (User=sallyport).
+constexpr const char* kServiceUser = "sallyport";
 constexpr size_t kMaxKeyFileBytes = size_t{1} << 20;
 constexpr std::string_view kAlphabet =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -221,6 +225,49 @@ void wipe_keys(std::vector<Key>& keys) noexcept {
     }
 }
 
+/// The uid of `name`, if that user exists.
+std::optional<uid_t> uid_of(const char* name) {
+    passwd pw{};
+    passwd* found = nullptr;
+    std::array<char, 4096> buf{};
+    if (::getpwnam_r(name, &pw, buf.data(), buf.size(), &found) != 0 || found == nullptr) {
+        return std::nullopt;
+    }
+    return pw.pw_uid;
+}
+
+/// The user name of `uid`, or the number when it has none.
+std::string user_name(uid_t uid) {
+    passwd pw{};
+    passwd* found = nullptr;
+    std::array<char, 4096> buf{};
+    if (::getpwuid_r(uid, &pw, buf.data(), buf.size(), &found) != 0 || found == nullptr) {
+        return fmt::format("{}", uid);
+    }
+    return pw.pw_name;
+}
+
+// A key file's owner can rewrite it (and chmod it back), so the mode check
+// alone would let any user who owns the file plant a key. Allowed: root, the
+// user this process runs as, and the service user the units run the daemons
+// as (so that root's --check-config accepts a file set up as the docs say).
+Result<void> check_owner(const std::string& path, uid_t owner) {
+    const uid_t me = ::geteuid();
+    const auto service = uid_of(kServiceUser);
+    if (owner == 0 || owner == me || (service && owner == *service)) {
+        return {};
+    }
+    // Name who may own it, and suggest the user the daemon reads it as.
+    const std::string allowed =
+        me != 0 ? fmt::format("this daemon's user {} (uid {}) or root", user_name(me), me)
+                : fmt::format("root or the service user {}", kServiceUser);
+    const std::string fix = me != 0 ? user_name(me) : (service ? kServiceUser : "root");
+    return file_error(path, 0,
+                      fmt::format("key file is owned by {} (uid {}), not by {}: its owner can "
+                                  "rewrite it; refusing it, fix with: chown {} {}",
+                                  user_name(owner), owner, allowed, fix, path));
+}
+
 /// Opens and reads a key file into `ret_text` after the checks on the opened
 /// fd that load_keys() documents. The caller wipes `ret_text`.
 Result<void> read_key_file(const std::string& path, std::string& ret_text) {
@@ -243,6 +290,9 @@ Result<void> read_key_file(const std::string& path, std::string& ret_text) {
                           fmt::format("key file is accessible by group or others (mode {:04o}); "
                                       "refusing it, fix with: chmod 600 {}",
                                       st.st_mode & 07777, path));
+    }
+    if (auto owner = check_owner(path, st.st_uid); !owner) {
+        return owner;
     }
     if (static_cast<uint64_t>(st.st_size) > kMaxKeyFileBytes) {
         return file_error(path, 0,

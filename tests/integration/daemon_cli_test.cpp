@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <regex>
@@ -138,6 +139,24 @@ TEST_SUITE("integration.daemon_cli") {
         const auto bad = run({relay_bin(), "-c", cfg, "--check-config"}, 10s);
         CHECK(bad.status == 2);
         CHECK(bad.output.find("chmod 600") != std::string::npos);
+    }
+
+    TEST_CASE("cli: --check-config refuses a key file another user owns") {
+        if (::geteuid() != 0) {
+            MESSAGE("not root: cannot give a file to another user; skipped");
+            return;
+        }
+        Deployment d;
+        d.make_keys({"agent1"});
+        const auto cfg = d.write_relay_config();
+        const std::string keys = d.dir.path() + "/relay.keys";
+        REQUIRE(::chown(keys.c_str(), 65534, 65534) == 0);
+        const auto r = run({relay_bin(), "-c", cfg, "--check-config"}, 10s);
+        CHECK(r.status == 2);
+        CHECK(r.output.find(keys + ": key file is owned by") != std::string::npos);
+        CHECK(r.output.find("chown ") != std::string::npos);
+        REQUIRE(::chown(keys.c_str(), 0, 0) == 0);
+        CHECK(run({relay_bin(), "-c", cfg, "--check-config"}, 10s).status == 0);
     }
 
     TEST_CASE("lifecycle: both daemons emit started and exit 0 on SIGTERM") {

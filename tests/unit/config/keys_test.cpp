@@ -219,6 +219,23 @@ TEST_SUITE("config.keys") {
         CHECK_FALSE(load_keys(g.path(), true));
     }
 
+    TEST_CASE("keys: load_keys refuses a file another user owns, with the chown fix") {
+        if (::geteuid() != 0) {
+            MESSAGE("not root: cannot give a file to another user; skipped");
+            return;
+        }
+        const TempFile f(*generate_key_line("a"), 0600);
+        REQUIRE(::chown(f.path().c_str(), 65534, 65534) == 0);
+        auto k = load_keys(f.path(), true);
+        REQUIRE_FALSE(k);
+        CHECK(k.error().kind == sp::ErrorKind::Config);
+        CHECK(k.error().message.find("uid 65534") != std::string::npos);
+        CHECK(k.error().message.find("chown ") != std::string::npos);
+        CHECK(check_key_file(f.path(), true).size() == 1);
+        REQUIRE(::chown(f.path().c_str(), 0, 0) == 0);
+        CHECK(load_keys(f.path(), true));
+    }
+
     TEST_CASE("keys: an agent key file with two lines is refused") {
         const TempFile f(slurp(data("agent-two-lines.key")), 0600);
         auto one = load_keys(f.path(), true);
