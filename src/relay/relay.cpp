@@ -27,31 +27,27 @@ using namespace std::chrono_literals;
 
 namespace {
 
+// sallyport.toml(5): setting certificate (with private_key and agent_ca)
+// selects certificate mode; keys is then not used.
+bool psk_mode(const config::RelayConfig& cfg) {
+    return cfg.auth.certificate.empty() && cfg.shared_key_mode();
+}
+
 constexpr size_t kMaxHandshaking = 4096;  // silent connections beyond this are refused
 constexpr size_t kMaxTokensPerAgent = 4096;
 
 }  // namespace
 
 struct Relay::Conn {
-    enum class Stage { Classify, Handshake, ChannelHello, Agent };
+    enum class Stage { Classify, ChannelHello };
     uint64_t id = 0;
     Stage stage = Stage::Classify;
     SocketAddress addr;
-    UniqueFd fd;                                // until TLS takes it
-    std::optional<control::TlsStream> tls;      // during the handshake
-    std::unique_ptr<control::FramedPeer> peer;  // after it
-    std::vector<uint8_t> hello;                 // data-channel hello bytes
+    UniqueFd fd;
+    std::vector<uint8_t> hello;  // data-channel hello bytes
     uint64_t timer = 0;
     int poll_fd = -1;
-    // agent state
-    bool greeted = false;
-    bool configured = false;
-    std::string name;
-    std::string key_id;
-    uint16_t pool = 0;
-    uint32_t heartbeat_ms = control::kDefaultHeartbeatMs;
-    size_t tokens_out = 0;
-    unsigned next_worker = 0;
+    Poller::Clock::time_point accepted;
 };
 
 Relay::Relay(config::RelayConfig cfg)
@@ -102,7 +98,7 @@ Result<void> Relay::setup() {
     daemon_->set_hooks({[this] { reload(); }, [this] { begin_drain(); }, [this] { tick(); },
                         [this] { return admission_->sessions(); }});
 
-    if (cfg_.shared_key_mode()) {
+    if (psk_mode(cfg_)) {
         if (auto k = load_keys(); !k) {
             return k;
         }
@@ -205,9 +201,8 @@ void Relay::drain_inbox() {
 }
 
 size_t Relay::agent_count() const {
-    return static_cast<size_t>(std::count_if(conns_.begin(), conns_.end(), [](const auto& kv) {
-        return kv.second->stage == Conn::Stage::Agent && kv.second->greeted;
-    }));
+    return static_cast<size_t>(std::count_if(
+        agents_.begin(), agents_.end(), [](const auto& kv) { return kv.second.session->ready(); }));
 }
 
 void Relay::on_control_accept(int listen_fd) {
@@ -260,6 +255,7 @@ void Relay::on_control_accept(int listen_fd) {
         auto c = std::make_unique<Conn>();
         c->id = next_conn_++;
         c->addr = *peer;
+        c->accepted = Poller::Clock::now();
         c->poll_fd = fd.get();
         c->fd = std::move(fd);
         const uint64_t id = c->id;
@@ -288,50 +284,21 @@ void Relay::close_conn(uint64_t id, std::string_view event, std::string_view rea
     conns_.erase(it);
     poller().remove(c->poll_fd);
     poller().cancel_timer(c->timer);
-    if (c->stage != Conn::Stage::Agent || !c->greeted) {
-        --handshaking_;
-    }
-    if (!event.empty()) {
-        const bool rejected = event == "agent-rejected";
-        const int64_t held =
-            rejected ? reject_log_.allow(c->addr.ip().to_string(), Poller::Clock::now()) : 0;
-        if (held >= 0) {
-            log::event(rejected ? Level::Warn : Level::Info, event,
-                       {{"AGENT", c->name},
-                        {"AGENT_ADDR", c->addr.ip().to_string()},
-                        {"KEY_ID", c->key_id},
-                        {"REASON", std::string(reason)},
-                        {"SUPPRESSED", held > 0 ? std::to_string(held) : std::string()}},
-                       fmt::format("{}{}", message, LogLimiter::held_note(held)));
-        }
-    }
-    if (c->stage != Conn::Stage::Agent || !c->greeted) {
+    --handshaking_;
+    if (event.empty()) {
         return;
     }
-    // An agent left: drop what it served. Listeners of services nobody else
-    // serves close; sessions already paired carry on untouched.
-    std::erase_if(tokens_, [&](const auto& kv) { return kv.second.agent == id; });
-    for (size_t i = 0; i < workers().size(); ++i) {
-        workers()[i]->post([p = pairings_[i].get(), id](io::Worker&) { p->drop_agent(id); });
-    }
-    const bool had_listeners = !registry_.listeners().empty();
-    for (const auto& action : registry_.remove_agent(id)) {
-        close_listener(action.address, action.service);
-    }
-    broadcast_services();
-    if (had_listeners && registry_.listeners().empty() && !stopping_) {
-        log::event(Level::Warn, "listeners-suspended", {{"AGENT", c->name}},
-                   "no agent left: public listeners closed until an agent connects");
+    const int64_t held = reject_log_.allow(c->addr.ip().to_string(), Poller::Clock::now());
+    if (held >= 0) {
+        log::event(Level::Warn, event,
+                   {{"AGENT_ADDR", c->addr.ip().to_string()},
+                    {"REASON", std::string(reason)},
+                    {"SUPPRESSED", held > 0 ? std::to_string(held) : std::string()}},
+                   fmt::format("{}{}", message, LogLimiter::held_note(held)));
     }
 }
 
-void Relay::update_poll(Conn& c) {
-    if (c.peer) {
-        poller().modify(c.poll_fd, c.peer->poll_events());
-    }
-}
-
-void Relay::on_conn_event(uint64_t id, uint32_t events) {
+void Relay::on_conn_event(uint64_t id, uint32_t /*events*/) {
     const auto it = conns_.find(id);
     if (it == conns_.end()) {
         return;
@@ -341,14 +308,8 @@ void Relay::on_conn_event(uint64_t id, uint32_t events) {
         case Conn::Stage::Classify:
             classify(c);
             break;
-        case Conn::Stage::Handshake:
-            step_handshake(c);
-            break;
         case Conn::Stage::ChannelHello:
             read_channel_hello(c);
-            break;
-        case Conn::Stage::Agent:
-            on_peer_event(c, events);
             break;
     }
 }
@@ -375,14 +336,26 @@ void Relay::classify(Conn& c) {
             read_channel_hello(c);
             return;
         case control::FirstBytes::Tls: {
-            auto s = control::TlsStream::create(*tls_, std::move(c.fd));
+            // The connection becomes an agent session; it stays counted in
+            // handshaking_ until it is Ready or gone.
+            UniqueFd fd = std::move(c.fd);
+            const SocketAddress addr = c.addr;
+            const uint64_t id = c.id;
+            const auto deadline =
+                c.accepted + std::chrono::milliseconds(cfg_.limits.handshake_timeout_ms);
+            poller().remove(c.poll_fd);
+            poller().cancel_timer(c.timer);
+            conns_.erase(id);
+            auto s = AgentSession::create(*this, poller(), reject_log_, *tls_, std::move(fd), addr,
+                                          {id, SP_VERSION, deadline});
             if (!s) {
-                close_conn(c.id, "agent-rejected", "protocol", s.error().describe());
+                --handshaking_;
+                log::event(Level::Warn, "agent-rejected",
+                           {{"AGENT_ADDR", addr.ip().to_string()}, {"REASON", "protocol"}},
+                           s.error().describe());
                 return;
             }
-            c.tls.emplace(std::move(*s));
-            c.stage = Conn::Stage::Handshake;
-            step_handshake(c);
+            agents_.emplace(id, Agent{std::move(*s)});
             return;
         }
     }
@@ -418,19 +391,20 @@ void Relay::read_channel_hello(Conn& c) {
     }
     const Grant g = grant->second;
     tokens_.erase(grant);  // single use
-    const auto agent = conns_.find(g.agent);
-    if (agent == conns_.end()) {
+    const auto agent = agents_.find(g.agent);
+    if (agent == agents_.end() || !agent->second.session->ready()) {
         close_conn(c.id, "", "", "");
         return;
     }
-    if (agent->second->tokens_out > 0) {
-        --agent->second->tokens_out;
+    if (agent->second.tokens_out > 0) {
+        --agent->second.tokens_out;
     }
     UniqueFd fd = std::move(c.fd);
-    const std::string name = agent->second->name;
+    const std::string name = agent->second.session->name();
     // The agent's pool, spread over the workers, bounds what each keeps idle.
-    const size_t max_idle = (agent->second->pool + workers().size() - 1) / workers().size();
-    close_conn(c.id, "", "", "");  // forgets the handshake state; fd moved out above
+    const size_t max_idle =
+        (agent->second.session->pool() + workers().size() - 1) / workers().size();
+    close_conn(c.id, "", "", "");  // forgets the hello state; fd moved out above
     workers()[g.worker]->post(
         [p = pairings_[g.worker].get(), agent_id = g.agent, name, max_idle,
          f = std::make_shared<UniqueFd>(std::move(fd))](io::Worker& w) mutable {
@@ -438,128 +412,81 @@ void Relay::read_channel_hello(Conn& c) {
         });
 }
 
-void Relay::step_handshake(Conn& c) {
-    const auto r = c.tls->handshake();
-    if (r.status == control::TlsStatus::WantRead) {
-        poller().modify(c.poll_fd, EPOLLIN);
-        return;
-    }
-    if (r.status == control::TlsStatus::WantWrite) {
-        poller().modify(c.poll_fd, EPOLLOUT);
-        return;
-    }
-    if (r.status != control::TlsStatus::Done) {
-        const char* reason = r.failure == control::TlsFailure::BadKey ? "bad-key" : "protocol";
-        close_conn(c.id, "agent-rejected", reason, fmt::format("TLS handshake: {}", r.reason));
-        return;
-    }
-    c.key_id = c.tls->peer_identity();
-    c.peer = std::make_unique<control::FramedPeer>(std::move(*c.tls));
-    c.tls.reset();
-    c.stage = Conn::Stage::Agent;
-    update_poll(c);
-}
-
-void Relay::on_peer_event(Conn& c, uint32_t events) {
-    const uint64_t id = c.id;
-    if ((events & EPOLLOUT) != 0 && !c.peer->flush()) {
-        close_conn(id, c.greeted ? "agent-disconnected" : "agent-rejected", "protocol",
-                   "write to agent failed");
-        return;
-    }
-    const auto out =
-        c.peer->read_frames([&](control::Message&& m) { return on_message(c, std::move(m)); });
-    if (!conns_.contains(id)) {
-        return;  // on_message closed it
-    }
-    if (out.status == control::FramedPeer::ReadStatus::Eof) {
-        close_conn(id, c.greeted ? "agent-disconnected" : "agent-rejected",
-                   c.greeted ? "closed" : "protocol", "agent closed the control channel");
-        return;
-    }
-    if (out.status == control::FramedPeer::ReadStatus::Error) {
-        close_conn(id, c.greeted ? "agent-disconnected" : "agent-rejected",
-                   out.reason == control::GoodbyeReason::Version ? "version" : "protocol",
-                   out.error);
-        return;
-    }
-    update_poll(c);
-}
-
-bool Relay::on_message(Conn& c, control::Message&& m) {
-    using namespace control;
-    if (!c.greeted) {
-        if (const auto* h = std::get_if<Hello>(&m)) {
-            on_hello(c, *h);
-            return conns_.contains(c.id);
-        }
-        c.peer->goodbye(GoodbyeReason::ProtocolError, "expected HELLO");
-        close_conn(c.id, "agent-rejected", "protocol", "first frame was not HELLO");
+bool Relay::claim(AgentSession& s) {
+    const auto c = directory_.claim(s.name(), s.identity(), s.id());
+    if (c.verdict == control::AgentDirectory::Verdict::Conflict) {
         return false;
     }
-    if (const auto* cfg = std::get_if<Config>(&m)) {
-        apply_config(c, *cfg);
-        return true;
-    }
-    if (std::holds_alternative<Heartbeat>(m)) {
-        return true;  // last_rx already moved
-    }
-    if (const auto* g = std::get_if<Goodbye>(&m)) {
-        close_conn(c.id, "agent-disconnected", to_string(g->reason), g->message);
-        return false;
-    }
-    if (const auto* bf = std::get_if<BackendFailed>(&m)) {
-        log::event(Level::Warn, "backend-failed",
-                   {{"SESSION_ID", fmt::format("{:016x}", bf->session_id)},
-                    {"AGENT", c.name},
-                    {"BACKEND_ADDR", bf->backend},
-                    {"REASON", std::strerror(bf->error)}},
-                   fmt::format("agent {} could not reach backend {}", c.name, bf->backend));
-        return true;
-    }
-    if (const auto* o = std::get_if<OutboundRequest>(&m)) {
-        // The forward proxy is not built yet: say so rather than hang.
-        (void)c.peer->send(OutboundResult{o->request_id, OutboundStatus::Disabled, 0, {}});
-        return true;
-    }
-    c.peer->goodbye(GoodbyeReason::ProtocolError, "unexpected message");
-    close_conn(c.id, "agent-disconnected", "protocol",
-               fmt::format("unexpected {} from agent", to_string(type_of(m))));
-    return false;
-}
-
-void Relay::on_hello(Conn& c, const control::Hello& h) {
-    using namespace control;
-    if (h.min_version > kProtocolVersion || h.max_version < kMinProtocolVersion) {
-        c.peer->goodbye(GoodbyeReason::Version, fmt::format("relay speaks protocol {}-{}",
-                                                            kMinProtocolVersion, kProtocolVersion));
-        close_conn(c.id, "agent-rejected", "version",
-                   fmt::format("agent speaks protocol {}-{}, relay {}-{}", h.min_version,
-                               h.max_version, kMinProtocolVersion, kProtocolVersion));
-        return;
-    }
-    c.name = h.agent_name;
-    c.pool = h.pool_size;
-    c.heartbeat_ms = std::clamp(h.heartbeat_ms, kMinHeartbeatMs, kMaxHeartbeatMs);
-    // A restarted agent may reach us before its old connection is noticed
-    // dead: the newer one wins, as the old one cannot be answering anyway.
-    for (const auto& [oid, other] : conns_) {
-        if (oid != c.id && other->greeted && other->name == c.name) {
-            other->peer->goodbye(GoodbyeReason::Replaced, "a newer connection took over");
-            close_conn(oid, "agent-disconnected", "replaced",
-                       "replaced by a newer connection of the same agent");
-            break;
+    if (c.verdict == control::AgentDirectory::Verdict::Replaces) {
+        // A restarted agent may reach us before its old connection is
+        // noticed dead: the newer one wins, as the old one cannot be
+        // answering anyway.
+        if (const auto it = agents_.find(c.holder); it != agents_.end()) {
+            it->second.session->replace();
         }
     }
-    c.greeted = true;
-    --handshaking_;
-    poller().cancel_timer(c.timer);
-    c.timer = 0;
-    (void)c.peer->send(HelloAck{kProtocolVersion, SP_VERSION, c.heartbeat_ms, c.id});
-    log::event(Level::Info, "agent-connected",
-               {{"AGENT", c.name}, {"AGENT_ADDR", c.addr.ip().to_string()}, {"KEY_ID", c.key_id}},
-               fmt::format("agent \"{}\" connected from {} (software {})", c.name,
-                           c.addr.to_string(), h.software_version));
+    return true;
+}
+
+void Relay::ready(AgentSession& s) {
+    const auto it = agents_.find(s.id());
+    if (it != agents_.end() && it->second.handshaking) {
+        it->second.handshaking = false;
+        --handshaking_;
+    }
+}
+
+void Relay::gone(AgentSession& s) {
+    const uint64_t id = s.id();
+    directory_.release(s.name(), id);
+    // An agent left: drop what it served. Listeners of services nobody else
+    // serves close; sessions already paired carry on untouched.
+    std::erase_if(tokens_, [&](const auto& kv) { return kv.second.agent == id; });
+    if (const auto it = agents_.find(id); it != agents_.end()) {
+        it->second.tokens_out = 0;
+    }
+    for (size_t i = 0; i < workers().size(); ++i) {
+        workers()[i]->post([p = pairings_[i].get(), id](io::Worker&) { p->drop_agent(id); });
+    }
+    const bool had_listeners = !registry_.listeners().empty();
+    for (const auto& action : registry_.remove_agent(id)) {
+        close_listener(action.address, action.service);
+    }
+    broadcast_services();
+    if (had_listeners && registry_.listeners().empty() && !stopping_) {
+        log::event(Level::Warn, "listeners-suspended", {{"AGENT", s.name()}},
+                   "no agent left: public listeners closed until an agent connects");
+    }
+}
+
+void Relay::finished(AgentSession& s) {
+    const uint64_t id = s.id();
+    const auto it = agents_.find(id);
+    if (it == agents_.end()) {
+        return;
+    }
+    if (it->second.handshaking) {
+        it->second.handshaking = false;
+        --handshaking_;
+    }
+    // Not now: the session is inside one of its own methods.
+    poller().add_timer(std::chrono::milliseconds(0), [this, id] { agents_.erase(id); });
+}
+
+std::vector<control::Token> Relay::issue_tokens(AgentSession& s, unsigned count) {
+    const auto it = agents_.find(s.id());
+    if (it == agents_.end()) {
+        return {};
+    }
+    // Spread the agent's pool over the workers, so every worker can pair
+    // its first clients without asking.
+    std::vector<control::Token> out;
+    for (unsigned i = 0; i < count; ++i) {
+        const unsigned w = (it->second.next_worker++) % static_cast<unsigned>(workers().size());
+        auto t = mint(s.id(), w, 1);
+        out.insert(out.end(), t.begin(), t.end());
+    }
+    return out;
 }
 
 int Relay::open_listener(const SocketAddress& addr, const std::string& service) {
@@ -634,7 +561,7 @@ void Relay::broadcast_services() {
     broadcast_names_ = std::move(now);
 }
 
-void Relay::apply_config(Conn& c, const control::Config& cfg) {
+control::ConfigResult Relay::apply_config(AgentSession& c, const control::Config& cfg) {
     using control::ListenResult;
     std::vector<ServiceSpec> specs;
     std::vector<ListenResult> invalid;
@@ -672,7 +599,7 @@ void Relay::apply_config(Conn& c, const control::Config& cfg) {
         specs.push_back(std::move(spec));
     }
 
-    ApplyOutcome out = registry_.apply(c.id, specs);
+    ApplyOutcome out = registry_.apply(c.id(), specs);
     std::map<std::string, int> bind_failed;  // service -> errno
     for (const auto& a : out.actions) {
         if (a.kind == ListenerAction::Kind::Close) {
@@ -683,7 +610,7 @@ void Relay::apply_config(Conn& c, const control::Config& cfg) {
                 log::event(Level::Error, "bind-failed",
                            {{"SERVICE", a.service},
                             {"LISTEN_ADDR", a.address.to_string()},
-                            {"AGENT", c.name},
+                            {"AGENT", c.name()},
                             {"REASON", std::strerror(err)}},
                            fmt::format("cannot listen on {} for {}: {}", a.address.to_string(),
                                        a.service, std::strerror(err)));
@@ -711,54 +638,46 @@ void Relay::apply_config(Conn& c, const control::Config& cfg) {
             ++ok;
         } else {
             log::event(Level::Warn, "config-rejected",
-                       {{"AGENT", c.name},
+                       {{"AGENT", c.name()},
                         {"SERVICE", lr.service},
                         {"LISTEN_ADDR", lr.listen},
                         {"REASON", std::string(control::to_string(lr.status))}},
-                       fmt::format("agent \"{}\" service \"{}\" listen {}: {}", c.name, lr.service,
-                                   lr.listen, lr.message));
+                       fmt::format("agent \"{}\" service \"{}\" listen {}: {}", c.name(),
+                                   lr.service, lr.listen, lr.message));
         }
         result.results.push_back(std::move(lr));
     }
     for (auto& r : invalid) {
         log::event(Level::Warn, "config-rejected",
-                   {{"AGENT", c.name}, {"SERVICE", r.service}, {"REASON", "invalid"}},
-                   fmt::format("agent \"{}\" service \"{}\": {}", c.name, r.service, r.message));
+                   {{"AGENT", c.name()}, {"SERVICE", r.service}, {"REASON", "invalid"}},
+                   fmt::format("agent \"{}\" service \"{}\": {}", c.name(), r.service, r.message));
         result.results.push_back(std::move(r));
     }
-    log::event(Level::Info, "config-applied", {{"AGENT", c.name}},
+    log::event(Level::Info, "config-applied", {{"AGENT", c.name()}},
                fmt::format("agent \"{}\" config generation {}: {} of {} listen entries active",
-                           c.name, cfg.generation, ok, result.results.size()));
-    (void)c.peer->send(result);
-
-    if (!c.configured) {
-        c.configured = true;
-        // Spread the agent's idle pool over the workers, so every worker
-        // can pair its first clients without asking.
-        for (unsigned i = 0; i < c.pool; ++i) {
-            issue_tokens(c, static_cast<unsigned>((c.next_worker++) % workers().size()), 1);
-        }
-    }
+                           c.name(), cfg.generation, ok, result.results.size()));
+    return result;
 }
 
-void Relay::issue_tokens(Conn& agent, unsigned worker, unsigned count) {
-    control::OpenChannels oc;
-    for (unsigned i = 0; i < count && agent.tokens_out < kMaxTokensPerAgent; ++i) {
+std::vector<control::Token> Relay::mint(uint64_t agent, unsigned worker, unsigned count) {
+    std::vector<control::Token> out;
+    const auto it = agents_.find(agent);
+    if (it == agents_.end()) {
+        return out;
+    }
+    for (unsigned i = 0; i < count && it->second.tokens_out < kMaxTokensPerAgent; ++i) {
         auto t = control::random_token();
         if (!t) {
-            return;
+            break;
         }
         // Lifetime as the protocol doc says: twice the handshake bound, so a
         // token leaked from a dead connection is soon worthless.
         const auto lifetime = 2 * std::chrono::milliseconds(cfg_.limits.handshake_timeout_ms);
-        tokens_[*t] = Grant{agent.id, worker, Poller::Clock::now() + lifetime};
-        oc.tokens.push_back(*t);
-        ++agent.tokens_out;
+        tokens_[*t] = Grant{agent, worker, Poller::Clock::now() + lifetime};
+        out.push_back(*t);
+        ++it->second.tokens_out;
     }
-    if (!oc.tokens.empty()) {
-        (void)agent.peer->send(oc);
-        update_poll(agent);
-    }
+    return out;
 }
 
 void Relay::on_need_channel(unsigned worker, const std::string& service) {
@@ -767,50 +686,37 @@ void Relay::on_need_channel(unsigned worker, const std::string& service) {
         return;
     }
     const uint64_t pick = agents[rotate_++ % agents.size()];
-    if (const auto it = conns_.find(pick); it != conns_.end()) {
-        issue_tokens(*it->second, worker, 1);
+    if (const auto it = agents_.find(pick); it != agents_.end()) {
+        it->second.session->send_tokens(mint(pick, worker, 1));
     }
 }
 
 void Relay::on_channel_used(unsigned worker, uint64_t agent) {
-    const auto it = conns_.find(agent);
-    if (it == conns_.end() || it->second->pool == 0 || stopping_) {
+    const auto it = agents_.find(agent);
+    if (it == agents_.end() || it->second.session->pool() == 0 || stopping_) {
         return;
     }
-    issue_tokens(*it->second, worker, 1);
+    it->second.session->send_tokens(mint(agent, worker, 1));
 }
 
 void Relay::tick() {
     const auto now = Poller::Clock::now();
-    std::vector<uint64_t> dead;
-    for (auto& [id, c] : conns_) {
-        if (c->stage != Conn::Stage::Agent || !c->greeted) {
-            continue;
-        }
-        const auto hb = std::chrono::milliseconds(c->heartbeat_ms);
-        if (now - c->peer->last_rx() > hb * control::kDeadAfterIntervals) {
-            dead.push_back(id);
-            continue;
-        }
-        if (now - c->peer->last_tx() >= hb) {
-            const auto ms =
-                std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch())
-                    .count();
-            (void)c->peer->send(control::Heartbeat{static_cast<uint64_t>(ms)});
-            update_poll(*c);
-        }
+    std::vector<uint64_t> ids;
+    for (const auto& [id, a] : agents_) {
+        ids.push_back(id);
     }
-    for (const uint64_t id : dead) {
-        close_conn(id, "agent-disconnected", "timeout",
-                   "agent silent for three heartbeat intervals");
+    for (const uint64_t id : ids) {
+        if (const auto it = agents_.find(id); it != agents_.end()) {
+            it->second.session->tick(now);
+        }
     }
     std::erase_if(tokens_, [&](const auto& kv) {
         if (kv.second.expires >= now) {
             return false;
         }
-        if (const auto it = conns_.find(kv.second.agent);
-            it != conns_.end() && it->second->tokens_out > 0) {
-            --it->second->tokens_out;
+        if (const auto it = agents_.find(kv.second.agent);
+            it != agents_.end() && it->second.tokens_out > 0) {
+            --it->second.tokens_out;
         }
         return true;
     });
@@ -853,7 +759,7 @@ void Relay::reload() {
                                cfg_.limits.idle_timeout_s};
         workers()[i]->post([p = pairings_[i].get(), pl](io::Worker&) { p->set_limits(pl); });
     }
-    if (cfg_.shared_key_mode()) {
+    if (psk_mode(cfg_)) {
         if (auto k = load_keys(); !k) {
             keys_ = old_keys;
             log::event(Level::Error, "reload-failed", {{"REASON", k.error().describe()}},
@@ -862,22 +768,22 @@ void Relay::reload() {
         } else {
             // Agents whose key is gone or changed lose their channel now.
             std::vector<uint64_t> revoked;
-            for (const auto& [id, c] : conns_) {
-                if (c->stage != Conn::Stage::Agent) {
+            for (const auto& [id, a] : agents_) {
+                const auto& key_id = a.session->identity();
+                if (a.session->state() != control::RelayState::AwaitHello && !a.session->ready()) {
                     continue;
                 }
-                const auto now_it = keys_.find(c->key_id);
-                const auto old_it = old_keys.find(c->key_id);
+                const auto now_it = keys_.find(key_id);
+                const auto old_it = old_keys.find(key_id);
                 if (now_it == keys_.end() || old_it == old_keys.end() ||
                     now_it->second != old_it->second) {
                     revoked.push_back(id);
                 }
             }
             for (const uint64_t id : revoked) {
-                conns_.at(id)->peer->goodbye(control::GoodbyeReason::BadKey,
-                                             "key removed from the relay");
-                close_conn(id, "agent-rejected", "bad-key",
-                           "key removed or changed by reload: agent disconnected");
+                if (const auto it = agents_.find(id); it != agents_.end()) {
+                    it->second.session->revoke_key();
+                }
             }
         }
     }
@@ -904,12 +810,16 @@ void Relay::begin_drain() {
         ids.push_back(id);
     }
     for (const uint64_t id : ids) {
-        const auto it = conns_.find(id);
-        if (it != conns_.end() && it->second->peer) {
-            it->second->peer->goodbye(control::GoodbyeReason::Shutdown, "relay stopping");
+        close_conn(id, "", "", "");
+    }
+    ids.clear();
+    for (const auto& [id, a] : agents_) {
+        ids.push_back(id);
+    }
+    for (const uint64_t id : ids) {
+        if (const auto it = agents_.find(id); it != agents_.end()) {
+            it->second.session->shutdown();
         }
-        close_conn(id, it != conns_.end() && it->second->greeted ? "agent-disconnected" : "",
-                   "shutdown", "relay stopping");
     }
     // Listeners go first: the workers stop once their inbox has run.
     for (size_t i = 0; i < workers().size(); ++i) {

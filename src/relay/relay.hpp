@@ -19,18 +19,20 @@
 #include "base/result.hpp"
 #include "base/unique_fd.hpp"
 #include "config/relay_config.hpp"
+#include "control/agent_directory.hpp"
 #include "control/frame.hpp"
 #include "control/peer.hpp"
 #include "control/tls.hpp"
 #include "io/daemon.hpp"
 #include "io/worker.hpp"
 #include "relay/admission.hpp"
+#include "relay/agent_session.hpp"
 #include "relay/pairing.hpp"
 #include "relay/registry.hpp"
 
 namespace sp::relay {
 
-class Relay final {
+class Relay final : public AgentSession::Host {
 public:
     /// Sets up everything that can fail at start (TLS context, keys, control
     /// sockets, workers) so main() can exit 1 or 2 with the reason.
@@ -38,12 +40,20 @@ public:
 
     Relay(const Relay&) = delete;
     Relay& operator=(const Relay&) = delete;
-    ~Relay();
+    ~Relay() override;
 
     /// Runs until SIGTERM/SIGINT and the drain finish; returns the exit code.
     int run();
 
     struct Conn;
+
+    // AgentSession::Host
+    bool claim(AgentSession& s) override;
+    void ready(AgentSession& s) override;
+    control::ConfigResult apply_config(AgentSession& s, const control::Config& cfg) override;
+    std::vector<control::Token> issue_tokens(AgentSession& s, unsigned count) override;
+    void gone(AgentSession& s) override;
+    void finished(AgentSession& s) override;
 
 private:
     explicit Relay(config::RelayConfig cfg);
@@ -58,20 +68,14 @@ private:
     void on_control_accept(int listen_fd);
     void on_conn_event(uint64_t id, uint32_t events);
     void classify(Conn& c);
-    void step_handshake(Conn& c);
     void read_channel_hello(Conn& c);
-    void on_peer_event(Conn& c, uint32_t events);
-    bool on_message(Conn& c, control::Message&& m);
-    void on_hello(Conn& c, const control::Hello& h);
-    void apply_config(Conn& c, const control::Config& cfg);
     void close_conn(uint64_t id, std::string_view event, std::string_view reason,
                     std::string_view message);
-    void update_poll(Conn& c);
 
     [[nodiscard]] int open_listener(const SocketAddress& addr, const std::string& service);
     void close_listener(const SocketAddress& addr, const std::string& service);
     void broadcast_services();
-    void issue_tokens(Conn& agent, unsigned worker, unsigned count);
+    [[nodiscard]] std::vector<control::Token> mint(uint64_t agent, unsigned worker, unsigned count);
     void on_need_channel(unsigned worker, const std::string& service);
     void on_channel_used(unsigned worker, uint64_t agent);
 
@@ -92,11 +96,19 @@ private:
     std::vector<std::unique_ptr<Pairing>> pairings_;
     Registry registry_;
     std::set<std::string> broadcast_names_;
+    control::AgentDirectory directory_;
 
     std::map<std::string, std::vector<uint8_t>> keys_;  // shared-key mode
     std::optional<control::TlsContext> tls_;
     std::vector<UniqueFd> control_fds_;
-    std::map<uint64_t, std::unique_ptr<Conn>> conns_;
+    std::map<uint64_t, std::unique_ptr<Conn>> conns_;  // classify / channel hello
+    struct Agent {
+        std::unique_ptr<AgentSession> session;
+        bool handshaking = true;  // counted in handshaking_
+        size_t tokens_out = 0;
+        unsigned next_worker = 0;
+    };
+    std::map<uint64_t, Agent> agents_;
     uint64_t next_conn_ = 1;
     size_t handshaking_ = 0;
 
