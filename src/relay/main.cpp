@@ -13,7 +13,7 @@
 #include "config/common.hpp"
 #include "config/keys.hpp"
 #include "config/relay_config.hpp"
-#include "relay/relay.hpp"
+#include "relay/app.hpp"
 
 namespace {
 
@@ -81,7 +81,7 @@ int main(int argc, char** argv) {
     if (auto r = sp::raise_fd_limit(); !r) {
         return fail(r.error());
     }
-    auto relay = sp::relay::Relay::create(std::move(*cfg));
+    auto relay = sp::relay::App::create(std::move(*cfg));
     if (!relay) {
         return fail(relay.error());
     }

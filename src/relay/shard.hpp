@@ -34,22 +34,29 @@ struct ServicePolicy {
 };
 
 /// Calls back into the control thread (posted there, never run inline).
-struct PairingHooks {
+struct ShardHooks {
     /// A client of `service` waits on worker `worker`: ask an agent for a channel.
     std::function<void(unsigned worker, const std::string& service)> need_channel;
     /// A channel of `agent` was used on worker `worker`: issue a replacement.
     std::function<void(unsigned worker, uint64_t agent)> channel_used;
 };
 
-struct PairingLimits {
+/// SESSION_IDs: `base` is random per process start (so ids stay unique
+/// across restarts in the journal), `stride` the number of workers.
+struct SessionIds {
+    uint64_t base = 0;
+    uint64_t stride = 1;
+};
+
+struct ShardLimits {
     std::chrono::milliseconds pending_timeout{10000};
     uint32_t idle_timeout_s = 0;
 };
 
-class Pairing final {
+class Shard final {
 public:
-    Pairing(unsigned worker_index, uint64_t session_base, Admission& admission, PairingHooks hooks,
-            PairingLimits limits);
+    Shard(unsigned worker_index, SessionIds ids, Admission& admission, ShardHooks hooks,
+          ShardLimits limits);
 
     // All of these run on the worker thread.
     void add_listener(io::Worker& w, uint64_t key, UniqueFd fd, std::string service,
@@ -68,7 +75,7 @@ public:
     /// The agent is gone: its idle channels close; sessions already paired
     /// with its channels go on (they no longer need the control channel).
     void drop_agent(uint64_t agent);
-    void set_limits(PairingLimits limits) { limits_ = limits; }
+    void set_limits(ShardLimits limits) { limits_ = limits; }
 
     [[nodiscard]] size_t idle_channels() const noexcept;
     [[nodiscard]] size_t pending_clients() const noexcept { return pending_.size(); }
@@ -99,12 +106,12 @@ private:
     void on_pending_timeout(io::Worker& w, uint64_t pending_id);
 
     unsigned index_;
-    uint64_t session_base_;
-    uint64_t next_session_ = 1;
+    SessionIds ids_;
+    uint64_t next_session_ = 0;
     uint64_t next_pending_ = 1;
     Admission& admission_;
-    PairingHooks hooks_;
-    PairingLimits limits_;
+    ShardHooks hooks_;
+    ShardLimits limits_;
     std::map<uint64_t, uint64_t> listeners_;  // key -> io listener id
     std::unordered_map<std::string, std::shared_ptr<const ServicePolicy>> services_;
     std::unordered_map<uint64_t, std::deque<Idle>> idle_;  // agent -> channels

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "relay/pairing.hpp"
+#include "relay/shard.hpp"
 
 #include <sys/socket.h>
 
@@ -32,16 +32,16 @@ bool channel_alive(int fd) {
 
 }  // namespace
 
-Pairing::Pairing(unsigned worker_index, uint64_t session_base, Admission& admission,
-                 PairingHooks hooks, PairingLimits limits)
+Shard::Shard(unsigned worker_index, SessionIds ids, Admission& admission, ShardHooks hooks,
+             ShardLimits limits)
     : index_(worker_index),
-      session_base_(session_base),
+      ids_(ids),
       admission_(admission),
       hooks_(std::move(hooks)),
       limits_(limits) {}
 
-void Pairing::add_listener(io::Worker& w, uint64_t key, UniqueFd fd, std::string service,
-                           SocketAddress listen) {
+void Shard::add_listener(io::Worker& w, uint64_t key, UniqueFd fd, std::string service,
+                         SocketAddress listen) {
     const uint64_t id = w.add_listener(
         std::move(fd),
         [this, service = std::move(service)](
@@ -53,25 +53,25 @@ void Pairing::add_listener(io::Worker& w, uint64_t key, UniqueFd fd, std::string
     listeners_[key] = id;
 }
 
-void Pairing::remove_listener(io::Worker& w, uint64_t key) {
+void Shard::remove_listener(io::Worker& w, uint64_t key) {
     if (const auto it = listeners_.find(key); it != listeners_.end()) {
         w.remove_listener(it->second);
         listeners_.erase(it);
     }
 }
 
-void Pairing::remove_all_listeners(io::Worker& w) {
+void Shard::remove_all_listeners(io::Worker& w) {
     for (const auto& [key, id] : listeners_) {
         w.remove_listener(id);
     }
     listeners_.clear();
 }
 
-void Pairing::set_service(std::shared_ptr<const ServicePolicy> policy) {
+void Shard::set_service(std::shared_ptr<const ServicePolicy> policy) {
     services_[policy->name] = std::move(policy);
 }
 
-void Pairing::remove_service(io::Worker& w, const std::string& name) {
+void Shard::remove_service(io::Worker& w, const std::string& name) {
     services_.erase(name);
     // Clients still waiting for this service will never get a channel.
     for (auto it = pending_.begin(); it != pending_.end();) {
@@ -85,8 +85,8 @@ void Pairing::remove_service(io::Worker& w, const std::string& name) {
     }
 }
 
-void Pairing::add_channel(io::Worker& w, uint64_t agent, std::string agent_name, UniqueFd fd,
-                          size_t max_idle) {
+void Shard::add_channel(io::Worker& w, uint64_t agent, std::string agent_name, UniqueFd fd,
+                        size_t max_idle) {
     // The oldest waiting client whose service this agent serves gets it.
     for (auto it = pending_.begin(); it != pending_.end(); ++it) {
         const auto svc = services_.find(it->service);
@@ -117,11 +117,11 @@ void Pairing::add_channel(io::Worker& w, uint64_t agent, std::string agent_name,
     }
 }
 
-void Pairing::drop_agent(uint64_t agent) {
+void Shard::drop_agent(uint64_t agent) {
     idle_.erase(agent);
 }
 
-size_t Pairing::idle_channels() const noexcept {
+size_t Shard::idle_channels() const noexcept {
     size_t n = 0;
     for (const auto& [agent, q] : idle_) {
         n += q.size();
@@ -129,9 +129,8 @@ size_t Pairing::idle_channels() const noexcept {
     return n;
 }
 
-void Pairing::reject(const SocketAddress& peer, const SocketAddress& local,
-                     const std::string& service, std::string_view reason,
-                     std::string_view message) {
+void Shard::reject(const SocketAddress& peer, const SocketAddress& local,
+                   const std::string& service, std::string_view reason, std::string_view message) {
     const int64_t held = reject_log_.allow(peer.ip().to_string(), LogLimiter::Clock::now());
     if (held < 0) {
         return;
@@ -146,8 +145,8 @@ void Pairing::reject(const SocketAddress& peer, const SocketAddress& local,
                fmt::format("{}{}", message, LogLimiter::held_note(held)));
 }
 
-void Pairing::on_accept(io::Worker& w, const std::string& service, UniqueFd client,
-                        const SocketAddress& peer, const SocketAddress& local) {
+void Shard::on_accept(io::Worker& w, const std::string& service, UniqueFd client,
+                      const SocketAddress& peer, const SocketAddress& local) {
     const auto it = services_.find(service);
     if (it == services_.end() || it->second->agents.empty()) {
         reject(peer, local, service, "no-agent", "no agent serves this service");
@@ -180,7 +179,7 @@ void Pairing::on_accept(io::Worker& w, const std::string& service, UniqueFd clie
     hooks_.need_channel(index_, service);
 }
 
-void Pairing::on_pending_timeout(io::Worker& /*w*/, uint64_t pending_id) {
+void Shard::on_pending_timeout(io::Worker& /*w*/, uint64_t pending_id) {
     const auto it = std::find_if(pending_.begin(), pending_.end(),
                                  [&](const Pending& p) { return p.id == pending_id; });
     if (it == pending_.end()) {
@@ -192,8 +191,8 @@ void Pairing::on_pending_timeout(io::Worker& /*w*/, uint64_t pending_id) {
     pending_.erase(it);
 }
 
-bool Pairing::try_pair(io::Worker& w, const ServicePolicy& policy, UniqueFd& client,
-                       const SocketAddress& peer, const SocketAddress& local) {
+bool Shard::try_pair(io::Worker& w, const ServicePolicy& policy, UniqueFd& client,
+                     const SocketAddress& peer, const SocketAddress& local) {
     const auto& agents = policy.agents;
     if (agents.empty()) {
         return false;
@@ -214,7 +213,10 @@ bool Pairing::try_pair(io::Worker& w, const ServicePolicy& policy, UniqueFd& cli
             if (!channel_alive(ch.fd.get())) {
                 continue;
             }
-            const uint64_t sid = session_base_ | next_session_++;
+            // base + n * workers + index: distinct across workers and never
+            // repeated within 2^64 / workers sessions (an OR of a 32-bit
+            // counter into the worker bits repeated after 2^32).
+            const uint64_t sid = ids_.base + next_session_++ * ids_.stride + index_;
             auto header =
                 control::encode_binding({sid, policy.name, peer.to_string(), local.to_string()});
             if (!header) {
@@ -263,8 +265,7 @@ bool Pairing::try_pair(io::Worker& w, const ServicePolicy& policy, UniqueFd& cli
     return false;
 }
 
-void Pairing::on_accept_error(io::Worker& /*w*/, const SocketAddress& listen, int err,
-                              bool paused) {
+void Shard::on_accept_error(io::Worker& /*w*/, const SocketAddress& listen, int err, bool paused) {
     if (resource_log_.allow(listen.to_string(), LogLimiter::Clock::now()) < 0) {
         return;
     }

@@ -1,0 +1,282 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "relay/app.hpp"
+
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "base/event.hpp"
+#include "base/notify.hpp"
+#include "config.h"
+#include "config/keys.hpp"
+
+namespace sp::relay {
+
+using log::Level;
+
+namespace {
+
+// sallyport.toml(5): setting certificate (with private_key and agent_ca)
+// selects certificate mode; keys is then not used.
+bool psk_mode(const config::RelayConfig& cfg) {
+    return cfg.auth.certificate.empty() && cfg.shared_key_mode();
+}
+
+Result<uint64_t> random_u64() {
+    uint64_t v = 0;
+    if (::getrandom(&v, sizeof v, 0) != static_cast<ssize_t>(sizeof v)) {
+        return errno_error("getrandom");
+    }
+    return v;
+}
+
+}  // namespace
+
+App::App(const Private& /*key*/, config::RelayConfig cfg) : cfg_(std::move(cfg)) {}
+
+App::~App() {
+    // The control objects hold the poller's callbacks: they go before the
+    // daemon that owns it. The workers use the shards and admission: the
+    // daemon (which joins them) goes before those.
+    front_door_.reset();
+    agents_.reset();
+    daemon_.reset();
+}
+
+Result<std::unique_ptr<App>> App::create(config::RelayConfig cfg) {
+    auto app = std::make_unique<App>(Private{}, std::move(cfg));
+    if (auto s = app->setup(); !s) {
+        return Unexpected(s.error());
+    }
+    return app;
+}
+
+Result<void> App::load_keys() {
+    auto keys = config::load_keys(cfg_.auth.keys, false);
+    if (!keys) {
+        return Unexpected(keys.error());
+    }
+    keys_.clear();
+    for (auto& k : *keys) {
+        keys_[k.id] = std::move(k.secret);
+    }
+    return {};
+}
+
+Result<control::TlsContext> App::make_tls() {
+    if (!psk_mode(cfg_)) {
+        return control::TlsContext::cert_server(cfg_.auth.certificate, cfg_.auth.private_key,
+                                                cfg_.auth.agent_ca);
+    }
+    if (auto k = load_keys(); !k) {
+        return Unexpected(k.error());
+    }
+    // Looked up per handshake on this thread, so a reload that swaps keys_
+    // applies to the next agent without touching connected ones.
+    return control::TlsContext::psk_server(
+        [this](std::string_view id) -> std::optional<std::vector<uint8_t>> {
+            const auto it = keys_.find(std::string(id));
+            if (it == keys_.end()) {
+                return std::nullopt;
+            }
+            return it->second;
+        });
+}
+
+AgentRules App::agent_rules() const {
+    return {cfg_.auth.allow_agents, cfg_.auth.deny_agents,
+            std::chrono::milliseconds(cfg_.limits.handshake_timeout_ms)};
+}
+
+ShardLimits App::shard_limits() const {
+    return {std::chrono::milliseconds(cfg_.limits.pending_timeout_ms), cfg_.limits.idle_timeout_s};
+}
+
+Result<void> App::setup() {
+    auto daemon = io::Daemon::create(
+        cfg_.relay.threads,
+        cfg_.relay.data_path == config::DataPath::Copy ? io::DataPath::Copy : io::DataPath::Splice);
+    if (!daemon) {
+        return Unexpected(daemon.error());
+    }
+    daemon_ = std::move(*daemon);
+    daemon_->set_hooks({[this] { reload(); }, [this] { begin_drain(); }, [this] { tick(); },
+                        [this] { return admission_->sessions(); }});
+    auto tls = make_tls();
+    if (!tls) {
+        return Unexpected(tls.error());
+    }
+    inbox_fd_.reset(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+    if (!inbox_fd_) {
+        return errno_error("eventfd");
+    }
+    if (auto r =
+            daemon_->poller().add(inbox_fd_.get(), EPOLLIN, [this](uint32_t) { drain_inbox(); });
+        !r) {
+        return r;
+    }
+    const auto session_base = random_u64();
+    const auto hash_key = random_u64();
+    if (!session_base || !hash_key) {
+        return Unexpected(!session_base ? session_base.error() : hash_key.error());
+    }
+
+    admission_ = std::make_unique<Admission>(
+        AdmissionLimits{cfg_.limits.max_sessions, cfg_.limits.max_sessions_per_client,
+                        cfg_.limits.max_new_sessions_per_client_per_s});
+    const auto& workers = daemon_->workers();
+    shards_.start(workers, [&](unsigned i) {
+        ShardHooks hooks{
+            [this](unsigned worker, const std::string& service) {
+                post([this, worker, service] { agents_->need_channel(worker, service); });
+            },
+            [this](unsigned worker, uint64_t agent) {
+                post([this, worker, agent] { agents_->channel_used(worker, agent); });
+            }};
+        return std::make_unique<Shard>(i, SessionIds{*session_base, workers.size()}, *admission_,
+                                       std::move(hooks), shard_limits());
+    });
+    listeners_ = std::make_unique<Listeners>(shards_, [this](const HostPorts& hp) {
+        // The default allow_listen covers every port, the control port
+        // included: an agent must never be able to take that one over.
+        for (const auto& c : cfg_.relay.control_listen) {
+            if (overlaps(hp, HostPorts{c.ip().to_string(), c.ip(), {c.port(), c.port()}})) {
+                return false;
+            }
+        }
+        return config::listen_allowed(cfg_, hp);
+    });
+    agents_ = std::make_unique<Agents>(
+        daemon_->poller(), *listeners_, shards_, reject_log_, std::move(*tls), *hash_key,
+        Agents::Options{SP_VERSION,
+                        2 * std::chrono::milliseconds(cfg_.limits.handshake_timeout_ms)});
+    agents_->set_handshake_timeout(std::chrono::milliseconds(cfg_.limits.handshake_timeout_ms));
+    auto door = FrontDoor::create(*agents_, daemon_->poller(), reject_log_,
+                                  cfg_.relay.control_listen, agent_rules());
+    if (!door) {
+        return Unexpected(door.error());
+    }
+    front_door_ = std::move(*door);
+    return {};
+}
+
+void App::post(std::function<void()> fn) {
+    {
+        const std::lock_guard lock(inbox_mu_);
+        inbox_.push_back(std::move(fn));
+    }
+    const uint64_t one = 1;
+    (void)::write(inbox_fd_.get(), &one, sizeof one);  // a full counter still wakes us
+}
+
+void App::drain_inbox() {
+    uint64_t n = 0;
+    (void)::read(inbox_fd_.get(), &n, sizeof n);
+    std::vector<std::function<void()>> batch;
+    {
+        const std::lock_guard lock(inbox_mu_);
+        batch.swap(inbox_);
+    }
+    for (auto& fn : batch) {
+        fn();
+    }
+}
+
+void App::tick() {
+    agents_->tick(Poller::Clock::now());
+    daemon_->status(fmt::format("{} agents, {} sessions, {} listeners", agents_->ready_count(),
+                                admission_->sessions(), listeners_->count()));
+}
+
+void App::reload() {
+    notify::reloading();
+    log::event(Level::Info, "reload", {}, "reloading configuration");
+    auto fresh = config::load_relay_config(cfg_.path);
+    if (!fresh) {
+        log::event(Level::Error, "reload-failed", {{"REASON", fresh.error().describe()}},
+                   fmt::format("reload failed, keeping the running configuration: {}",
+                               fresh.error().describe()));
+        notify::ready();
+        return;
+    }
+    if (fresh->relay.control_listen != cfg_.relay.control_listen ||
+        fresh->relay.threads != cfg_.relay.threads ||
+        fresh->relay.data_path != cfg_.relay.data_path || psk_mode(*fresh) != psk_mode(cfg_)) {
+        log::event(Level::Warn, "reload", {},
+                   "control_listen, threads, data_path and the auth mode change only on "
+                   "restart, ignoring");
+    }
+    const auto old_keys = keys_;
+    const bool psk = psk_mode(cfg_);
+    // Restart-only settings keep their running values; the auth mode too
+    // (certificate files are read once, at start).
+    fresh->relay.control_listen = cfg_.relay.control_listen;
+    fresh->relay.threads = cfg_.relay.threads;
+    fresh->relay.data_path = cfg_.relay.data_path;
+    if (psk_mode(*fresh) != psk) {
+        fresh->auth.keys = cfg_.auth.keys;
+        fresh->auth.certificate = cfg_.auth.certificate;
+        fresh->auth.private_key = cfg_.auth.private_key;
+        fresh->auth.agent_ca = cfg_.auth.agent_ca;
+    }
+    cfg_ = std::move(*fresh);
+    admission_->set_limits({cfg_.limits.max_sessions, cfg_.limits.max_sessions_per_client,
+                            cfg_.limits.max_new_sessions_per_client_per_s});
+    shards_.invoke_on_all([l = shard_limits()](Shard& s, io::Worker&) { s.set_limits(l); });
+    // allow_agents applies to agents that connect from now on, as with any
+    // firewall change; connected ones keep their channel.
+    front_door_->set_rules(agent_rules());
+    agents_->set_handshake_timeout(std::chrono::milliseconds(cfg_.limits.handshake_timeout_ms));
+    agents_->set_token_lifetime(2 * std::chrono::milliseconds(cfg_.limits.handshake_timeout_ms));
+    if (psk) {
+        if (auto k = load_keys(); !k) {
+            keys_ = old_keys;
+            log::event(Level::Error, "reload-failed", {{"REASON", k.error().describe()}},
+                       fmt::format("key file not reloaded, keeping the old keys: {}",
+                                   k.error().describe()));
+        } else {
+            // Agents whose key is gone or changed lose their channel now.
+            agents_->revoke([&](const std::string& id) {
+                const auto now_it = keys_.find(id);
+                const auto old_it = old_keys.find(id);
+                return now_it == keys_.end() || old_it == old_keys.end() ||
+                       now_it->second != old_it->second;
+            });
+        }
+    }
+    log::event(Level::Info, "config-applied", {}, "relay configuration reloaded");
+    notify::ready();
+}
+
+void App::begin_drain() {
+    if (stopping_) {
+        return;
+    }
+    stopping_ = true;
+    log::event(Level::Info, "stopping", {},
+               fmt::format("stopping: draining {} sessions for up to {} s", admission_->sessions(),
+                           cfg_.relay.drain_timeout_s));
+    front_door_->close();
+    agents_->shutdown();
+    // Listeners go first: the workers stop once their inbox has run.
+    shards_.invoke_on_all([](Shard& s, io::Worker& w) { s.remove_all_listeners(w); });
+    daemon_->begin_drain(std::chrono::seconds(cfg_.relay.drain_timeout_s));
+}
+
+int App::run() {
+    log::event(Level::Info, "started", {},
+               fmt::format("sallyport-relay {} started with {} workers ({} data path)", SP_VERSION,
+                           shards_.size(), config::data_path_name(cfg_.relay.data_path)));
+    const bool forced = daemon_->run();
+    log::event(Level::Info, "stopping", {},
+               forced ? "drain timeout reached: remaining sessions closed; exiting"
+                      : "all sessions drained; exiting");
+    return 0;
+}
+
+}  // namespace sp::relay
