@@ -289,14 +289,7 @@ void AgentSession::run(std::vector<control::RelayAction> actions) {
                     host_.ready(*this);
                 },
                 [&](out::ApplyConfig& c) { send(host_.apply_config(*this, c.config)); },
-                [&](out::IssueTokens& t) {
-                    const auto tokens = host_.issue_tokens(*this, t.count);
-                    if (!tokens.empty()) {
-                        control::OpenChannels oc;
-                        oc.tokens = tokens;
-                        send(oc);
-                    }
-                },
+                [&](out::IssueTokens& t) { host_.issue_tokens(*this, t.count); },
                 [&](out::ReportBackendFailed& b) {
                     log::event(Level::Warn, "backend-failed",
                                {{"SESSION_ID", fmt::format("{:016x}", b.failure.session_id)},

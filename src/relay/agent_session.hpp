@@ -45,10 +45,10 @@ public:
         /// Applies a CONFIG for a Ready session; returns the CONFIG_RESULT.
         [[nodiscard]] virtual control::ConfigResult apply_config(AgentSession& s,
                                                                  const control::Config& cfg) = 0;
-        /// Fresh, registered tokens for a Ready session (may be fewer than
-        /// asked, or none, when caps are reached or the RNG failed).
-        [[nodiscard]] virtual std::vector<control::Token> issue_tokens(AgentSession& s,
-                                                                       unsigned count) = 0;
+        /// Issue `count` tokens for a Ready session: the workers make and
+        /// register them, then the host calls send_tokens() once with all
+        /// of them (fewer, or none, when caps are reached or the RNG failed).
+        virtual void issue_tokens(AgentSession& s, unsigned count) = 0;
         /// A Ready session left Ready: undo ready() (release the name,
         /// listeners, tokens, idle channels). Established sessions run on.
         virtual void gone(AgentSession& s) = 0;

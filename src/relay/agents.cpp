@@ -11,23 +11,15 @@ namespace sp::relay {
 
 using log::Level;
 
-namespace {
-
-// Unused tokens one agent may hold at once: its pool plus on-demand ones in
-// flight, with room; bounds what a misbehaving agent can make us remember.
-constexpr size_t kMaxTokensPerAgent = 4096;
-
-}  // namespace
-
 Agents::Agents(Poller& poller, Listeners& listeners, Shards<Shard>& shards, LogLimiter& reject_log,
-               control::TlsContext tls, uint64_t hash_key, Options options)
+               control::TlsContext tls, Options options)
     : poller_(poller),
       listeners_(listeners),
       shards_(shards),
       reject_log_(reject_log),
       tls_(std::move(tls)),
       options_(std::move(options)),
-      tokens_(hash_key) {}
+      preauth_(kMaxHandshaking, kMaxHandshaking / kHandshakingPerAddressDivisor) {}
 
 Agents::~Agents() = default;
 
@@ -35,41 +27,37 @@ void Agents::adopt_tls(UniqueFd fd, const SocketAddress& peer, Poller::Clock::ti
     if (stopping_) {
         return;
     }
+    if (!preauth_.enter(peer.ip())) {
+        const int64_t held = reject_log_.allow(peer.ip().to_string(), Poller::Clock::now());
+        if (held >= 0) {
+            log::event(Level::Warn, "agent-rejected",
+                       {{"AGENT_ADDR", peer.ip().to_string()},
+                        {"REASON", "handshake-limit"},
+                        {"SUPPRESSED", held > 0 ? std::to_string(held) : std::string()}},
+                       fmt::format("TLS connection from {} closed: too many handshakes from this "
+                                   "address or in total{}",
+                                   peer.to_string(), LogLimiter::held_note(held)));
+        }
+        return;
+    }
     const uint64_t id = next_id_++;
     auto s = AgentSession::create(*this, poller_, reject_log_, tls_, std::move(fd), peer,
                                   {id, options_.software_version, accepted + handshake_timeout_});
     if (!s) {
+        preauth_.leave(peer.ip());
         log::event(Level::Warn, "agent-rejected",
                    {{"AGENT_ADDR", peer.ip().to_string()}, {"REASON", "protocol"}},
                    s.error().describe());
         return;
     }
-    ++handshaking_;
-    agents_.emplace(id, Agent{std::move(*s)});
+    agents_.emplace(id, Agent{std::move(*s), true, 0, {}});
 }
 
-void Agents::channel(UniqueFd fd, const SocketAddress& peer, const control::Token& t) {
-    const auto grant = tokens_.redeem(t, Poller::Clock::now());
-    const auto agent = grant ? agents_.find(grant->agent) : agents_.end();
-    if (agent == agents_.end() || !agent->second.session->ready()) {
-        const int64_t held = reject_log_.allow(peer.ip().to_string(), Poller::Clock::now());
-        if (held >= 0) {
-            log::event(Level::Warn, "agent-rejected",
-                       {{"AGENT_ADDR", peer.ip().to_string()}, {"REASON", "bad-key"}},
-                       fmt::format("data channel with an unknown, used or expired token{}",
-                                   LogLimiter::held_note(held)));
-        }
-        return;
+void Agents::leave_handshake(Agent& a, const AgentSession& s) {
+    if (a.handshaking) {
+        a.handshaking = false;
+        preauth_.leave(s.address().ip());
     }
-    AgentSession& s = *agent->second.session;
-    const unsigned owner = token_owner(t);
-    // The agent's pool, spread over the workers, bounds what each keeps idle.
-    const size_t max_idle = (s.pool() + shards_.size() - 1) / shards_.size();
-    shards_.invoke_on(owner,
-                      [agent_id = s.id(), name = s.name(), max_idle,
-                       f = std::make_shared<UniqueFd>(std::move(fd))](Shard& sh, io::Worker& w) {
-                          sh.add_channel(w, agent_id, name, std::move(*f), max_idle);
-                      });
 }
 
 void Agents::tick(Poller::Clock::time_point now) {
@@ -82,7 +70,6 @@ void Agents::tick(Poller::Clock::time_point now) {
             it->second.session->tick(now);
         }
     }
-    tokens_.expire(now, [](uint64_t) {});
 }
 
 void Agents::revoke(const std::function<bool(const std::string& identity)>& revoked) {
@@ -136,9 +123,18 @@ bool Agents::claim(AgentSession& s) {
 
 void Agents::ready(AgentSession& s) {
     const auto it = agents_.find(s.id());
-    if (it != agents_.end() && it->second.handshaking) {
-        it->second.handshaking = false;
-        --handshaking_;
+    if (it == agents_.end()) {
+        return;
+    }
+    leave_handshake(it->second, s);
+    // Each worker keeps its share of the pool: pool / workers, the first
+    // pool % workers one more, so the shares add up to pool exactly.
+    const auto workers = static_cast<unsigned>(shards_.size());
+    for (unsigned i = 0; i < workers; ++i) {
+        const unsigned cap = s.pool() / workers + (i < s.pool() % workers ? 1 : 0);
+        shards_.invoke_on(i, [id = s.id(), name = s.name(), cap](Shard& sh, io::Worker&) {
+            sh.add_agent(id, name, cap);
+        });
     }
 }
 
@@ -146,20 +142,43 @@ control::ConfigResult Agents::apply_config(AgentSession& s, const control::Confi
     return listeners_.apply(s.id(), s.name(), cfg);
 }
 
-std::vector<control::Token> Agents::issue_tokens(AgentSession& s, unsigned count) {
+void Agents::issue_tokens(AgentSession& s, unsigned count) {
     const auto it = agents_.find(s.id());
-    if (it == agents_.end()) {
-        return {};
+    if (it == agents_.end() || count == 0) {
+        return;
     }
-    // Spread the pool over the workers, so every worker can pair its first
-    // clients without asking.
-    std::vector<control::Token> out;
-    for (unsigned i = 0; i < count; ++i) {
-        const unsigned w = (it->second.next_worker++) % static_cast<unsigned>(shards_.size());
-        auto t = mint(s.id(), w, 1);
-        out.insert(out.end(), t.begin(), t.end());
+    // The HELLO pool, spread over the workers as ready() split the caps, so
+    // every worker can pair its first clients without asking. Each worker
+    // makes its share; the answers are gathered into one OPEN_CHANNELS.
+    const auto workers = static_cast<unsigned>(shards_.size());
+    for (unsigned i = 0; i < workers; ++i) {
+        const unsigned n = count / workers + (i < count % workers ? 1 : 0);
+        if (n > 0) {
+            ++it->second.initial_left;
+            shards_.invoke_on(i, [id = s.id(), n](Shard& sh, io::Worker&) { sh.issue(id, n); });
+        }
     }
-    return out;
+}
+
+void Agents::send_tokens(unsigned /*worker*/, uint64_t agent, std::vector<control::Token> tokens,
+                         bool initial) {
+    const auto it = agents_.find(agent);
+    if (it == agents_.end() || !it->second.session->ready()) {
+        return;
+    }
+    Agent& a = it->second;
+    if (!initial) {
+        if (!tokens.empty()) {
+            a.session->send_tokens(tokens);
+        }
+        return;
+    }
+    a.initial.insert(a.initial.end(), tokens.begin(), tokens.end());
+    if (a.initial_left > 0 && --a.initial_left == 0) {
+        a.session->send_tokens(a.initial);
+        a.initial.clear();
+        a.initial.shrink_to_fit();
+    }
 }
 
 void Agents::gone(AgentSession& s) {
@@ -167,8 +186,7 @@ void Agents::gone(AgentSession& s) {
     directory_.release(s.name(), id);
     // Drop what it served: unused tokens, idle channels, listeners of
     // services nobody else serves. Sessions already paired run on.
-    tokens_.void_agent(id);
-    shards_.invoke_on_all([id](Shard& sh, io::Worker&) { sh.drop_agent(id); });
+    shards_.invoke_on_all([id](Shard& sh, io::Worker& w) { sh.drop_agent(w, id); });
     listeners_.remove_agent(id, s.name(), stopping_);
 }
 
@@ -178,50 +196,9 @@ void Agents::finished(AgentSession& s) {
     if (it == agents_.end()) {
         return;
     }
-    if (it->second.handshaking) {
-        it->second.handshaking = false;
-        --handshaking_;
-    }
+    leave_handshake(it->second, s);
     // Not now: the session is inside one of its own methods.
     poller_.add_timer(std::chrono::milliseconds(0), [this, id] { agents_.erase(id); });
-}
-
-std::vector<control::Token> Agents::mint(uint64_t agent, unsigned worker, unsigned count) {
-    std::vector<control::Token> out;
-    const auto expires = Poller::Clock::now() + options_.token_lifetime;
-    for (unsigned i = 0; i < count && tokens_.outstanding(agent) < kMaxTokensPerAgent; ++i) {
-        auto t = make_token(worker);
-        if (!t) {
-            break;
-        }
-        tokens_.add(*t, {agent, expires});
-        out.push_back(*t);
-    }
-    return out;
-}
-
-void Agents::send_tokens(uint64_t agent, unsigned worker, unsigned count) {
-    const auto it = agents_.find(agent);
-    if (it == agents_.end() || !it->second.session->ready()) {
-        return;
-    }
-    it->second.session->send_tokens(mint(agent, worker, count));
-}
-
-void Agents::need_channel(unsigned worker, const std::string& service) {
-    const auto agents = listeners_.agents_of(service);
-    if (agents.empty()) {
-        return;
-    }
-    send_tokens(agents[rotate_++ % agents.size()], worker, 1);
-}
-
-void Agents::channel_used(unsigned worker, uint64_t agent) {
-    const auto it = agents_.find(agent);
-    if (it == agents_.end() || it->second.session->pool() == 0 || stopping_) {
-        return;
-    }
-    send_tokens(agent, worker, 1);
 }
 
 }  // namespace sp::relay

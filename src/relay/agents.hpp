@@ -2,8 +2,9 @@
 // The relay's connected agents, on the control thread: one AgentSession per
 // control connection, the directory of names they hold, and what a session
 // asks of the rest of the relay (listeners for its CONFIG, tokens for its
-// pool, cleanup when it leaves). Also where data channels are verified and
-// routed to the worker that owns their token.
+// pool, cleanup when it leaves). Tokens are made and registered by the
+// worker that will verify them (relay/channels.hpp); this thread only sends
+// them.
 #pragma once
 
 #include <chrono>
@@ -20,28 +21,23 @@
 #include "control/tls.hpp"
 #include "relay/admission.hpp"
 #include "relay/agent_session.hpp"
-#include "relay/front_door.hpp"
 #include "relay/listeners.hpp"
+#include "relay/preauth.hpp"
 #include "relay/shard.hpp"
 #include "relay/shards.hpp"
-#include "relay/tokens.hpp"
 
 namespace sp::relay {
 
-class Agents final : public AgentSession::Host, public FrontDoor::Host {
+class Agents final : public AgentSession::Host {
 public:
     struct Options {
         std::string software_version;
-        /// Token lifetime: 2 x handshake_timeout_ms (protocol doc 6.3).
-        std::chrono::milliseconds token_lifetime{10000};
     };
 
     /// All borrowed; `tls` is the context new sessions handshake with.
     Agents(Poller& poller, Listeners& listeners, Shards<Shard>& shards, LogLimiter& reject_log,
-           control::TlsContext tls, uint64_t hash_key, Options options);
+           control::TlsContext tls, Options options);
     ~Agents() override;
-
-    void set_token_lifetime(std::chrono::milliseconds t) { options_.token_lifetime = t; }
 
     /// Once a second: heartbeats and liveness per session, token expiry.
     void tick(Poller::Clock::time_point now);
@@ -52,35 +48,35 @@ public:
     void shutdown();
     [[nodiscard]] size_t ready_count() const;
 
-    /// From the shards (posted to the control thread): a client of
-    /// `service` waits on `worker`; a channel of `agent` was used there.
-    void need_channel(unsigned worker, const std::string& service);
-    void channel_used(unsigned worker, uint64_t agent);
-
-    // FrontDoor::Host
-    void adopt_tls(UniqueFd fd, const SocketAddress& peer,
-                   Poller::Clock::time_point accepted) override;
-    void channel(UniqueFd fd, const SocketAddress& peer, const control::Token& t) override;
-    [[nodiscard]] size_t handshaking() const override { return handshaking_; }
+    /// From a worker's front door: a TLS connection accepted at `accepted`.
+    /// Starts its session, unless too many are mid-handshake (in total or
+    /// from that address).
+    void adopt_tls(UniqueFd fd, const SocketAddress& peer, Poller::Clock::time_point accepted);
+    /// From a worker: tokens it made and registered for `agent`. Sent in one
+    /// OPEN_CHANNELS, or, for the HELLO pool (`initial`), gathered from all
+    /// workers into one. Dropped when the agent is gone (its tokens are void
+    /// on the workers already).
+    void send_tokens(unsigned worker, uint64_t agent, std::vector<control::Token> tokens,
+                     bool initial);
     void set_handshake_timeout(std::chrono::milliseconds t) { handshake_timeout_ = t; }
 
     // AgentSession::Host
     bool claim(AgentSession& s) override;
     void ready(AgentSession& s) override;
     control::ConfigResult apply_config(AgentSession& s, const control::Config& cfg) override;
-    std::vector<control::Token> issue_tokens(AgentSession& s, unsigned count) override;
+    void issue_tokens(AgentSession& s, unsigned count) override;
     void gone(AgentSession& s) override;
     void finished(AgentSession& s) override;
 
 private:
     struct Agent {
         std::unique_ptr<AgentSession> session;
-        bool handshaking = true;  // counted in handshaking_
-        unsigned next_worker = 0;
+        bool handshaking = true;    // holds a slot in preauth_
+        unsigned initial_left = 0;  // workers yet to answer for the HELLO pool
+        std::vector<control::Token> initial;
     };
 
-    [[nodiscard]] std::vector<control::Token> mint(uint64_t agent, unsigned worker, unsigned count);
-    void send_tokens(uint64_t agent, unsigned worker, unsigned count);
+    void leave_handshake(Agent& a, const AgentSession& s);
 
     Poller& poller_;
     Listeners& listeners_;
@@ -91,10 +87,8 @@ private:
     std::chrono::milliseconds handshake_timeout_{5000};
     std::map<uint64_t, Agent> agents_;
     control::AgentDirectory directory_;
-    TokenTable tokens_;
+    PreAuth preauth_;
     uint64_t next_id_ = 1;
-    size_t handshaking_ = 0;
-    size_t rotate_ = 0;
     bool stopping_ = false;
 };
 

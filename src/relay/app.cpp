@@ -14,12 +14,15 @@
 #include "base/notify.hpp"
 #include "config.h"
 #include "config/keys.hpp"
+#include "io/net.hpp"
 
 namespace sp::relay {
 
 using log::Level;
 
 namespace {
+
+constexpr int kBacklog = 1024;
 
 // sallyport.toml(5): setting certificate (with private_key and agent_ca)
 // selects certificate mode; keys is then not used.
@@ -40,10 +43,9 @@ Result<uint64_t> random_u64() {
 App::App(const Private& /*key*/, config::RelayConfig cfg) : cfg_(std::move(cfg)) {}
 
 App::~App() {
-    // The control objects hold the poller's callbacks: they go before the
+    // The agent sessions hold the poller's callbacks: they go before the
     // daemon that owns it. The workers use the shards and admission: the
     // daemon (which joins them) goes before those.
-    front_door_.reset();
     agents_.reset();
     daemon_.reset();
 }
@@ -88,13 +90,39 @@ Result<control::TlsContext> App::make_tls() {
         });
 }
 
-AgentRules App::agent_rules() const {
-    return {cfg_.auth.allow_agents, cfg_.auth.deny_agents,
-            std::chrono::milliseconds(cfg_.limits.handshake_timeout_ms)};
+std::shared_ptr<const AgentRules> App::agent_rules() const {
+    return std::make_shared<const AgentRules>(
+        AgentRules{cfg_.auth.allow_agents, cfg_.auth.deny_agents,
+                   std::chrono::milliseconds(cfg_.limits.handshake_timeout_ms)});
+}
+
+Result<void> App::listen_control() {
+    // One SO_REUSEPORT socket per worker and address: every worker accepts
+    // agents' connections itself, so data channels never touch this thread.
+    for (const auto& addr : cfg_.relay.control_listen) {
+        for (unsigned i = 0; i < shards_.size(); ++i) {
+            auto fd = io::listen_tcp(addr, true, kBacklog);
+            if (!fd) {
+                log::event(Level::Error, "bind-failed",
+                           {{"LISTEN_ADDR", addr.to_string()}, {"REASON", fd.error().describe()}},
+                           fmt::format("cannot listen on control address {}: {}", addr.to_string(),
+                                       fd.error().describe()));
+                return Unexpected(fd.error());
+            }
+            shards_.invoke_on(
+                i, [f = std::make_shared<UniqueFd>(std::move(*fd)), addr](Shard& s, io::Worker& w) {
+                    s.add_control_listener(w, std::move(*f), addr);
+                });
+        }
+        log::event(Level::Info, "control-listen", {{"LISTEN_ADDR", addr.to_string()}},
+                   fmt::format("accepting agents on {}", addr.to_string()));
+    }
+    return {};
 }
 
 ShardLimits App::shard_limits() const {
-    return {std::chrono::milliseconds(cfg_.limits.pending_timeout_ms), cfg_.limits.idle_timeout_s};
+    return {std::chrono::milliseconds(cfg_.limits.pending_timeout_ms), cfg_.limits.idle_timeout_s,
+            2 * std::chrono::milliseconds(cfg_.limits.handshake_timeout_ms)};
 }
 
 Result<void> App::setup() {
@@ -130,17 +158,25 @@ Result<void> App::setup() {
         AdmissionLimits{cfg_.limits.max_sessions, cfg_.limits.max_sessions_per_client,
                         cfg_.limits.max_new_sessions_per_client_per_s});
     const auto& workers = daemon_->workers();
+    const auto rules = agent_rules();
     shards_.start(workers, [&](unsigned i) {
         ShardHooks hooks{
-            [this](unsigned worker, const std::string& service) {
-                post([this, worker, service] { agents_->need_channel(worker, service); });
+            [this](UniqueFd fd, const SocketAddress& peer, Poller::Clock::time_point accepted) {
+                post([this, f = std::make_shared<UniqueFd>(std::move(fd)), peer, accepted] {
+                    agents_->adopt_tls(std::move(*f), peer, accepted);
+                });
             },
-            [this](unsigned worker, uint64_t agent) {
-                post([this, worker, agent] { agents_->channel_used(worker, agent); });
+            [this](unsigned worker, uint64_t agent, std::vector<control::Token> tokens,
+                   bool initial) {
+                post([this, worker, agent, t = std::move(tokens), initial]() mutable {
+                    agents_->send_tokens(worker, agent, std::move(t), initial);
+                });
             }};
-        return std::make_unique<Shard>(i, SessionIds{*session_base, workers.size()}, *admission_,
-                                       std::move(hooks), shard_limits());
+        return std::make_unique<Shard>(i, shards_, SessionIds{*session_base, workers.size()},
+                                       *admission_, std::move(hooks), shard_limits(), rules,
+                                       *hash_key + i);
     });
+    shards_.invoke_on_all([](Shard& s, io::Worker& w) { s.start(w); });
     listeners_ = std::make_unique<Listeners>(shards_, [this](const HostPorts& hp) {
         // The default allow_listen covers every port, the control port
         // included: an agent must never be able to take that one over.
@@ -151,18 +187,10 @@ Result<void> App::setup() {
         }
         return config::listen_allowed(cfg_, hp);
     });
-    agents_ = std::make_unique<Agents>(
-        daemon_->poller(), *listeners_, shards_, reject_log_, std::move(*tls), *hash_key,
-        Agents::Options{SP_VERSION,
-                        2 * std::chrono::milliseconds(cfg_.limits.handshake_timeout_ms)});
+    agents_ = std::make_unique<Agents>(daemon_->poller(), *listeners_, shards_, reject_log_,
+                                       std::move(*tls), Agents::Options{SP_VERSION});
     agents_->set_handshake_timeout(std::chrono::milliseconds(cfg_.limits.handshake_timeout_ms));
-    auto door = FrontDoor::create(*agents_, daemon_->poller(), reject_log_,
-                                  cfg_.relay.control_listen, agent_rules());
-    if (!door) {
-        return Unexpected(door.error());
-    }
-    front_door_ = std::move(*door);
-    return {};
+    return listen_control();
 }
 
 void App::post(std::function<void()> fn) {
@@ -230,9 +258,8 @@ void App::reload() {
     shards_.invoke_on_all([l = shard_limits()](Shard& s, io::Worker&) { s.set_limits(l); });
     // allow_agents applies to agents that connect from now on, as with any
     // firewall change; connected ones keep their channel.
-    front_door_->set_rules(agent_rules());
+    shards_.invoke_on_all([r = agent_rules()](Shard& s, io::Worker&) { s.set_agent_rules(r); });
     agents_->set_handshake_timeout(std::chrono::milliseconds(cfg_.limits.handshake_timeout_ms));
-    agents_->set_token_lifetime(2 * std::chrono::milliseconds(cfg_.limits.handshake_timeout_ms));
     if (psk) {
         if (auto k = load_keys(); !k) {
             keys_ = old_keys;
@@ -261,9 +288,9 @@ void App::begin_drain() {
     log::event(Level::Info, "stopping", {},
                fmt::format("stopping: draining {} sessions for up to {} s", admission_->sessions(),
                            cfg_.relay.drain_timeout_s));
-    front_door_->close();
     agents_->shutdown();
-    // Listeners go first: the workers stop once their inbox has run.
+    // Listeners go first, the control port's included: the workers stop
+    // once their inbox has run.
     shards_.invoke_on_all([](Shard& s, io::Worker& w) { s.remove_all_listeners(w); });
     daemon_->begin_drain(std::chrono::seconds(cfg_.relay.drain_timeout_s));
 }

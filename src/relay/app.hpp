@@ -21,7 +21,6 @@
 #include "io/daemon.hpp"
 #include "relay/admission.hpp"
 #include "relay/agents.hpp"
-#include "relay/front_door.hpp"
 #include "relay/listeners.hpp"
 #include "relay/shard.hpp"
 #include "relay/shards.hpp"
@@ -57,7 +56,8 @@ private:
     void tick();
     void reload();
     void begin_drain();
-    [[nodiscard]] AgentRules agent_rules() const;
+    [[nodiscard]] Result<void> listen_control();
+    [[nodiscard]] std::shared_ptr<const AgentRules> agent_rules() const;
     [[nodiscard]] ShardLimits shard_limits() const;
 
     config::RelayConfig cfg_;
@@ -73,7 +73,6 @@ private:
     std::unique_ptr<Listeners> listeners_;
     LogLimiter reject_log_{5, std::chrono::milliseconds(1000)};
     std::unique_ptr<Agents> agents_;
-    std::unique_ptr<FrontDoor> front_door_;
     bool stopping_ = false;
 };
 

@@ -1,26 +1,29 @@
 // SPDX-License-Identifier: Apache-2.0
-// The relay's control port: accepts on control_listen, applies
-// allow_agents/deny_agents, bounds connections that have not authenticated
-// yet, classifies each by its first bytes and hands it on: TLS to an agent
-// session, a data-channel hello (read whole) to the token check. Control
-// thread only.
+// The relay's control port on one worker: each worker accepts on its own
+// SO_REUSEPORT socket of every control_listen address, applies
+// allow_agents/deny_agents, bounds unauthenticated connections (in total and
+// per address), and classifies each by its first bytes: TLS goes to the
+// control thread, a data-channel hello is read whole here and handed on with
+// its token. Worker thread only.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstdint>
-#include <map>
 #include <memory>
+#include <unordered_map>
 #include <vector>
 
 #include "base/addr.hpp"
-#include "base/poller.hpp"
-#include "base/result.hpp"
 #include "base/unique_fd.hpp"
 #include "control/frame.hpp"
+#include "io/worker.hpp"
 #include "relay/admission.hpp"
+#include "relay/preauth.hpp"
 
 namespace sp::relay {
 
+/// Who may connect to the control port, and how long they have.
 struct AgentRules {
     std::vector<Cidr> allow;  // empty = any
     std::vector<Cidr> deny;
@@ -29,53 +32,69 @@ struct AgentRules {
 
 class FrontDoor final {
 public:
+    using Clock = std::chrono::steady_clock;
+
     class Host {
     public:
         virtual ~Host() = default;
-        /// A TLS connection: start its agent session. `accepted` starts the
-        /// handshake budget.
-        virtual void adopt_tls(UniqueFd fd, const SocketAddress& peer,
-                               Poller::Clock::time_point accepted) = 0;
-        /// A whole data-channel hello was read (nothing after it): verify
-        /// the token and route the channel, or close it.
-        virtual void channel(UniqueFd fd, const SocketAddress& peer, const control::Token& t) = 0;
-        /// Connections the host holds that have not authenticated yet.
-        [[nodiscard]] virtual size_t handshaking() const = 0;
+        /// A TLS connection: run its handshake on the control thread.
+        /// `accepted` starts its handshake_timeout_ms.
+        virtual void tls(UniqueFd fd, const SocketAddress& peer, Clock::time_point accepted) = 0;
+        /// A whole data-channel hello was read. `early`: the peer sent more
+        /// bytes after it, or closed (the channel is unusable, but its token
+        /// is still used up and counted against its agent).
+        virtual void channel(io::Worker& w, UniqueFd fd, const SocketAddress& peer,
+                             const control::Token& t, bool early) = 0;
     };
 
-    /// Listens on every address (an error names the one that failed).
-    [[nodiscard]] static Result<std::unique_ptr<FrontDoor>> create(
-        Host& host, Poller& poller, LogLimiter& reject_log,
-        const std::vector<SocketAddress>& addresses, AgentRules rules);
-
-    FrontDoor(Host& host, Poller& poller, LogLimiter& reject_log, AgentRules rules);
+    /// `cap` unauthenticated connections on this worker, at most
+    /// `per_address` of them from one address.
+    FrontDoor(Host& host, size_t cap, size_t per_address, std::shared_ptr<const AgentRules> rules);
     FrontDoor(const FrontDoor&) = delete;
     FrontDoor& operator=(const FrontDoor&) = delete;
-    ~FrontDoor();
 
+    /// Starts accepting on `fd` (this worker's socket of `addr`).
+    void add_listener(io::Worker& w, UniqueFd fd, const SocketAddress& addr);
     /// New rules apply to connections accepted from now on.
-    void set_rules(AgentRules rules) { rules_ = std::move(rules); }
+    void set_rules(std::shared_ptr<const AgentRules> rules) { rules_ = std::move(rules); }
     /// Drain: stops accepting and drops unclassified connections.
-    void close();
+    void close(io::Worker& w);
+    /// Once a second: drops connections past their deadline whose timer
+    /// never fired (the ring had no SQE for it).
+    void sweep(io::Worker& w, Clock::time_point now);
+    [[nodiscard]] size_t pending() const noexcept { return conns_.size(); }
 
 private:
-    struct Conn;
+    struct Conn {
+        UniqueFd fd;
+        SocketAddress peer;
+        Clock::time_point deadline;
+        Clock::time_point accepted;
+        uint64_t wait = 0;  // wait_fd id, or timer id when `timer`
+        bool timer = false;
+        bool hello = false;  // classified as a data channel
+        std::array<uint8_t, control::kChannelHelloSize> buf{};
+        size_t have = 0;
+    };
 
-    void on_accept(int listen_fd);
-    void on_event(uint64_t id);
-    void classify(Conn& c);
-    void read_hello(Conn& c);
-    void drop(uint64_t id, std::string_view reason, std::string_view message);
+    void on_accept(io::Worker& w, UniqueFd fd, const SocketAddress& peer);
+    void on_accept_error(const SocketAddress& addr, int err, bool paused);
+    void arm(io::Worker& w, uint64_t id);
+    void disarm(io::Worker& w, Conn& c);
+    void on_ready(io::Worker& w, uint64_t id, int res);
+    void classify(io::Worker& w, uint64_t id, Conn& c);
+    void read_hello(io::Worker& w, uint64_t id, Conn& c);
+    void drop(io::Worker& w, uint64_t id, std::string_view reason, std::string_view message);
+    void refuse(const SocketAddress& peer, std::string_view reason, std::string_view message);
 
     Host& host_;
-    Poller& poller_;
-    LogLimiter& reject_log_;
-    AgentRules rules_;
-    std::vector<UniqueFd> listeners_;
-    std::map<uint64_t, std::unique_ptr<Conn>> conns_;
+    PreAuth preauth_;
+    std::shared_ptr<const AgentRules> rules_;
+    std::vector<uint64_t> listeners_;
+    std::unordered_map<uint64_t, Conn> conns_;
     uint64_t next_id_ = 1;
     bool closed_ = false;
-    // Accept errors: one line per 5 s while it lasts.
+    LogLimiter reject_log_{5, std::chrono::milliseconds(1000)};
     LogLimiter resource_log_{1, std::chrono::milliseconds(5000)};
 };
 

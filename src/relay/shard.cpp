@@ -9,46 +9,68 @@
 #include <fmt/format.h>
 
 #include "base/event.hpp"
-#include "control/frame.hpp"
+#include "relay/session_events.hpp"
 
 namespace sp::relay {
 
 namespace {
 
 using log::Level;
+using namespace std::chrono_literals;
 
-std::string session_hex(uint64_t id) {
-    return fmt::format("{:016x}", id);
-}
-
-// A pooled channel may have died while idle (agent restarted, NAT entry
-// expired). A peek tells: EAGAIN means open and silent, as it must be; EOF,
-// an error or unexpected bytes mean it is unusable.
-bool channel_alive(int fd) {
-    char b = 0;
-    const ssize_t n = ::recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+// Where in a service's agent list a client starts looking: with affinity the
+// same client IP always tries the same agent first (its backend choice is
+// sticky there); otherwise the shard rotates across agents.
+size_t first_agent(const ServicePolicy& policy, const SocketAddress& peer, size_t& rotate) {
+    if (policy.affinity_s > 0) {
+        return std::hash<std::string>{}(peer.ip().unmapped().to_string());
+    }
+    return rotate++;
 }
 
 }  // namespace
 
-Shard::Shard(unsigned worker_index, SessionIds ids, Admission& admission, ShardHooks hooks,
-             ShardLimits limits)
+Shard::Shard(unsigned worker_index, Shards<Shard>& peers, SessionIds ids, Admission& admission,
+             ShardHooks hooks, ShardLimits limits, std::shared_ptr<const AgentRules> rules,
+             uint64_t hash_key)
     : index_(worker_index),
+      peers_(peers),
       ids_(ids),
       admission_(admission),
       hooks_(std::move(hooks)),
-      limits_(limits) {}
+      limits_(limits),
+      door_(*this, kMaxHandshaking / ids.stride,
+            std::max<size_t>(16, kMaxHandshaking / ids.stride / kHandshakingPerAddressDivisor),
+            std::move(rules)),
+      channels_(worker_index, hash_key, [this](uint64_t agent, std::vector<control::Token> tokens) {
+          hooks_.send_tokens(index_, agent, std::move(tokens), false);
+      }) {
+    channels_.set_token_lifetime(limits.token_lifetime);
+}
+
+void Shard::start(io::Worker& w) {
+    w.add_timer(1s, [this](io::Worker& wk) { on_tick(wk); });
+}
+
+void Shard::on_tick(io::Worker& w) {
+    const auto now = Clock::now();
+    channels_.tick(now, [this](uint64_t agent) { return waiting_for(agent); });
+    door_.sweep(w, now);
+    w.add_timer(1s, [this](io::Worker& wk) { on_tick(wk); });
+}
 
 void Shard::add_listener(io::Worker& w, uint64_t key, UniqueFd fd, std::string service,
                          SocketAddress listen) {
+    if (stopping_) {
+        return;
+    }
     const uint64_t id = w.add_listener(
         std::move(fd),
         [this, service = std::move(service)](
             io::Worker& wk, UniqueFd client, const SocketAddress& peer,
             const SocketAddress& local) { on_accept(wk, service, std::move(client), peer, local); },
-        [this, listen](io::Worker& wk, int err, bool paused) {
-            on_accept_error(wk, listen, err, paused);
+        [this, listen](io::Worker&, int err, bool paused) {
+            on_accept_error(listen, err, paused);
         });
     listeners_[key] = id;
 }
@@ -61,10 +83,12 @@ void Shard::remove_listener(io::Worker& w, uint64_t key) {
 }
 
 void Shard::remove_all_listeners(io::Worker& w) {
+    stopping_ = true;
     for (const auto& [key, id] : listeners_) {
         w.remove_listener(id);
     }
     listeners_.clear();
+    door_.close(w);
 }
 
 void Shard::set_service(std::shared_ptr<const ServicePolicy> policy) {
@@ -77,6 +101,7 @@ void Shard::remove_service(io::Worker& w, const std::string& name) {
     for (auto it = pending_.begin(); it != pending_.end();) {
         if (it->service == name) {
             w.cancel_timer(it->timer);
+            admission_.release(it->peer.ip(), it->service);
             reject(it->peer, it->local, name, "no-agent", "service withdrawn while waiting");
             it = pending_.erase(it);
         } else {
@@ -85,9 +110,68 @@ void Shard::remove_service(io::Worker& w, const std::string& name) {
     }
 }
 
-void Shard::add_channel(io::Worker& w, uint64_t agent, std::string agent_name, UniqueFd fd,
-                        size_t max_idle) {
-    // The oldest waiting client whose service this agent serves gets it.
+void Shard::add_agent(uint64_t agent, std::string name, unsigned cap) {
+    channels_.add_agent(agent, std::move(name), cap);
+}
+
+void Shard::drop_agent(io::Worker& w, uint64_t agent) {
+    channels_.drop_agent(agent);
+    // Clients that were waiting on its channels ask another agent of their
+    // service, if one is left (remove_service handles the case of none).
+    for (auto& p : pending_) {
+        if (p.agent != agent) {
+            continue;
+        }
+        const auto svc = services_.find(p.service);
+        if (svc == services_.end()) {
+            continue;
+        }
+        for (const uint64_t other : svc->second->agents) {
+            if (other != agent && channels_.serves(other)) {
+                p.agent = other;
+                refill(w, other);
+                break;
+            }
+        }
+    }
+}
+
+void Shard::issue(uint64_t agent, unsigned count) {
+    hooks_.send_tokens(index_, agent, channels_.issue(agent, count, Clock::now()), true);
+}
+
+void Shard::tls(UniqueFd fd, const SocketAddress& peer, Clock::time_point accepted) {
+    hooks_.adopt_tls(std::move(fd), peer, accepted);
+}
+
+void Shard::channel(io::Worker& w, UniqueFd fd, const SocketAddress& peer, const control::Token& t,
+                    bool early) {
+    const unsigned owner = token_owner(t);
+    if (owner == index_) {
+        arrive(w, std::move(fd), peer, t, early);
+        return;
+    }
+    if (owner >= peers_.size()) {
+        channels_.reject_token(peer);  // no worker of ours made it
+        return;
+    }
+    // The kernel spread the connection here; the token's worker verifies it
+    // and keeps the channel, where its clients wait. One post, no lock.
+    peers_.invoke_on(
+        owner, [f = std::make_shared<UniqueFd>(std::move(fd)), peer, t, early](
+                   Shard& s, io::Worker& wk) { s.arrive(wk, std::move(*f), peer, t, early); });
+}
+
+void Shard::arrive(io::Worker& w, UniqueFd fd, const SocketAddress& peer, const control::Token& t,
+                   bool early) {
+    auto ch = channels_.redeem(std::move(fd), peer, t, early, Clock::now());
+    if (!ch) {
+        return;
+    }
+    const uint64_t agent = ch->agent;
+    // The oldest waiting client whose service this agent serves gets it. A
+    // channel that turns out dead is dropped; the client keeps waiting,
+    // within its own deadline.
     for (auto it = pending_.begin(); it != pending_.end(); ++it) {
         const auto svc = services_.find(it->service);
         if (svc == services_.end()) {
@@ -97,36 +181,41 @@ void Shard::add_channel(io::Worker& w, uint64_t agent, std::string agent_name, U
         if (std::find(agents.begin(), agents.end(), agent) == agents.end()) {
             continue;
         }
-        idle_[agent].push_front({std::move(fd), std::move(agent_name)});
-        Pending p = std::move(*it);
-        pending_.erase(it);
-        w.cancel_timer(p.timer);
-        if (!try_pair(w, *svc->second, p.client, p.peer, p.local)) {
-            // The channel was dead: keep waiting for another one.
-            hooks_.need_channel(index_, p.service);
-            pending_.push_front(std::move(p));
-            pending_.front().timer = w.add_timer(
-                limits_.pending_timeout,
-                [this, id = pending_.front().id](io::Worker& wk) { on_pending_timeout(wk, id); });
+        if (bind(w, *svc->second, *ch, it->client, it->peer, it->local)) {
+            w.cancel_timer(it->timer);
+            pending_.erase(it);
+        } else {
+            channels_.dead(agent);
         }
+        refill(w, agent);
         return;
     }
-    auto& q = idle_[agent];
-    if (q.size() < max_idle) {
-        q.push_back({std::move(fd), std::move(agent_name)});
+    channels_.keep(std::move(*ch));
+    refill(w, agent);
+}
+
+void Shard::refill(io::Worker& w, uint64_t agent) {
+    if (std::find(refill_.begin(), refill_.end(), agent) == refill_.end()) {
+        refill_.push_back(agent);
+    }
+    if (!refill_posted_) {
+        refill_posted_ = true;
+        w.post([this](io::Worker&) { run_refills(); });
     }
 }
 
-void Shard::drop_agent(uint64_t agent) {
-    idle_.erase(agent);
+void Shard::run_refills() {
+    refill_posted_ = false;
+    std::vector<uint64_t> agents;
+    agents.swap(refill_);
+    for (const uint64_t agent : agents) {
+        channels_.replenish(agent, waiting_for(agent));
+    }
 }
 
-size_t Shard::idle_channels() const noexcept {
-    size_t n = 0;
-    for (const auto& [agent, q] : idle_) {
-        n += q.size();
-    }
-    return n;
+size_t Shard::waiting_for(uint64_t agent) const {
+    return static_cast<size_t>(std::count_if(pending_.begin(), pending_.end(),
+                                             [&](const Pending& p) { return p.agent == agent; }));
 }
 
 void Shard::reject(const SocketAddress& peer, const SocketAddress& local,
@@ -171,15 +260,25 @@ void Shard::on_accept(io::Worker& w, const std::string& service, UniqueFd client
         return;
     }
     // No idle channel: the client's bytes wait in its socket buffer while an
-    // agent dials one for us.
+    // agent dials one for us. Its pool asks for tokens in one batch for all
+    // the clients waiting, not one control round trip per client.
+    const auto& agents = policy.agents;
+    const size_t start = first_agent(policy, peer, rotate_);
+    uint64_t agent = agents[start % agents.size()];
+    for (size_t i = 0; i < agents.size(); ++i) {
+        if (channels_.serves(agents[(start + i) % agents.size()])) {
+            agent = agents[(start + i) % agents.size()];
+            break;
+        }
+    }
     const uint64_t id = next_pending_++;
-    const uint64_t timer = w.add_timer(limits_.pending_timeout,
-                                       [this, id](io::Worker& wk) { on_pending_timeout(wk, id); });
-    pending_.push_back({id, std::move(client), peer, local, service, timer});
-    hooks_.need_channel(index_, service);
+    const uint64_t timer =
+        w.add_timer(limits_.pending_timeout, [this, id](io::Worker&) { on_pending_timeout(id); });
+    pending_.push_back({id, std::move(client), peer, local, service, agent, timer});
+    refill(w, agent);
 }
 
-void Shard::on_pending_timeout(io::Worker& /*w*/, uint64_t pending_id) {
+void Shard::on_pending_timeout(uint64_t pending_id) {
     const auto it = std::find_if(pending_.begin(), pending_.end(),
                                  [&](const Pending& p) { return p.id == pending_id; });
     if (it == pending_.end()) {
@@ -197,75 +296,52 @@ bool Shard::try_pair(io::Worker& w, const ServicePolicy& policy, UniqueFd& clien
     if (agents.empty()) {
         return false;
     }
-    // With affinity, a client IP always tries the same agent first (its
-    // backend choice is sticky there); otherwise rotate across agents.
-    size_t start = rotate_++;
-    if (policy.affinity_s > 0) {
-        start = std::hash<std::string>{}(peer.ip().unmapped().to_string());
-    }
+    const size_t start = first_agent(policy, peer, rotate_);
     for (size_t i = 0; i < agents.size(); ++i) {
         const uint64_t agent = agents[(start + i) % agents.size()];
-        auto q = idle_.find(agent);
-        while (q != idle_.end() && !q->second.empty()) {
-            Idle ch = std::move(q->second.front());
-            q->second.pop_front();
-            hooks_.channel_used(index_, agent);
-            if (!channel_alive(ch.fd.get())) {
-                continue;
+        while (auto ch = channels_.take(agent)) {
+            if (bind(w, policy, *ch, client, peer, local)) {
+                refill(w, agent);
+                return true;
             }
-            // base + n * workers + index: distinct across workers and never
-            // repeated within 2^64 / workers sessions (an OR of a 32-bit
-            // counter into the worker bits repeated after 2^32).
-            const uint64_t sid = ids_.base + next_session_++ * ids_.stride + index_;
-            auto header =
-                control::encode_binding({sid, policy.name, peer.to_string(), local.to_string()});
-            if (!header) {
-                return false;
-            }
-            // A fresh, idle socket has an empty send buffer, so the small
-            // header goes out whole or the channel is broken.
-            const ssize_t n =
-                ::send(ch.fd.get(), header->data(), header->size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-            if (n != static_cast<ssize_t>(header->size())) {
-                continue;
-            }
-            log::event(Level::Info, "session-open",
-                       {{"SESSION_ID", session_hex(sid)},
-                        {"SERVICE", policy.name},
-                        {"CLIENT_ADDR", peer.ip().to_string()},
-                        {"CLIENT_PORT", std::to_string(peer.port())},
-                        {"LISTEN_ADDR", local.to_string()},
-                        {"AGENT", ch.agent_name}},
-                       fmt::format("session {} from {} to {}", session_hex(sid), peer.to_string(),
-                                   policy.name));
-            w.start_session(
-                std::move(client), std::move(ch.fd),
-                [this, sid, service = policy.name, peer, local, agent_name = ch.agent_name](
-                    io::Worker&, io::SessionId, const io::SessionEnd& end) {
-                    admission_.release(peer.ip(), service);
-                    log::event(
-                        Level::Info, "session-close",
-                        {{"SESSION_ID", session_hex(sid)},
-                         {"SERVICE", service},
-                         {"CLIENT_ADDR", peer.ip().to_string()},
-                         {"CLIENT_PORT", std::to_string(peer.port())},
-                         {"LISTEN_ADDR", local.to_string()},
-                         {"AGENT", agent_name},
-                         {"BYTES_UP", std::to_string(end.bytes_up)},
-                         {"BYTES_DOWN", std::to_string(end.bytes_down)},
-                         {"DURATION_MS", std::to_string(end.duration.count())},
-                         {"REASON", std::string(end.reason)}},
-                        fmt::format("session {} closed ({}): {} bytes up, {} down",
-                                    session_hex(sid), end.reason, end.bytes_up, end.bytes_down));
-                },
-                limits_.idle_timeout_s);
-            return true;
+            channels_.dead(agent);
         }
     }
     return false;
 }
 
-void Shard::on_accept_error(io::Worker& /*w*/, const SocketAddress& listen, int err, bool paused) {
+bool Shard::bind(io::Worker& w, const ServicePolicy& policy, Channels::Channel& ch,
+                 UniqueFd& client, const SocketAddress& peer, const SocketAddress& local) {
+    // base + n * workers + index: distinct across workers and never
+    // repeated within 2^64 / workers sessions (an OR of a 32-bit counter
+    // into the worker bits repeated after 2^32).
+    const uint64_t sid = ids_.base + next_session_ * ids_.stride + index_;
+    auto header = control::encode_binding({sid, policy.name, peer.to_string(), local.to_string()});
+    if (!header) {
+        return false;
+    }
+    // A fresh, idle socket has an empty send buffer, so the small header
+    // goes out whole or the channel is broken.
+    const ssize_t n =
+        ::send(ch.fd.get(), header->data(), header->size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n != static_cast<ssize_t>(header->size())) {
+        return false;
+    }
+    ++next_session_;
+    channels_.paired(ch.agent);
+    SessionInfo info{sid, policy.name, peer, local, std::move(ch.agent_name)};
+    log_session_open(info);
+    w.start_session(
+        std::move(client), std::move(ch.fd),
+        [this, info = std::move(info)](io::Worker&, io::SessionId, const io::SessionEnd& end) {
+            admission_.release(info.client.ip(), info.service);
+            log_session_close(info, end);
+        },
+        limits_.idle_timeout_s);
+    return true;
+}
+
+void Shard::on_accept_error(const SocketAddress& listen, int err, bool paused) {
     if (resource_log_.allow(listen.to_string(), LogLimiter::Clock::now()) < 0) {
         return;
     }

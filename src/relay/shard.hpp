@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
-// The relay's per-worker data-plane state: the worker's public listeners, its
-// idle data channels (by agent), and clients waiting for one. Pairs each
-// admitted client with a channel, writes the binding header and hands both
-// sockets to the worker's splice pump. Lives on one worker thread; the
-// control thread reaches it only through Worker::post().
+// The relay's per-worker state: the worker's public listeners and service
+// policies, its control-port front door, its data channels, and the clients
+// waiting for one. Pairs each admitted client with a channel, writes the
+// binding header and hands both sockets to the worker's splice pump. Lives
+// on one worker thread; others reach it only by message (Shards::invoke_on).
 #pragma once
 
 #include <chrono>
@@ -18,8 +18,12 @@
 
 #include "base/addr.hpp"
 #include "base/unique_fd.hpp"
+#include "control/frame.hpp"
 #include "io/worker.hpp"
 #include "relay/admission.hpp"
+#include "relay/channels.hpp"
+#include "relay/front_door.hpp"
+#include "relay/shards.hpp"
 
 namespace sp::relay {
 
@@ -33,12 +37,19 @@ struct ServicePolicy {
     std::vector<uint64_t> agents;  // connection ids, in join order
 };
 
-/// Calls back into the control thread (posted there, never run inline).
+/// Calls to the control thread. Both are posted there, never run inline,
+/// and may be called from any worker.
 struct ShardHooks {
-    /// A client of `service` waits on worker `worker`: ask an agent for a channel.
-    std::function<void(unsigned worker, const std::string& service)> need_channel;
-    /// A channel of `agent` was used on worker `worker`: issue a replacement.
-    std::function<void(unsigned worker, uint64_t agent)> channel_used;
+    /// A TLS connection for an agent session (FrontDoor::Host::tls).
+    std::function<void(UniqueFd fd, const SocketAddress& peer,
+                       std::chrono::steady_clock::time_point accepted)>
+        adopt_tls;
+    /// Tokens this worker made and registered for `agent`: send them in
+    /// OPEN_CHANNELS. `initial`: the share of the HELLO pool that issue()
+    /// was asked for (the control thread gathers those into one frame).
+    std::function<void(unsigned worker, uint64_t agent, std::vector<control::Token> tokens,
+                       bool initial)>
+        send_tokens;
 };
 
 /// SESSION_IDs: `base` is random per process start (so ids stay unique
@@ -51,33 +62,63 @@ struct SessionIds {
 struct ShardLimits {
     std::chrono::milliseconds pending_timeout{10000};
     uint32_t idle_timeout_s = 0;
+    std::chrono::milliseconds token_lifetime{10000};  // 2 x handshake_timeout_ms
 };
 
-class Shard final {
-public:
-    Shard(unsigned worker_index, SessionIds ids, Admission& admission, ShardHooks hooks,
-          ShardLimits limits);
+/// Unauthenticated control-port connections per relay, and the share one
+/// address may hold (split evenly over the workers).
+inline constexpr size_t kMaxHandshaking = 4096;
+inline constexpr size_t kHandshakingPerAddressDivisor = 8;
 
-    // All of these run on the worker thread.
+class Shard final : public FrontDoor::Host {
+public:
+    using Clock = std::chrono::steady_clock;
+
+    /// `peers` (borrowed) reaches the other workers' shards, for channels
+    /// whose token another worker issued.
+    Shard(unsigned worker_index, Shards<Shard>& peers, SessionIds ids, Admission& admission,
+          ShardHooks hooks, ShardLimits limits, std::shared_ptr<const AgentRules> rules,
+          uint64_t hash_key);
+
+    // --- worker thread only (from others: Shards::invoke_on) ---
+    /// Arms the 1 s tick (token expiry, pool upkeep, handshake sweep).
+    void start(io::Worker& w);
+    void add_control_listener(io::Worker& w, UniqueFd fd, const SocketAddress& addr) {
+        door_.add_listener(w, std::move(fd), addr);
+    }
+    void set_agent_rules(std::shared_ptr<const AgentRules> rules) {
+        door_.set_rules(std::move(rules));
+    }
     void add_listener(io::Worker& w, uint64_t key, UniqueFd fd, std::string service,
                       SocketAddress listen);
     void remove_listener(io::Worker& w, uint64_t key);
-    /// Stops accepting everywhere (drain); established sessions go on.
+    /// Drain: stops accepting, clients and agents alike; sessions go on.
     void remove_all_listeners(io::Worker& w);
     void set_service(std::shared_ptr<const ServicePolicy> policy);
     void remove_service(io::Worker& w, const std::string& name);
-    /// A data channel arrived. It goes to the oldest waiting client its
-    /// agent can serve; else it is kept idle while this worker holds fewer
-    /// than `max_idle` of the agent's channels, and closed otherwise (an
-    /// on-demand channel whose client gave up must not hold an fd forever).
-    void add_channel(io::Worker& w, uint64_t agent, std::string agent_name, UniqueFd fd,
-                     size_t max_idle);
-    /// The agent is gone: its idle channels close; sessions already paired
-    /// with its channels go on (they no longer need the control channel).
-    void drop_agent(uint64_t agent);
-    void set_limits(ShardLimits limits) { limits_ = limits; }
+    void set_limits(ShardLimits limits) {
+        limits_ = limits;
+        channels_.set_token_lifetime(limits.token_lifetime);
+    }
 
-    [[nodiscard]] size_t idle_channels() const noexcept;
+    /// The agent is Ready (`cap`: this worker's share of its pool) / gone
+    /// (its tokens are void and idle channels close; paired sessions go on).
+    void add_agent(uint64_t agent, std::string name, unsigned cap);
+    void drop_agent(io::Worker& w, uint64_t agent);
+    /// Makes `count` tokens of `agent` (this worker's share of its HELLO
+    /// pool), registers them, and sends them back through send_tokens.
+    void issue(uint64_t agent, unsigned count);
+    /// A channel whose token this worker issued: verify it, then give it to
+    /// the oldest waiting client its agent can serve, or keep it idle.
+    void arrive(io::Worker& w, UniqueFd fd, const SocketAddress& peer, const control::Token& t,
+                bool early);
+
+    // FrontDoor::Host
+    void tls(UniqueFd fd, const SocketAddress& peer, Clock::time_point accepted) override;
+    void channel(io::Worker& w, UniqueFd fd, const SocketAddress& peer, const control::Token& t,
+                 bool early) override;
+
+    [[nodiscard]] size_t idle_channels() const noexcept { return channels_.idle(); }
     [[nodiscard]] size_t pending_clients() const noexcept { return pending_.size(); }
 
 private:
@@ -87,36 +128,49 @@ private:
         SocketAddress peer;
         SocketAddress local;
         std::string service;
+        uint64_t agent;  // asked for a channel on this client's behalf
         uint64_t timer;
     };
-    struct Idle {
-        UniqueFd fd;
-        std::string agent_name;
-    };
 
+    void on_tick(io::Worker& w);
     void on_accept(io::Worker& w, const std::string& service, UniqueFd client,
                    const SocketAddress& peer, const SocketAddress& local);
-    void on_accept_error(io::Worker& w, const SocketAddress& listen, int err, bool paused);
+    void on_accept_error(const SocketAddress& listen, int err, bool paused);
     /// Pairs a client with an idle channel of one of `policy`'s agents.
     /// Returns false (client untouched) when no usable channel is idle.
     bool try_pair(io::Worker& w, const ServicePolicy& policy, UniqueFd& client,
                   const SocketAddress& peer, const SocketAddress& local);
+    /// Sends the binding header on `ch` and starts the session; false when
+    /// the channel turned out dead (client untouched).
+    bool bind(io::Worker& w, const ServicePolicy& policy, Channels::Channel& ch, UniqueFd& client,
+              const SocketAddress& peer, const SocketAddress& local);
+    [[nodiscard]] size_t waiting_for(uint64_t agent) const;
+    /// Lets `agent`'s pool issue tokens once this loop iteration is done,
+    /// so every client and channel event of one batch of completions is
+    /// answered by one OPEN_CHANNELS rather than one each.
+    void refill(io::Worker& w, uint64_t agent);
+    void run_refills();
     void reject(const SocketAddress& peer, const SocketAddress& local, const std::string& service,
                 std::string_view reason, std::string_view message);
-    void on_pending_timeout(io::Worker& w, uint64_t pending_id);
+    void on_pending_timeout(uint64_t pending_id);
 
     unsigned index_;
+    Shards<Shard>& peers_;
     SessionIds ids_;
     uint64_t next_session_ = 0;
     uint64_t next_pending_ = 1;
     Admission& admission_;
     ShardHooks hooks_;
     ShardLimits limits_;
+    FrontDoor door_;
+    Channels channels_;
     std::map<uint64_t, uint64_t> listeners_;  // key -> io listener id
     std::unordered_map<std::string, std::shared_ptr<const ServicePolicy>> services_;
-    std::unordered_map<uint64_t, std::deque<Idle>> idle_;  // agent -> channels
     std::deque<Pending> pending_;
     size_t rotate_ = 0;
+    std::vector<uint64_t> refill_;  // agents whose pool may issue tokens
+    bool refill_posted_ = false;
+    bool stopping_ = false;
     LogLimiter reject_log_{5, std::chrono::milliseconds(1000)};
     LogLimiter resource_log_{1, std::chrono::milliseconds(5000)};
 };

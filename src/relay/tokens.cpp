@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "relay/tokens.hpp"
 
+#include <sys/random.h>
+
+#include <cerrno>
 #include <cstring>
 
 #include "control/token.hpp"
@@ -15,6 +18,31 @@ Result<control::Token> make_token(unsigned owner) {
     (*t)[0] = static_cast<uint8_t>(owner >> 8);
     (*t)[1] = static_cast<uint8_t>(owner);
     return t;
+}
+
+Result<std::vector<control::Token>> make_tokens(unsigned owner, size_t n) {
+    std::vector<uint8_t> bytes(n * sizeof(control::Token));
+    size_t got = 0;
+    // Large reads from the urandom source may come back short (a signal):
+    // loop until all are there.
+    while (got < bytes.size()) {
+        const ssize_t r = ::getrandom(bytes.data() + got, bytes.size() - got, 0);
+        if (r < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return errno_error("getrandom");
+        }
+        got += static_cast<size_t>(r);
+    }
+    std::vector<control::Token> out(n);
+    for (size_t i = 0; i < n; ++i) {
+        std::memcpy(out[i].data(), bytes.data() + i * sizeof(control::Token),
+                    sizeof(control::Token));
+        out[i][0] = static_cast<uint8_t>(owner >> 8);
+        out[i][1] = static_cast<uint8_t>(owner);
+    }
+    return out;
 }
 
 unsigned token_owner(const control::Token& t) noexcept {

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <optional>
 #include <unordered_map>
+#include <vector>
 
 #include "base/result.hpp"
 #include "control/frame.hpp"
@@ -20,6 +21,8 @@ namespace sp::relay {
 /// only routes a channel to the worker that can verify it, and 240 random
 /// bits stay unguessable.
 [[nodiscard]] Result<control::Token> make_token(unsigned owner);
+/// `n` fresh tokens for worker `owner`, from one getrandom(2) call.
+[[nodiscard]] Result<std::vector<control::Token>> make_tokens(unsigned owner, size_t n);
 /// The worker that issued `t` (may be out of range for a forged token).
 [[nodiscard]] unsigned token_owner(const control::Token& t) noexcept;
 
