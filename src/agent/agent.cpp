@@ -17,7 +17,6 @@
 #include "base/notify.hpp"
 #include "config.h"
 #include "config/keys.hpp"
-#include "io/daemon.hpp"
 #include "io/net.hpp"
 
 namespace sp::agent {
@@ -158,7 +157,7 @@ void Agent::build_selectors() {
 }
 
 Result<void> Agent::setup() {
-    auto daemon = io::Daemon::create(
+    auto daemon = daemon::Shell::create(
         cfg_.agent.threads,
         cfg_.agent.data_path == config::DataPath::Copy ? io::DataPath::Copy : io::DataPath::Splice);
     if (!daemon) {

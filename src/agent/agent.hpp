@@ -23,7 +23,7 @@
 #include "control/frame.hpp"
 #include "control/peer.hpp"
 #include "control/tls.hpp"
-#include "io/daemon.hpp"
+#include "daemon/shell.hpp"
 #include "io/worker.hpp"
 
 namespace sp::agent {
@@ -72,9 +72,9 @@ private:
     void begin_drain();
 
     config::AgentConfig cfg_;
-    std::unique_ptr<io::Daemon> daemon_;
+    std::unique_ptr<daemon::Shell> daemon_;
     [[nodiscard]] Poller& poller() { return daemon_->poller(); }
-    [[nodiscard]] std::vector<std::unique_ptr<io::Worker>>& workers() { return daemon_->workers(); }
+    [[nodiscard]] std::span<io::Worker* const> workers() { return daemon_->workers(); }
     size_t next_worker_ = 0;
     std::vector<std::unique_ptr<Link>> links_;
     std::map<uint64_t, std::unique_ptr<Channel>> channels_;

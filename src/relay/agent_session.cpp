@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "base/event.hpp"
+#include "base/events.hpp"
 
 namespace sp::relay {
 
@@ -278,7 +279,7 @@ void AgentSession::run(std::vector<control::RelayAction> actions) {
                     poller_.cancel_timer(timer_);
                     timer_ = 0;
                     ready_at_ = Poller::Clock::now();
-                    log::event(Level::Info, "agent-connected",
+                    log::event(Level::Info, log::Ev::AgentConnected,
                                {{"AGENT", c.name},
                                 {"AGENT_ADDR", peer_addr_.ip().to_string()},
                                 {"KEY_ID", c.identity}},
@@ -291,7 +292,7 @@ void AgentSession::run(std::vector<control::RelayAction> actions) {
                 [&](out::ApplyConfig& c) { send(host_.apply_config(*this, c.config)); },
                 [&](out::IssueTokens& t) { host_.issue_tokens(*this, t.count); },
                 [&](out::ReportBackendFailed& b) {
-                    log::event(Level::Warn, "backend-failed",
+                    log::event(Level::Warn, log::Ev::BackendFailed,
                                {{"SESSION_ID", fmt::format("{:016x}", b.failure.session_id)},
                                 {"AGENT", name()},
                                 {"BACKEND_ADDR", b.failure.backend},
@@ -318,7 +319,7 @@ void AgentSession::log_close(const out::Close& c) {
         if (held < 0) {
             return;
         }
-        log::event(Level::Warn, "agent-rejected",
+        log::event(Level::Warn, log::Ev::AgentRejected,
                    {{"AGENT", name()},
                     {"AGENT_ADDR", addr},
                     {"KEY_ID", identity()},
@@ -328,7 +329,7 @@ void AgentSession::log_close(const out::Close& c) {
     } else if (c.event == control::CloseEvent::AgentDisconnected) {
         const auto ms =
             std::chrono::duration_cast<std::chrono::milliseconds>(Poller::Clock::now() - ready_at_);
-        log::event(Level::Info, "agent-disconnected",
+        log::event(Level::Info, log::Ev::AgentDisconnected,
                    {{"AGENT", name()},
                     {"AGENT_ADDR", addr},
                     {"KEY_ID", identity()},

@@ -19,12 +19,12 @@
 #include "base/poller.hpp"
 #include "control/agent_directory.hpp"
 #include "control/tls.hpp"
+#include "io/sharded.hpp"
 #include "relay/admission.hpp"
 #include "relay/agent_session.hpp"
 #include "relay/listeners.hpp"
 #include "relay/preauth.hpp"
 #include "relay/shard.hpp"
-#include "relay/shards.hpp"
 
 namespace sp::relay {
 
@@ -35,7 +35,7 @@ public:
     };
 
     /// All borrowed; `tls` is the context new sessions handshake with.
-    Agents(Poller& poller, Listeners& listeners, Shards<Shard>& shards, LogLimiter& reject_log,
+    Agents(Poller& poller, Listeners& listeners, io::Sharded<Shard>& shards, LogLimiter& reject_log,
            control::TlsContext tls, Options options);
     ~Agents() override;
 
@@ -80,7 +80,7 @@ private:
 
     Poller& poller_;
     Listeners& listeners_;
-    Shards<Shard>& shards_;
+    io::Sharded<Shard>& shards_;
     LogLimiter& reject_log_;
     control::TlsContext tls_;
     Options options_;

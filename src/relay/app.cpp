@@ -2,7 +2,6 @@
 #include "relay/app.hpp"
 
 #include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/random.h>
 #include <unistd.h>
 
@@ -11,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "base/event.hpp"
+#include "base/events.hpp"
 #include "base/notify.hpp"
 #include "config.h"
 #include "config/keys.hpp"
@@ -47,7 +47,7 @@ App::~App() {
     // daemon that owns it. The workers use the shards and admission: the
     // daemon (which joins them) goes before those.
     agents_.reset();
-    daemon_.reset();
+    shell_.reset();
 }
 
 Result<std::unique_ptr<App>> App::create(config::RelayConfig cfg) {
@@ -103,18 +103,17 @@ Result<void> App::listen_control() {
         for (unsigned i = 0; i < shards_.size(); ++i) {
             auto fd = io::listen_tcp(addr, true, kBacklog);
             if (!fd) {
-                log::event(Level::Error, "bind-failed",
+                log::event(Level::Error, log::Ev::BindFailed,
                            {{"LISTEN_ADDR", addr.to_string()}, {"REASON", fd.error().describe()}},
                            fmt::format("cannot listen on control address {}: {}", addr.to_string(),
                                        fd.error().describe()));
                 return Unexpected(fd.error());
             }
-            shards_.invoke_on(
-                i, [f = std::make_shared<UniqueFd>(std::move(*fd)), addr](Shard& s, io::Worker& w) {
-                    s.add_control_listener(w, std::move(*f), addr);
-                });
+            shards_.invoke_on(i, [f = std::move(*fd), addr](Shard& s, io::Worker& w) mutable {
+                s.add_control_listener(w, std::move(f), addr);
+            });
         }
-        log::event(Level::Info, "control-listen", {{"LISTEN_ADDR", addr.to_string()}},
+        log::event(Level::Info, log::Ev::ControlListen, {{"LISTEN_ADDR", addr.to_string()}},
                    fmt::format("accepting agents on {}", addr.to_string()));
     }
     return {};
@@ -126,27 +125,18 @@ ShardLimits App::shard_limits() const {
 }
 
 Result<void> App::setup() {
-    auto daemon = io::Daemon::create(
+    auto shell = daemon::Shell::create(
         cfg_.relay.threads,
         cfg_.relay.data_path == config::DataPath::Copy ? io::DataPath::Copy : io::DataPath::Splice);
-    if (!daemon) {
-        return Unexpected(daemon.error());
+    if (!shell) {
+        return Unexpected(shell.error());
     }
-    daemon_ = std::move(*daemon);
-    daemon_->set_hooks({[this] { reload(); }, [this] { begin_drain(); }, [this] { tick(); },
-                        [this] { return admission_->sessions(); }});
+    shell_ = std::move(*shell);
+    shell_->set_hooks({[this] { reload(); }, [this] { begin_drain(); }, [this] { tick(); },
+                       [this] { return admission_->sessions(); }});
     auto tls = make_tls();
     if (!tls) {
         return Unexpected(tls.error());
-    }
-    inbox_fd_.reset(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
-    if (!inbox_fd_) {
-        return errno_error("eventfd");
-    }
-    if (auto r =
-            daemon_->poller().add(inbox_fd_.get(), EPOLLIN, [this](uint32_t) { drain_inbox(); });
-        !r) {
-        return r;
     }
     const auto session_base = random_u64();
     const auto hash_key = random_u64();
@@ -157,18 +147,18 @@ Result<void> App::setup() {
     admission_ = std::make_unique<Admission>(
         AdmissionLimits{cfg_.limits.max_sessions, cfg_.limits.max_sessions_per_client,
                         cfg_.limits.max_new_sessions_per_client_per_s});
-    const auto& workers = daemon_->workers();
+    const auto workers = shell_->workers();
     const auto rules = agent_rules();
     shards_.start(workers, [&](unsigned i) {
         ShardHooks hooks{
             [this](UniqueFd fd, const SocketAddress& peer, Poller::Clock::time_point accepted) {
-                post([this, f = std::make_shared<UniqueFd>(std::move(fd)), peer, accepted] {
-                    agents_->adopt_tls(std::move(*f), peer, accepted);
+                shell_->post([this, f = std::move(fd), peer, accepted]() mutable {
+                    agents_->adopt_tls(std::move(f), peer, accepted);
                 });
             },
             [this](unsigned worker, uint64_t agent, std::vector<control::Token> tokens,
                    bool initial) {
-                post([this, worker, agent, t = std::move(tokens), initial]() mutable {
+                shell_->post([this, worker, agent, t = std::move(tokens), initial]() mutable {
                     agents_->send_tokens(worker, agent, std::move(t), initial);
                 });
             }};
@@ -187,46 +177,24 @@ Result<void> App::setup() {
         }
         return config::listen_allowed(cfg_, hp);
     });
-    agents_ = std::make_unique<Agents>(daemon_->poller(), *listeners_, shards_, reject_log_,
+    agents_ = std::make_unique<Agents>(shell_->poller(), *listeners_, shards_, reject_log_,
                                        std::move(*tls), Agents::Options{SP_VERSION});
     agents_->set_handshake_timeout(std::chrono::milliseconds(cfg_.limits.handshake_timeout_ms));
     return listen_control();
 }
 
-void App::post(std::function<void()> fn) {
-    {
-        const std::lock_guard lock(inbox_mu_);
-        inbox_.push_back(std::move(fn));
-    }
-    const uint64_t one = 1;
-    (void)::write(inbox_fd_.get(), &one, sizeof one);  // a full counter still wakes us
-}
-
-void App::drain_inbox() {
-    uint64_t n = 0;
-    (void)::read(inbox_fd_.get(), &n, sizeof n);
-    std::vector<std::function<void()>> batch;
-    {
-        const std::lock_guard lock(inbox_mu_);
-        batch.swap(inbox_);
-    }
-    for (auto& fn : batch) {
-        fn();
-    }
-}
-
 void App::tick() {
     agents_->tick(Poller::Clock::now());
-    daemon_->status(fmt::format("{} agents, {} sessions, {} listeners", agents_->ready_count(),
-                                admission_->sessions(), listeners_->count()));
+    shell_->status(fmt::format("{} agents, {} sessions, {} listeners", agents_->ready_count(),
+                               admission_->sessions(), listeners_->count()));
 }
 
 void App::reload() {
     notify::reloading();
-    log::event(Level::Info, "reload", {}, "reloading configuration");
+    log::event(Level::Info, log::Ev::Reload, {}, "reloading configuration");
     auto fresh = config::load_relay_config(cfg_.path);
     if (!fresh) {
-        log::event(Level::Error, "reload-failed", {{"REASON", fresh.error().describe()}},
+        log::event(Level::Error, log::Ev::ReloadFailed, {{"REASON", fresh.error().describe()}},
                    fmt::format("reload failed, keeping the running configuration: {}",
                                fresh.error().describe()));
         notify::ready();
@@ -235,7 +203,7 @@ void App::reload() {
     if (fresh->relay.control_listen != cfg_.relay.control_listen ||
         fresh->relay.threads != cfg_.relay.threads ||
         fresh->relay.data_path != cfg_.relay.data_path || psk_mode(*fresh) != psk_mode(cfg_)) {
-        log::event(Level::Warn, "reload", {},
+        log::event(Level::Warn, log::Ev::Reload, {},
                    "control_listen, threads, data_path and the auth mode change only on "
                    "restart, ignoring");
     }
@@ -263,7 +231,7 @@ void App::reload() {
     if (psk) {
         if (auto k = load_keys(); !k) {
             keys_ = old_keys;
-            log::event(Level::Error, "reload-failed", {{"REASON", k.error().describe()}},
+            log::event(Level::Error, log::Ev::ReloadFailed, {{"REASON", k.error().describe()}},
                        fmt::format("key file not reloaded, keeping the old keys: {}",
                                    k.error().describe()));
         } else {
@@ -276,7 +244,7 @@ void App::reload() {
             });
         }
     }
-    log::event(Level::Info, "config-applied", {}, "relay configuration reloaded");
+    log::event(Level::Info, log::Ev::ConfigApplied, {}, "relay configuration reloaded");
     notify::ready();
 }
 
@@ -285,22 +253,22 @@ void App::begin_drain() {
         return;
     }
     stopping_ = true;
-    log::event(Level::Info, "stopping", {},
+    log::event(Level::Info, log::Ev::Stopping, {},
                fmt::format("stopping: draining {} sessions for up to {} s", admission_->sessions(),
                            cfg_.relay.drain_timeout_s));
     agents_->shutdown();
     // Listeners go first, the control port's included: the workers stop
     // once their inbox has run.
     shards_.invoke_on_all([](Shard& s, io::Worker& w) { s.remove_all_listeners(w); });
-    daemon_->begin_drain(std::chrono::seconds(cfg_.relay.drain_timeout_s));
+    shell_->begin_drain(std::chrono::seconds(cfg_.relay.drain_timeout_s));
 }
 
 int App::run() {
-    log::event(Level::Info, "started", {},
+    log::event(Level::Info, log::Ev::Started, {},
                fmt::format("sallyport-relay {} started with {} workers ({} data path)", SP_VERSION,
                            shards_.size(), config::data_path_name(cfg_.relay.data_path)));
-    const bool forced = daemon_->run();
-    log::event(Level::Info, "stopping", {},
+    const bool forced = shell_->run();
+    log::event(Level::Info, log::Ev::Stopping, {},
                forced ? "drain timeout reached: remaining sessions closed; exiting"
                       : "all sessions drained; exiting");
     return 0;

@@ -9,7 +9,6 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -18,12 +17,12 @@
 #include "base/unique_fd.hpp"
 #include "config/relay_config.hpp"
 #include "control/tls.hpp"
-#include "io/daemon.hpp"
+#include "daemon/shell.hpp"
+#include "io/sharded.hpp"
 #include "relay/admission.hpp"
 #include "relay/agents.hpp"
 #include "relay/listeners.hpp"
 #include "relay/shard.hpp"
-#include "relay/shards.hpp"
 
 namespace sp::relay {
 
@@ -49,9 +48,6 @@ private:
     [[nodiscard]] Result<void> setup();
     [[nodiscard]] Result<control::TlsContext> make_tls();
     [[nodiscard]] Result<void> load_keys();
-    /// Any thread: runs `fn` on the control thread.
-    void post(std::function<void()> fn);
-    void drain_inbox();
 
     void tick();
     void reload();
@@ -63,13 +59,10 @@ private:
     config::RelayConfig cfg_;
     // Declared first so it is destroyed last: the workers it owns use the
     // shards and the admission below until they are joined.
-    std::unique_ptr<io::Daemon> daemon_;
-    UniqueFd inbox_fd_;
-    std::mutex inbox_mu_;
-    std::vector<std::function<void()>> inbox_;
+    std::unique_ptr<daemon::Shell> shell_;
     std::map<std::string, std::vector<uint8_t>> keys_;  // shared-key mode
     std::unique_ptr<Admission> admission_;
-    Shards<Shard> shards_;
+    io::Sharded<Shard> shards_;
     std::unique_ptr<Listeners> listeners_;
     LogLimiter reject_log_{5, std::chrono::milliseconds(1000)};
     std::unique_ptr<Agents> agents_;

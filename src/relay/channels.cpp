@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "base/event.hpp"
+#include "base/events.hpp"
 
 namespace sp::relay {
 
@@ -57,7 +58,7 @@ void Channels::reject_token(const SocketAddress& peer) {
     const std::string addr = peer.ip().to_string();
     const int64_t held = token_log_.allow(addr, Clock::now());
     if (held >= 0) {
-        log::event(Level::Debug, "agent-rejected",
+        log::event(Level::Debug, log::Ev::AgentRejected,
                    {{"AGENT_ADDR", addr},
                     {"REASON", "token"},
                     {"SUPPRESSED", held > 0 ? std::to_string(held) : std::string()}},
@@ -82,7 +83,7 @@ std::optional<Channels::Channel> Channels::redeem(UniqueFd fd, const SocketAddre
         it->second.policy.dead();
         const int64_t held = early_log_.allow(it->second.name, now);
         if (held >= 0) {
-            log::event(Level::Warn, "agent-rejected",
+            log::event(Level::Warn, log::Ev::AgentRejected,
                        {{"AGENT", it->second.name},
                         {"AGENT_ADDR", peer.ip().to_string()},
                         {"REASON", "protocol"},

@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "base/event.hpp"
+#include "base/events.hpp"
 
 namespace sp::relay {
 
@@ -62,7 +63,7 @@ void FrontDoor::refuse(const SocketAddress& peer, std::string_view reason,
     const std::string addr = peer.ip().to_string();
     const int64_t held = reject_log_.allow(addr, Clock::now());
     if (held >= 0) {
-        log::event(Level::Warn, "agent-rejected",
+        log::event(Level::Warn, log::Ev::AgentRejected,
                    {{"AGENT_ADDR", addr},
                     {"REASON", std::string(reason)},
                     {"SUPPRESSED", suppressed(held)}},
@@ -74,7 +75,7 @@ void FrontDoor::on_accept_error(const SocketAddress& addr, int err, bool paused)
     if (resource_log_.allow(addr.to_string(), Clock::now()) < 0) {
         return;
     }
-    log::event(Level::Warn, "resource-limit",
+    log::event(Level::Warn, log::Ev::ResourceLimit,
                {{"LISTEN_ADDR", addr.to_string()}, {"REASON", std::strerror(err)}},
                fmt::format("accept on the control port {} failed: {}{}", addr.to_string(),
                            std::strerror(err), paused ? "; accepting paused briefly" : ""));

@@ -2,11 +2,11 @@
 #include "relay/listeners.hpp"
 
 #include <cstring>
-#include <memory>
 
 #include <fmt/format.h>
 
 #include "base/event.hpp"
+#include "base/events.hpp"
 #include "io/net.hpp"
 
 namespace sp::relay {
@@ -65,7 +65,7 @@ Parsed parse(const control::Config& cfg) {
 
 }  // namespace
 
-Listeners::Listeners(Shards<Shard>& shards, Registry::ListenPolicy policy)
+Listeners::Listeners(io::Sharded<Shard>& shards, Registry::ListenPolicy policy)
     : shards_(shards), registry_(std::move(policy)) {}
 
 control::ConfigResult Listeners::apply(uint64_t agent, const std::string& agent_name,
@@ -79,7 +79,7 @@ control::ConfigResult Listeners::apply(uint64_t agent, const std::string& agent_
         } else if (!bind_failed.contains(a.service)) {
             if (const int err = open(a.address, a.service); err != 0) {
                 bind_failed[a.service] = err;
-                log::event(Level::Error, "bind-failed",
+                log::event(Level::Error, log::Ev::BindFailed,
                            {{"SERVICE", a.service},
                             {"LISTEN_ADDR", a.address.to_string()},
                             {"AGENT", agent_name},
@@ -110,7 +110,7 @@ control::ConfigResult Listeners::apply(uint64_t agent, const std::string& agent_
         if (lr.status == control::ListenStatus::Ok) {
             ++ok;
         } else {
-            log::event(Level::Warn, "config-rejected",
+            log::event(Level::Warn, log::Ev::ConfigRejected,
                        {{"AGENT", agent_name},
                         {"SERVICE", lr.service},
                         {"LISTEN_ADDR", lr.listen},
@@ -122,12 +122,12 @@ control::ConfigResult Listeners::apply(uint64_t agent, const std::string& agent_
     }
     for (auto& r : parsed.invalid) {
         log::event(
-            Level::Warn, "config-rejected",
+            Level::Warn, log::Ev::ConfigRejected,
             {{"AGENT", agent_name}, {"SERVICE", r.service}, {"REASON", "invalid"}},
             fmt::format("agent \"{}\" service \"{}\": {}", agent_name, r.service, r.message));
         result.results.push_back(std::move(r));
     }
-    log::event(Level::Info, "config-applied", {{"AGENT", agent_name}},
+    log::event(Level::Info, log::Ev::ConfigApplied, {{"AGENT", agent_name}},
                fmt::format("agent \"{}\" config generation {}: {} of {} listen entries active",
                            agent_name, cfg.generation, ok, result.results.size()));
     return result;
@@ -140,7 +140,7 @@ void Listeners::remove_agent(uint64_t agent, const std::string& agent_name, bool
     }
     broadcast();
     if (had && count() == 0 && !stopping) {
-        log::event(Level::Warn, "listeners-suspended", {{"AGENT", agent_name}},
+        log::event(Level::Warn, log::Ev::ListenersSuspended, {{"AGENT", agent_name}},
                    "no agent left: public listeners closed until an agent connects");
     }
 }
@@ -148,22 +148,23 @@ void Listeners::remove_agent(uint64_t agent, const std::string& agent_name, bool
 int Listeners::open(const SocketAddress& addr, const std::string& service) {
     // Bound here, on the control thread, so a failure is known before any
     // worker starts accepting and the whole service can be rolled back.
-    std::vector<std::shared_ptr<UniqueFd>> fds;
+    std::vector<UniqueFd> fds;
     for (size_t i = 0; i < shards_.size(); ++i) {
         auto fd = io::listen_tcp(addr, true, kBacklog);
         if (!fd) {
             return fd.error().code != 0 ? fd.error().code : EINVAL;
         }
-        fds.push_back(std::make_shared<UniqueFd>(std::move(*fd)));
+        fds.push_back(std::move(*fd));
     }
     const uint64_t key = next_key_++;
     keys_[addr.to_string()] = key;
     for (unsigned i = 0; i < shards_.size(); ++i) {
-        shards_.invoke_on(i, [key, service, addr, f = fds[i]](Shard& s, io::Worker& w) {
-            s.add_listener(w, key, std::move(*f), service, addr);
-        });
+        shards_.invoke_on(
+            i, [key, service, addr, f = std::move(fds[i])](Shard& s, io::Worker& w) mutable {
+                s.add_listener(w, key, std::move(f), service, addr);
+            });
     }
-    log::event(Level::Info, "listener-open",
+    log::event(Level::Info, log::Ev::ListenerOpen,
                {{"SERVICE", service}, {"LISTEN_ADDR", addr.to_string()}},
                fmt::format("listening on {} for {}", addr.to_string(), service));
     return 0;
@@ -177,7 +178,7 @@ void Listeners::close(const SocketAddress& addr, const std::string& service) {
     const uint64_t key = it->second;
     keys_.erase(it);
     shards_.invoke_on_all([key](Shard& s, io::Worker& w) { s.remove_listener(w, key); });
-    log::event(Level::Info, "listener-closed",
+    log::event(Level::Info, log::Ev::ListenerClosed,
                {{"SERVICE", service}, {"LISTEN_ADDR", addr.to_string()}},
                fmt::format("stopped listening on {} for {}", addr.to_string(), service));
 }

@@ -13,16 +13,16 @@
 
 #include "base/addr.hpp"
 #include "control/frame.hpp"
+#include "io/sharded.hpp"
 #include "relay/registry.hpp"
 #include "relay/shard.hpp"
-#include "relay/shards.hpp"
 
 namespace sp::relay {
 
 class Listeners final {
 public:
     /// `shards` is borrowed; `policy` says what allow_listen permits.
-    Listeners(Shards<Shard>& shards, Registry::ListenPolicy policy);
+    Listeners(io::Sharded<Shard>& shards, Registry::ListenPolicy policy);
 
     /// Replaces what `agent` serves with `cfg`: parses the wire form, opens
     /// and closes listeners (a service whose listener fails to bind is
@@ -50,7 +50,7 @@ private:
     void close(const SocketAddress& addr, const std::string& service);
     void broadcast();
 
-    Shards<Shard>& shards_;
+    io::Sharded<Shard>& shards_;
     Registry registry_;
     std::set<std::string> broadcast_names_;
     std::map<std::string, uint64_t> keys_;  // "ip:port" -> key the workers know it by

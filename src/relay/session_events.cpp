@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "base/event.hpp"
+#include "base/events.hpp"
 
 namespace sp::relay {
 
@@ -14,7 +15,7 @@ std::string session_hex(uint64_t id) {
 }
 
 void log_session_open(const SessionInfo& s) {
-    log::event(Level::Info, "session-open",
+    log::event(Level::Info, log::Ev::SessionOpen,
                {{"SESSION_ID", session_hex(s.id)},
                 {"SERVICE", s.service},
                 {"CLIENT_ADDR", s.client.ip().to_string()},
@@ -26,7 +27,7 @@ void log_session_open(const SessionInfo& s) {
 }
 
 void log_session_close(const SessionInfo& s, const io::SessionEnd& end) {
-    log::event(Level::Info, "session-close",
+    log::event(Level::Info, log::Ev::SessionClose,
                {{"SESSION_ID", session_hex(s.id)},
                 {"SERVICE", s.service},
                 {"CLIENT_ADDR", s.client.ip().to_string()},

@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "base/event.hpp"
+#include "base/events.hpp"
 #include "relay/session_events.hpp"
 
 namespace sp::relay {
@@ -30,7 +31,7 @@ size_t first_agent(const ServicePolicy& policy, const SocketAddress& peer, size_
 
 }  // namespace
 
-Shard::Shard(unsigned worker_index, Shards<Shard>& peers, SessionIds ids, Admission& admission,
+Shard::Shard(unsigned worker_index, io::Sharded<Shard>& peers, SessionIds ids, Admission& admission,
              ShardHooks hooks, ShardLimits limits, std::shared_ptr<const AgentRules> rules,
              uint64_t hash_key)
     : index_(worker_index),
@@ -157,9 +158,9 @@ void Shard::channel(io::Worker& w, UniqueFd fd, const SocketAddress& peer, const
     }
     // The kernel spread the connection here; the token's worker verifies it
     // and keeps the channel, where its clients wait. One post, no lock.
-    peers_.invoke_on(
-        owner, [f = std::make_shared<UniqueFd>(std::move(fd)), peer, t, early](
-                   Shard& s, io::Worker& wk) { s.arrive(wk, std::move(*f), peer, t, early); });
+    peers_.invoke_on(owner, [f = std::move(fd), peer, t, early](Shard& s, io::Worker& wk) mutable {
+        s.arrive(wk, std::move(f), peer, t, early);
+    });
 }
 
 void Shard::arrive(io::Worker& w, UniqueFd fd, const SocketAddress& peer, const control::Token& t,
@@ -224,7 +225,7 @@ void Shard::reject(const SocketAddress& peer, const SocketAddress& local,
     if (held < 0) {
         return;
     }
-    log::event(Level::Warn, "client-rejected",
+    log::event(Level::Warn, log::Ev::ClientRejected,
                {{"CLIENT_ADDR", peer.ip().to_string()},
                 {"CLIENT_PORT", std::to_string(peer.port())},
                 {"LISTEN_ADDR", local.to_string()},
@@ -345,7 +346,7 @@ void Shard::on_accept_error(const SocketAddress& listen, int err, bool paused) {
     if (resource_log_.allow(listen.to_string(), LogLimiter::Clock::now()) < 0) {
         return;
     }
-    log::event(Level::Warn, "resource-limit",
+    log::event(Level::Warn, log::Ev::ResourceLimit,
                {{"LISTEN_ADDR", listen.to_string()}, {"REASON", std::strerror(err)}},
                fmt::format("accept on {} failed: {}{}", listen.to_string(), std::strerror(err),
                            paused ? "; accepting paused briefly" : ""));

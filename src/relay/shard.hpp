@@ -19,11 +19,11 @@
 #include "base/addr.hpp"
 #include "base/unique_fd.hpp"
 #include "control/frame.hpp"
+#include "io/sharded.hpp"
 #include "io/worker.hpp"
 #include "relay/admission.hpp"
 #include "relay/channels.hpp"
 #include "relay/front_door.hpp"
-#include "relay/shards.hpp"
 
 namespace sp::relay {
 
@@ -76,7 +76,7 @@ public:
 
     /// `peers` (borrowed) reaches the other workers' shards, for channels
     /// whose token another worker issued.
-    Shard(unsigned worker_index, Shards<Shard>& peers, SessionIds ids, Admission& admission,
+    Shard(unsigned worker_index, io::Sharded<Shard>& peers, SessionIds ids, Admission& admission,
           ShardHooks hooks, ShardLimits limits, std::shared_ptr<const AgentRules> rules,
           uint64_t hash_key);
 
@@ -155,7 +155,7 @@ private:
     void on_pending_timeout(uint64_t pending_id);
 
     unsigned index_;
-    Shards<Shard>& peers_;
+    io::Sharded<Shard>& peers_;
     SessionIds ids_;
     uint64_t next_session_ = 0;
     uint64_t next_pending_ = 1;

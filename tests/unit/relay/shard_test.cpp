@@ -35,7 +35,8 @@ struct Sent {
 
 struct Fixture {
     std::vector<std::unique_ptr<io::Worker>> workers;
-    Shards<Shard> shards;
+    std::vector<io::Worker*> ptrs;
+    io::Sharded<Shard> shards;
     Admission admission{AdmissionLimits{}};
     std::mutex mu;
     std::vector<Sent> sent;
@@ -47,9 +48,10 @@ struct Fixture {
             auto w = io::Worker::create(o);
             REQUIRE(w);
             workers.push_back(std::move(*w));
+            ptrs.push_back(workers.back().get());
         }
         auto rules = std::make_shared<const AgentRules>();
-        shards.start(workers, [&](unsigned i) {
+        shards.start(ptrs, [&](unsigned i) {
             ShardHooks hooks{[](UniqueFd, const SocketAddress&, Clock::time_point) {},
                              [this](unsigned worker, uint64_t agent,
                                     std::vector<control::Token> tokens, bool initial) {
@@ -76,7 +78,7 @@ struct Fixture {
         using R = decltype(fn(std::declval<Shard&>(), std::declval<io::Worker&>()));
         auto prom = std::make_shared<std::promise<R>>();
         auto fut = prom->get_future();
-        shards.invoke_on(i, [prom, fn](Shard& s, io::Worker& w) mutable {
+        shards.invoke_on(i, [prom, fn = std::move(fn)](Shard& s, io::Worker& w) mutable {
             if constexpr (std::is_void_v<R>) {
                 fn(s, w);
                 prom->set_value();
