@@ -3,6 +3,7 @@
 
 #include <sys/epoll.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -28,6 +29,32 @@ constexpr int kBacklog = 1024;
 // selects certificate mode; keys is then not used.
 bool psk_mode(const config::RelayConfig& cfg) {
     return cfg.auth.certificate.empty() && cfg.shared_key_mode();
+}
+
+// Each session holds two descriptors (client and data channel); idle
+// channels, waiting clients, listeners and the control port need more.
+constexpr uint64_t kFdsPerSession = 2;
+constexpr uint64_t kFdReserve = 1024;
+
+// issue 16: a max_sessions the open-file limit cannot back fails later, one
+// EMFILE at a time; say so once, at start and on reload.
+void warn_fd_budget(const config::RelayConfig& cfg) {
+    rlimit rl{};
+    if (cfg.limits.max_sessions == 0 || ::getrlimit(RLIMIT_NOFILE, &rl) != 0 ||
+        rl.rlim_cur == RLIM_INFINITY) {
+        return;
+    }
+    const uint64_t need = uint64_t{cfg.limits.max_sessions} * kFdsPerSession + kFdReserve;
+    if (need <= rl.rlim_cur) {
+        return;
+    }
+    log::event(
+        log::Ev::ResourceLimit, {{"REASON", "RLIMIT_NOFILE"}},
+        fmt::format("max_sessions = {} needs about {} open files, but the limit is {}: "
+                    "sessions beyond about {} will fail; raise LimitNOFILE= or lower "
+                    "max_sessions",
+                    cfg.limits.max_sessions, need, rl.rlim_cur,
+                    rl.rlim_cur > kFdReserve ? (rl.rlim_cur - kFdReserve) / kFdsPerSession : 0));
 }
 
 Result<uint64_t> random_u64() {
@@ -138,6 +165,7 @@ Result<void> App::setup() {
     if (!tls) {
         return Unexpected(tls.error());
     }
+    warn_fd_budget(cfg_);
     const auto session_base = random_u64();
     const auto hash_key = random_u64();
     if (!session_base || !hash_key) {
@@ -223,6 +251,7 @@ void App::reload() {
     cfg_ = std::move(*fresh);
     admission_->set_limits({cfg_.limits.max_sessions, cfg_.limits.max_sessions_per_client,
                             cfg_.limits.max_new_sessions_per_client_per_s});
+    warn_fd_budget(cfg_);
     shards_.invoke_on_all([l = shard_limits()](Shard& s, io::Worker&) { s.set_limits(l); });
     // allow_agents applies to agents that connect from now on, as with any
     // firewall change; connected ones keep their channel.
