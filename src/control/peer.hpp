@@ -50,6 +50,9 @@ public:
 
     /// Queues GOODBYE and makes one attempt to send it with close_notify.
     void goodbye(GoodbyeReason reason, std::string_view message);
+    /// After goodbye(): sends what is still queued, then close_notify. Done
+    /// when both are out; WantWrite/WantRead: call again on that readiness.
+    [[nodiscard]] TlsResult shutdown() { return stream_.shutdown(); }
 
     [[nodiscard]] Clock::time_point last_rx() const noexcept { return last_rx_; }
     [[nodiscard]] Clock::time_point last_tx() const noexcept { return last_tx_; }
