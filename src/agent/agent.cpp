@@ -75,7 +75,7 @@ struct Agent::Link {
     std::optional<control::TlsStream> hs;
     std::unique_ptr<control::FramedPeer> peer;
     int poll_fd = -1;
-    Backoff backoff{500ms, 30s, 1};
+    control::Backoff backoff{500ms, 30s, 1};
     uint64_t retry_timer = 0;
     uint64_t timeout_timer = 0;
     std::optional<SocketAddress> resolved;
@@ -124,7 +124,7 @@ Result<void> Agent::build_links() {
         auto l = std::make_unique<Link>();
         l->index = i;
         l->entry = cfg_.relays[i];
-        l->backoff = Backoff(500ms, 30s, seed + i * 7919);
+        l->backoff = control::Backoff(500ms, 30s, seed + i * 7919);
         if (l->entry.shared_key_mode()) {
             auto keys = config::load_keys(l->entry.key, true);
             if (!keys) {

@@ -15,11 +15,11 @@
 #include <vector>
 
 #include "agent/backend.hpp"
-#include "agent/backoff.hpp"
 #include "base/poller.hpp"
 #include "base/result.hpp"
 #include "base/unique_fd.hpp"
 #include "config/agent_config.hpp"
+#include "control/backoff.hpp"
 #include "control/frame.hpp"
 #include "control/peer.hpp"
 #include "control/tls.hpp"

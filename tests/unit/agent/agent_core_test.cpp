@@ -4,7 +4,6 @@
 #include <doctest/doctest.h>
 
 #include "agent/backend.hpp"
-#include "agent/backoff.hpp"
 
 using namespace sp::agent;
 using namespace std::chrono_literals;
@@ -20,32 +19,6 @@ std::vector<sp::HostPorts> hps(std::initializer_list<const char*> l) {
 const sp::IpAddress kClientA = *sp::IpAddress::parse("203.0.113.9");
 const sp::IpAddress kClientB = *sp::IpAddress::parse("198.51.100.7");
 }  // namespace
-
-TEST_SUITE("agent.backoff") {
-    TEST_CASE("backoff: grows, stays within [d/2, d], caps and resets") {
-        Backoff b(500ms, 30s, 42);
-        auto expect = 500ms;
-        for (int i = 0; i < 12; ++i) {
-            const auto d = b.next();
-            CHECK(d >= expect / 2);
-            CHECK(d <= expect);
-            expect = std::min<std::chrono::milliseconds>(expect * 2, 30s);
-        }
-        CHECK(b.next() <= 30s);
-        b.reset();
-        CHECK(b.next() <= 500ms);
-    }
-
-    TEST_CASE("backoff: different seeds spread out") {
-        std::set<int64_t> seen;
-        for (uint64_t seed = 1; seed <= 20; ++seed) {
-            Backoff b(1000ms, 30s, seed * 7919);
-            (void)b.next();
-            seen.insert(b.next().count());
-        }
-        CHECK(seen.size() > 10);
-    }
-}
 
 TEST_SUITE("agent.backend") {
     TEST_CASE("backend: round-robin over backends") {
