@@ -14,8 +14,10 @@ std::vector<Want> wanted_links(std::span<const LinkView> links, bool stopping) {
     const bool primary_up = std::any_of(links.begin(), links.end(), [&](const LinkView& l) {
         return primary(l) && l.phase == LinkPhase::Ready;
     });
+    // An idle primary is about to be started by this very verdict: it counts
+    // as trying, or at start-up the standby would be dialled alongside it.
     const bool primary_trying = std::any_of(links.begin(), links.end(), [&](const LinkView& l) {
-        return primary(l) && l.phase == LinkPhase::Trying;
+        return primary(l) && (l.phase == LinkPhase::Trying || l.phase == LinkPhase::Idle);
     });
     for (size_t i = 0; i < links.size(); ++i) {
         const LinkView& l = links[i];

@@ -28,9 +28,10 @@ struct LinkView {
 enum class Want : uint8_t { Run, StopStandby, StopShutdown };
 
 /// One verdict per entry of `links`, same order. While `stopping`, nothing
-/// runs. A standby is not started while a primary attempt is in flight (at
-/// start-up, say), so its relay does not open listeners for a moment only
-/// to close them again; once up or trying it is kept until a primary is Ready.
+/// runs. A standby is not started while a primary attempt is in flight or
+/// about to start (an idle primary, at start-up say), so its relay does not
+/// open listeners for a moment only to close them again; once up or trying
+/// it is kept until a primary is Ready.
 [[nodiscard]] std::vector<Want> wanted_links(std::span<const LinkView> links, bool stopping);
 
 }  // namespace sp::agent

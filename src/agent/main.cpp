@@ -4,7 +4,7 @@
 #include <cstdio>
 #include <span>
 
-#include "agent/agent.hpp"
+#include "agent/app.hpp"
 #include "base/cli.hpp"
 #include "base/event.hpp"
 #include "base/signals.hpp"
@@ -37,10 +37,8 @@ sp::Result<void> check_files(const sp::config::AgentConfig& cfg) {
         }
         for (const auto* f : {&r.certificate, &r.private_key, &r.relay_ca}) {
             if (!f->empty()) {
-                if (std::FILE* fp = std::fopen(f->c_str(), "r"); fp != nullptr) {
-                    std::fclose(fp);
-                } else {
-                    return sp::errno_error("cannot read \"{}\"", *f);
+                if (auto c = sp::config::check_readable(*f); !c) {
+                    return c;
                 }
             }
         }
@@ -75,9 +73,9 @@ int main(int argc, char** argv) {
     if (auto r = sp::raise_fd_limit(); !r) {
         return fail(r.error());
     }
-    auto agent = sp::agent::Agent::create(std::move(*cfg));
-    if (!agent) {
-        return fail(agent.error());
+    auto app = sp::agent::App::create(std::move(*cfg));
+    if (!app) {
+        return fail(app.error());
     }
-    return (*agent)->run();
+    return (*app)->run();
 }

@@ -205,7 +205,7 @@ void AgentLinkFsm::on(const link_in::TlsFailed& in, Actions& out) {
     if (state_ == LinkState::Handshaking || state_ == LinkState::AwaitAck ||
         state_ == LinkState::Ready) {
         fail(in.error == TlsError::BadKey ? LinkDown::BadKey : LinkDown::Protocol, std::nullopt,
-             false, fmt::format("TLS: {}", in.detail), out);
+             false, in.detail, out);
     }
 }
 

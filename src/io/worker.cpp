@@ -488,6 +488,10 @@ uint64_t Worker::wait_fd(int fd, short events, std::chrono::milliseconds timeout
     io_uring_sqe_set_data64(sqe, encode(Tag{id, 0, Op::WaitFd, 0}));
     auto w = std::make_unique<detail::Waiter>();
     w->fn = std::move(fn);
+    if (timeout <= kNoTimeout) {
+        waiters_.emplace(id, std::move(w));
+        return id;
+    }
     // A separate timer rather than a linked timeout: no pair of SQEs to keep
     // together, and the poll keeps its own, simple completion.
     w->timer = add_timer(timeout, [id](Worker& wk) {

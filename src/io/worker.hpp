@@ -29,6 +29,9 @@ namespace sp::io {
 
 enum class DataPath { Splice, Copy };
 
+/// Worker::wait_fd without a deadline (an idle pooled channel may wait for days).
+inline constexpr std::chrono::milliseconds kNoTimeout{0};
+
 struct WorkerOptions {
     unsigned index = 0;
     DataPath data_path = DataPath::Splice;
@@ -155,7 +158,8 @@ public:
     /// Waits until `fd` is ready for `events` (POLLIN/POLLOUT) or `timeout`
     /// passed, then calls fn(worker, res): res is the revents mask (> 0),
     /// -ETIMEDOUT, or -errno (-ECANCELED on stop_now). The caller keeps `fd`
-    /// open until fn ran. Returns an id for cancel_wait.
+    /// open until fn ran. Returns an id for cancel_wait. `timeout` of
+    /// kNoTimeout (or less): no deadline, and no timer is kept for the wait.
     uint64_t wait_fd(int fd, short events, std::chrono::milliseconds timeout,
                      std::function<void(Worker&, int res)> fn);
     /// Cancels a pending wait_fd; fn is destroyed without running.

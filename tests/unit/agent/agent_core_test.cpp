@@ -71,8 +71,29 @@ TEST_SUITE("agent.backend") {
         for (int i = 0; i < 5; ++i) {
             CHECK(s.pick(kClientA, 21, now + std::chrono::seconds(i))->host == first);
         }
-        CHECK(s.pick(kClientB, 21, now)->host != first);
         CHECK(s.pick(kClientA, 21, now + 200s)->host == s.pick(kClientA, 21, now + 200s)->host);
+    }
+
+    TEST_CASE("backend: with affinity every selector (one per worker) picks alike") {
+        const auto b = hps({"10.0.0.1:21", "10.0.0.2:21", "10.0.0.3:21"});
+        BackendSelector one(hps({"0.0.0.0:21"}), b, 60s, 5s);
+        BackendSelector two(hps({"0.0.0.0:21"}), b, 60s, 5s);
+        const auto now = BackendSelector::Clock::now();
+        (void)two.pick(kClientB, 21, now);  // different history
+        std::set<std::string> used;
+        for (int i = 1; i <= 50; ++i) {
+            const auto ip = *sp::IpAddress::parse("198.51.100." + std::to_string(i));
+            const auto a = one.pick(ip, 21, now)->host;
+            CHECK(two.pick(ip, 21, now)->host == a);
+            used.insert(a);
+        }
+        CHECK(used.size() == 3);  // clients spread over the backends
+        // A failed backend is avoided, alike on both.
+        const auto a = one.pick(kClientA, 21, now)->index;
+        one.mark_failed(a, now);
+        two.mark_failed(a, now);
+        const auto c = *sp::IpAddress::parse("192.0.2.77");
+        CHECK(one.pick(c, 21, now + 1s)->index == two.pick(c, 21, now + 1s)->index);
     }
 
     TEST_CASE("backend: IPv6 backends print with brackets") {

@@ -60,7 +60,7 @@ TEST_SUITE("agent.link_policy") {
             {"every primary runs in any phase", "Pi Pb Pt Pr ", false, "RRRR"},
             {"start-up: a standby waits while a primary tries", "Pt Si ", false, "Rs"},
             {"primary in backoff: the standby starts", "Pb Si ", false, "RR"},
-            {"primary idle (never tried): the standby starts", "Pi Si ", false, "RR"},
+            {"primary idle: it starts now, so the standby waits", "Pi Si ", false, "Rs"},
             {"primary Ready: an up standby hands back", "Pr Sr ", false, "Rs"},
             {"primary Ready: a trying standby stops", "Pr St ", false, "Rs"},
             {"primary Ready: a standby in backoff stops", "Pr Sb ", false, "Rs"},
