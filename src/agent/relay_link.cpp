@@ -4,75 +4,16 @@
 #include <sys/epoll.h>
 
 #include <cstring>
-#include <fstream>
-#include <iterator>
 
 #include <fmt/format.h>
-#include <openssl/evp.h>
 
-#include "base/event.hpp"
-#include "config/keys.hpp"
+#include "agent/link_events.hpp"
 #include "io/net.hpp"
 
 namespace sp::agent {
 
-using log::Level;
 namespace in = control::link_in;
 namespace act = control::link_do;
-
-namespace {
-
-// SHA-256 over the parts, each prefixed by its length so that two splits of
-// the same bytes differ. Only compared, never shown: it tells a reload
-// whether a link's key material changed without keeping a second copy.
-std::string fingerprint(std::initializer_list<std::string_view> parts) {
-    std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
-    std::array<unsigned char, EVP_MAX_MD_SIZE> md{};
-    unsigned int len = 0;
-    if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) {
-        return {};
-    }
-    for (const auto p : parts) {
-        const uint64_t n = p.size();
-        EVP_DigestUpdate(ctx.get(), &n, sizeof n);
-        EVP_DigestUpdate(ctx.get(), p.data(), p.size());
-    }
-    EVP_DigestFinal_ex(ctx.get(), md.data(), &len);
-    return {reinterpret_cast<const char*>(md.data()), len};
-}
-
-std::string file_bytes(const std::string& path) {
-    std::ifstream f(path, std::ios::binary);
-    return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
-}
-
-}  // namespace
-
-Result<RelayCredentials> load_credentials(const config::RelayEntry& e) {
-    if (e.shared_key_mode()) {
-        auto keys = config::load_keys(e.key, true);
-        if (!keys) {
-            return Unexpected(keys.error());
-        }
-        const auto& k = keys->front();
-        const std::string_view secret(reinterpret_cast<const char*>(k.secret.data()),
-                                      k.secret.size());
-        std::string fp = fingerprint({k.id, secret});
-        auto ctx = control::TlsContext::psk_client(k.id, k.secret);
-        if (!ctx) {
-            return Unexpected(ctx.error());
-        }
-        return RelayCredentials{std::move(*ctx), k.id, std::move(fp)};
-    }
-    auto ctx = control::TlsContext::cert_client(e.certificate, e.private_key, e.relay_ca);
-    if (!ctx) {
-        return Unexpected(ctx.error());
-    }
-    return RelayCredentials{std::move(*ctx),
-                            {},
-                            fingerprint({file_bytes(e.certificate), file_bytes(e.private_key),
-                                         file_bytes(e.relay_ca)})};
-}
 
 RelayLink::RelayLink(LinkId id, config::RelayEntry entry, RelayCredentials creds, Poller& poller,
                      LinkHost& host, control::Hello hello, control::Config config, uint64_t seed)
@@ -194,25 +135,18 @@ void RelayLink::run(control::LinkAction& a, bool& abort) {
             host_.dial_channels(id_, *address_, std::move(d->tokens));
         }
     } else if (auto* r = std::get_if<act::ReportConfigResult>(&a)) {
-        report(r->result);
+        log_config_result(name_, r->result);
     } else if (auto* up = std::get_if<act::Connected>(&a)) {
         ready_since_ = Poller::Clock::now();
-        log::event(Level::Info, "relay-connected",
-                   {{"RELAY_ADDR", name_}, {"KEY_ID", creds_.key_id}},
-                   fmt::format("connected to relay {} (software {}, protocol {}, heartbeat {} ms)",
-                               name_, up->software_version, up->version, up->heartbeat_ms));
+        log_relay_connected(name_, creds_.key_id, *up);
     } else if (auto* down = std::get_if<act::Disconnected>(&a)) {
-        const bool was_up = ready_since_ != Poller::Clock::time_point{};
-        const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Poller::Clock::now() -
-                                                                              ready_since_);
+        std::optional<std::chrono::milliseconds> up_for;
+        if (ready_since_ != Poller::Clock::time_point{}) {
+            up_for = std::chrono::duration_cast<std::chrono::milliseconds>(Poller::Clock::now() -
+                                                                           ready_since_);
+        }
         ready_since_ = {};
-        log::event(down->error ? Level::Error : Level::Warn, "relay-disconnected",
-                   {{"RELAY_ADDR", name_},
-                    {"DURATION_MS", was_up ? std::to_string(ms.count()) : std::string()},
-                    {"REASON", std::string(control::to_string(down->reason))}},
-                   down->retry_in ? fmt::format("relay {}: {}; retrying in {:.1f} s", name_,
-                                                down->detail, down->retry_in->count() / 1000.0)
-                                  : fmt::format("relay {}: {}", name_, down->detail));
+        log_relay_disconnected(name_, up_for, *down);
     }
 }
 
@@ -401,26 +335,6 @@ void RelayLink::cancel(control::LinkTimer timer) {
         poller_.cancel_timer(t);
         t = 0;
     }
-}
-
-void RelayLink::report(const control::ConfigResult& r) {
-    size_t ok = 0;
-    for (const auto& l : r.results) {
-        if (l.status == control::ListenStatus::Ok) {
-            ++ok;
-            continue;
-        }
-        log::event(Level::Error, "config-rejected",
-                   {{"RELAY_ADDR", name_},
-                    {"SERVICE", l.service},
-                    {"LISTEN_ADDR", l.listen},
-                    {"REASON", std::string(control::to_string(l.status))}},
-                   fmt::format("relay {} refused {} of service \"{}\": {}", name_, l.listen,
-                               l.service, l.message));
-    }
-    log::event(Level::Info, "config-applied", {{"RELAY_ADDR", name_}},
-               fmt::format("relay {} applied config generation {}: {} of {} listen entries active",
-                           name_, r.generation, ok, r.results.size()));
 }
 
 }  // namespace sp::agent

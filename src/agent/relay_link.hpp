@@ -16,6 +16,7 @@
 
 #include "agent/link_id.hpp"
 #include "agent/link_policy.hpp"
+#include "agent/relay_credentials.hpp"
 #include "base/addr.hpp"
 #include "base/poller.hpp"
 #include "base/result.hpp"
@@ -43,16 +44,6 @@ public:
 protected:
     ~LinkHost() = default;
 };
-
-/// A relay entry's TLS context, loaded from its key or certificate files.
-struct RelayCredentials {
-    control::TlsContext tls;
-    std::string key_id;       // PSK identity (shared-key mode), for KEY_ID
-    std::string fingerprint;  // SHA-256 of the key material: a reload compares it
-};
-
-/// Reads the key file (mode checked) or the certificate files of `entry`.
-[[nodiscard]] Result<RelayCredentials> load_credentials(const config::RelayEntry& entry);
 
 class RelayLink final {
 public:
@@ -95,7 +86,6 @@ private:
     void arm(control::LinkTimer timer, std::chrono::milliseconds delay);
     void cancel(control::LinkTimer timer);
     void watch(uint32_t events);
-    void report(const control::ConfigResult& r);
 
     LinkId id_;
     config::RelayEntry entry_;

@@ -5,11 +5,9 @@
 #include <sys/socket.h>
 
 #include <cerrno>
-#include <cstdlib>
 
 #include <fmt/format.h>
 
-#include "agent/proxy_header.hpp"
 #include "agent/session_log.hpp"
 #include "base/event.hpp"
 #include "io/net.hpp"
@@ -25,56 +23,25 @@ constexpr std::chrono::milliseconds kDialTimeout = 10s;  // TCP connect to the r
 // Once a binding header has started, the rest is in the same segment or
 // the next: a relay that stalls mid-header is not pairing a client.
 constexpr std::chrono::milliseconds kHeaderTimeout = 10s;
-constexpr std::chrono::milliseconds kBackendConnectTimeout = 5s;  // per backend attempt
-constexpr std::chrono::seconds kBackendFailHold = 5s;   // a refusing backend is skipped this long
-constexpr std::chrono::milliseconds kResolveWait = 5s;  // a backend name not resolved yet
-constexpr uint32_t kLogBurst = 5;                       // lines per relay and reason ...
-constexpr auto kLogWindow = 10s;                        // ... per window
+constexpr uint32_t kLogBurst = 5;  // lines per relay and reason ...
+constexpr auto kLogWindow = 10s;   // ... per window
 
 }  // namespace
 
 struct Shard::Channel {
-    enum class Stage : uint8_t { Dialling, Waiting, Reading, Resolving, Connecting };
+    enum class Stage : uint8_t { Dialling, Waiting, Reading };
     Stage stage = Stage::Dialling;
     LinkId link{};
     std::string relay_name;
-    bool holds_slot = true;  // counted in its link's budget until bound
-    UniqueFd fd;             // the data channel
-    uint64_t wait = 0;       // wait_fd in flight
-    uint64_t timer = 0;      // Resolving: how long to wait for the name
+    UniqueFd fd;
+    uint64_t wait = 0;       // the wait_fd in flight
     control::Token token{};  // Dialling only
     std::vector<uint8_t> buf;
-    SessionInfo info;  // from the binding header on
-    SocketAddress listen;
-    UniqueFd backend;
-    std::optional<BackendTarget> target;
-    size_t tried = 0;
-    std::vector<std::pair<std::string, int>> failed;  // backends that refused, with errno
 };
 
-Shard::Shard(unsigned index, ShardHost& host) : index_(index), host_(host) {}
+Shard::Shard(unsigned index, ShardHost& host) : index_(index), connector_(host) {}
 
 Shard::~Shard() = default;
-
-void Shard::set_services(std::shared_ptr<const ServiceTable> table) {
-    services_.clear();
-    for (const auto& s : table->services) {
-        services_.emplace(
-            s.name, Service{BackendSelector(s.listen, s.backend, std::chrono::seconds(s.affinity_s),
-                                            kBackendFailHold),
-                            s.proxy_protocol});
-    }
-    table_ = std::move(table);
-}
-
-void Shard::mark_down(uint64_t gen, const std::string& service, size_t index) {
-    if (!table_ || table_->generation != gen) {
-        return;  // the mark is for a configuration since replaced
-    }
-    if (const auto it = services_.find(service); it != services_.end()) {
-        it->second.selector.mark_failed(index, Clock::now());
-    }
-}
 
 void Shard::dial(io::Worker& w, const LinkRoute& route, std::vector<control::Token> tokens) {
     const auto now = Clock::now();
@@ -163,11 +130,25 @@ void Shard::on_readable(io::Worker& w, uint64_t id, int res) {
 }
 
 void Shard::read_binding(io::Worker& w, uint64_t id, Channel& c) {
-    const auto known = [this](std::string_view s) { return services_.find(s) != services_.end(); };
+    const auto known = [this](std::string_view s) { return connector_.knows(s); };
     for (;;) {
         BindingVerdict v = judge_binding(c.buf, known);
         if (v.kind == BindingVerdict::Kind::Bound) {
-            bind(w, id, c, std::move(v));
+            // Bound: the slot and its credit go back (a session is no waste),
+            // and the channel leaves this object for its backend.
+            if (const auto l = links_.find(c.link); l != links_.end()) {
+                l->second.budget.bound();
+            }
+            BoundChannel b{c.link, std::move(c.fd),
+                           SessionInfo{v.binding.session_id,
+                                       std::move(v.binding.service),
+                                       *v.client,
+                                       std::move(v.binding.listen_addr),
+                                       {},
+                                       c.relay_name},
+                           *v.listen};
+            channels_.erase(id);
+            connector_.place(w, std::move(b));
             return;
         }
         if (v.kind == BindingVerdict::Kind::Refused || v.need <= c.buf.size()) {
@@ -198,162 +179,6 @@ void Shard::read_binding(io::Worker& w, uint64_t id, Channel& c) {
     }
 }
 
-void Shard::bind(io::Worker& w, uint64_t id, Channel& c, BindingVerdict v) {
-    if (const auto l = links_.find(c.link); l != links_.end() && c.holds_slot) {
-        l->second.budget.bound();
-    }
-    c.holds_slot = false;
-    c.buf = {};
-    c.info = SessionInfo{v.binding.session_id,
-                         std::move(v.binding.service),
-                         *v.client,
-                         std::move(v.binding.listen_addr),
-                         {},
-                         c.relay_name};
-    c.listen = *v.listen;
-    auto& svc = services_.find(c.info.service)->second;  // judge_binding checked it
-    c.target = svc.selector.pick(c.info.client.ip(), c.listen.port(), Clock::now());
-    if (!c.target) {
-        session_failed(w, id, c, EHOSTUNREACH);  // the listener port maps to no backend
-        return;
-    }
-    c.tried = 1;
-    connect_backend(w, id, c);
-}
-
-void Shard::connect_backend(io::Worker& w, uint64_t id, Channel& c) {
-    std::optional<SocketAddress> addr;
-    int err = EHOSTUNREACH;
-    if (auto ip = IpAddress::parse(c.target->host)) {
-        addr = SocketAddress(*ip, c.target->port);
-    } else if (const auto a = addresses_.find(c.target->host); a == addresses_.end()) {
-        // Not resolved yet: the resolver answers every shard.
-        host_.resolve(c.target->host);
-        resolving_[c.target->host].push_back(id);
-        c.stage = Channel::Stage::Resolving;
-        c.timer = w.add_timer(kResolveWait, [this, id](io::Worker& wk) {
-            const auto it = channels_.find(id);
-            if (it != channels_.end() && it->second->stage == Channel::Stage::Resolving) {
-                Channel& ch = *it->second;
-                ch.timer = 0;
-                std::erase(resolving_[ch.target->host], id);
-                backend_attempt_failed(wk, id, ch, ETIMEDOUT);
-            }
-        });
-        return;
-    } else if (a->second) {
-        addr = SocketAddress(*a->second, c.target->port);
-    }
-    if (addr) {
-        UniqueFd fd;
-        const int rc = io::connect_tcp_nonblocking(*addr, fd);
-        if (rc == 0 || rc == -EINPROGRESS) {
-            c.backend = std::move(fd);
-            c.stage = Channel::Stage::Connecting;
-            c.wait = w.wait_fd(c.backend.get(), POLLOUT, kBackendConnectTimeout,
-                               [this, id](io::Worker& wk, int r) { on_backend(wk, id, r); });
-            return;
-        }
-        err = -rc;
-    }
-    backend_attempt_failed(w, id, c, err);
-}
-
-void Shard::set_address(io::Worker& w, const std::string& host, std::optional<IpAddress> ip) {
-    addresses_[host] = ip;
-    auto waiting = resolving_.extract(host);
-    if (waiting.empty()) {
-        return;
-    }
-    for (const uint64_t id : waiting.mapped()) {
-        const auto it = channels_.find(id);
-        if (it == channels_.end() || it->second->stage != Channel::Stage::Resolving) {
-            continue;
-        }
-        Channel& c = *it->second;
-        w.cancel_timer(c.timer);
-        c.timer = 0;
-        connect_backend(w, id, c);
-    }
-}
-
-void Shard::on_backend(io::Worker& w, uint64_t id, int res) {
-    const auto it = channels_.find(id);
-    if (it == channels_.end()) {
-        return;
-    }
-    Channel& c = *it->second;
-    c.wait = 0;
-    const int err = res < 0 ? -res : -io::socket_error(c.backend.get());
-    if (err != 0) {
-        c.backend.reset();
-        backend_attempt_failed(w, id, c, err);
-        return;
-    }
-    start_session(w, id, c);
-}
-
-void Shard::backend_attempt_failed(io::Worker& w, uint64_t id, Channel& c, int err) {
-    c.failed.emplace_back(c.target->to_string(), err);
-    const auto svc = services_.find(c.info.service);
-    if (svc == services_.end()) {
-        session_failed(w, id, c, err);  // withdrawn by a reload meanwhile
-        return;
-    }
-    svc->second.selector.mark_failed(c.target->index, Clock::now());
-    host_.backend_down(table_->generation, c.info.service, c.target->index);
-    auto next = svc->second.selector.next_after(*c.target, c.listen.port(), c.tried);
-    if (!next) {
-        session_failed(w, id, c, err);
-        return;
-    }
-    c.target = std::move(next);
-    ++c.tried;
-    connect_backend(w, id, c);
-}
-
-void Shard::session_failed(io::Worker& w, uint64_t id, Channel& c, int err) {
-    for (const auto& [addr, e] : c.failed) {
-        log_backend_failed(c.info, addr, e, {});
-    }
-    if (c.failed.empty()) {
-        log_backend_failed(c.info, {}, err, {});
-    }
-    const std::string last = c.failed.empty() ? std::string() : c.failed.back().first;
-    host_.backend_failed(c.link, control::BackendFailed{c.info.session_id, std::abs(err), last});
-    drop(w, id);  // the relay sees the channel close and closes the client
-}
-
-void Shard::start_session(io::Worker& w, uint64_t id, Channel& c) {
-    const auto svc = services_.find(c.info.service);
-    if (svc != services_.end() && svc->second.proxy != config::ProxyProtocol::None) {
-        const auto header = svc->second.proxy == config::ProxyProtocol::V1
-                                ? proxy_v1(c.info.client, c.listen)
-                                : proxy_v2(c.info.client, c.listen);
-        // Just connected: the send buffer is empty and takes it whole.
-        if (::send(c.backend.get(), header.data(), header.size(), MSG_NOSIGNAL | MSG_DONTWAIT) !=
-            static_cast<ssize_t>(header.size())) {
-            c.backend.reset();
-            backend_attempt_failed(w, id, c, EPIPE);
-            return;
-        }
-    }
-    c.info.backend_addr = c.target->to_string();
-    for (const auto& [addr, e] : c.failed) {
-        log_backend_failed(c.info, addr, e, c.info.backend_addr);
-    }
-    log_session_open(c.info);
-    host_.session_count(+1);
-    w.start_session(
-        std::move(c.fd), std::move(c.backend),
-        [this, info = std::move(c.info)](io::Worker&, io::SessionId, const io::SessionEnd& end) {
-            log_session_close(info, end);
-            host_.session_count(-1);
-        },
-        0);
-    channels_.erase(id);
-}
-
 void Shard::drop(io::Worker& w, uint64_t id) {
     const auto it = channels_.find(id);
     if (it == channels_.end()) {
@@ -363,14 +188,8 @@ void Shard::drop(io::Worker& w, uint64_t id) {
     if (c.wait != 0) {
         w.cancel_wait(c.wait);  // before the fd closes with the channel
     }
-    if (c.timer != 0) {
-        w.cancel_timer(c.timer);
-        std::erase(resolving_[c.target->host], id);
-    }
-    if (c.holds_slot) {
-        if (const auto l = links_.find(c.link); l != links_.end()) {
-            l->second.budget.dropped();
-        }
+    if (const auto l = links_.find(c.link); l != links_.end()) {
+        l->second.budget.dropped();
     }
     channels_.erase(it);
 }
@@ -378,7 +197,7 @@ void Shard::drop(io::Worker& w, uint64_t id) {
 void Shard::drop_link(io::Worker& w, LinkId link) {
     std::vector<uint64_t> ids;
     for (const auto& [id, c] : channels_) {
-        if (c->link == link && c->holds_slot) {
+        if (c->link == link) {
             ids.push_back(id);
         }
     }
@@ -397,6 +216,7 @@ void Shard::close_all(io::Worker& w) {
     for (const uint64_t id : ids) {
         drop(w, id);
     }
+    connector_.close_all(w);
 }
 
 void Shard::limited_log(std::string_view event, const std::string& relay, std::string_view reason,
