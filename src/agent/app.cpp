@@ -1,8 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "agent/app.hpp"
 
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/random.h>
 #include <unistd.h>
 
@@ -14,13 +12,14 @@
 
 #include "agent/link_policy.hpp"
 #include "agent/wire_config.hpp"
-#include "base/event.hpp"
+#include "base/events.hpp"
 #include "base/notify.hpp"
 #include "config.h"
 
 namespace sp::agent {
 
-using log::Level;
+using log::Ev;
+namespace f = log::f;
 using namespace std::chrono_literals;
 
 namespace {
@@ -53,8 +52,7 @@ App::App(Private /*key*/, config::AgentConfig cfg) : cfg_(std::move(cfg)) {}
 App::~App() {
     resolver_.reset();
     links_.clear();
-    daemon_.reset();
-    shards_.clear();
+    shell_.reset();
 }
 
 Result<std::unique_ptr<App>> App::create(config::AgentConfig cfg) {
@@ -66,30 +64,22 @@ Result<std::unique_ptr<App>> App::create(config::AgentConfig cfg) {
 }
 
 Result<void> App::setup() {
-    auto daemon = io::Daemon::create(
+    auto shell = daemon::Shell::create(
         cfg_.agent.threads,
         cfg_.agent.data_path == config::DataPath::Copy ? io::DataPath::Copy : io::DataPath::Splice);
-    if (!daemon) {
-        return Unexpected(daemon.error());
+    if (!shell) {
+        return Unexpected(shell.error());
     }
-    daemon_ = std::move(*daemon);
-    daemon_->set_hooks({[this] { reload(); }, [this] { begin_drain(); }, [this] { tick(); },
-                        [this] { return static_cast<uint64_t>(std::max<int64_t>(0, sessions_)); }});
-    inbox_fd_ = UniqueFd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
-    if (!inbox_fd_) {
-        return errno_error("eventfd for the control inbox");
-    }
-    if (auto r =
-            daemon_->poller().add(inbox_fd_.get(), EPOLLIN, [this](uint32_t) { drain_inbox(); });
-        !r) {
-        return r;
-    }
-    for (unsigned i = 0; i < daemon_->workers().size(); ++i) {
-        shards_.push_back(std::make_unique<Shard>(i, static_cast<ShardHost&>(*this)));
-    }
+    shell_ = std::move(*shell);
+    shell_->set_hooks({[this] { reload(); }, [this] { begin_drain(); }, [this] { tick(); },
+                       [this] { return static_cast<uint64_t>(std::max<int64_t>(0, sessions_)); }});
+    shards_.start(shell_->workers(), [this](unsigned i) {
+        return std::make_unique<Shard>(i, static_cast<ShardHost&>(*this));
+    });
     publish_services();
-    auto resolver =
-        Resolver::create([this](Resolver::Answer a) { post([this, a] { on_answer(a); }); });
+    // Answers come on the resolver's thread: hand them to the control thread.
+    auto resolver = Resolver::create(
+        [this](Resolver::Answer a) { shell_->post([this, a = std::move(a)] { on_answer(a); }); });
     if (!resolver) {
         return Unexpected(resolver.error());
     }
@@ -110,17 +100,9 @@ Result<std::unique_ptr<RelayLink>> App::make_link(const config::RelayEntry& e) {
         return Unexpected(creds.error());
     }
     const LinkId id{next_link_++};
-    return std::make_unique<RelayLink>(id, e, std::move(*creds), daemon_->poller(),
+    return std::make_unique<RelayLink>(id, e, std::move(*creds), shell_->poller(),
                                        static_cast<LinkHost&>(*this), make_hello(cfg_.agent),
                                        make_config(cfg_.services, generation_), random_seed());
-}
-
-template <class Fn>
-void App::each_shard(Fn fn) {
-    auto& workers = daemon_->workers();
-    for (size_t i = 0; i < workers.size() && i < shards_.size(); ++i) {
-        workers[i]->post([s = shards_[i].get(), fn](io::Worker& w) { fn(*s, w); });
-    }
 }
 
 void App::publish_services() {
@@ -128,8 +110,8 @@ void App::publish_services() {
     table->generation = ++services_generation_;
     table->services = cfg_.services;
     std::shared_ptr<const ServiceTable> t = std::move(table);
-    each_shard([t](Shard& s, io::Worker&) { s.set_services(t); });
     // Before the workers run, posts wait in their inboxes: still in order.
+    shards_.invoke_on_all([t](Shard& s, io::Worker&) { s.set_services(t); });
 }
 
 // Backend names are resolved ahead of the first session and refreshed, so a
@@ -153,7 +135,8 @@ void App::on_answer(const Resolver::Answer& a) {
     for (auto& [id, l] : links_) {
         l->on_resolved(a.host, a.ip);
     }
-    each_shard([host = a.host, ip = a.ip](Shard& s, io::Worker& w) { s.set_address(w, host, ip); });
+    shards_.invoke_on_all(
+        [host = a.host, ip = a.ip](Shard& s, io::Worker& w) { s.set_address(w, host, ip); });
 }
 
 // Standby relays follow the primaries (link_policy). A link's phase change
@@ -201,7 +184,6 @@ void App::dial_channels(LinkId link, const SocketAddress& relay,
     }
     const size_t parts = std::min(n, tokens.size());
     const size_t per = (tokens.size() + parts - 1) / parts;
-    auto& workers = daemon_->workers();
     for (size_t p = 0; p < parts; ++p) {
         const size_t from = p * per;
         const size_t to = std::min(tokens.size(), from + per);
@@ -210,16 +192,18 @@ void App::dial_channels(LinkId link, const SocketAddress& relay,
         }
         std::vector<control::Token> part(tokens.begin() + static_cast<std::ptrdiff_t>(from),
                                          tokens.begin() + static_cast<std::ptrdiff_t>(to));
-        const unsigned k = next_shard_++ % n;
+        const auto k = static_cast<unsigned>(next_shard_++ % n);
         LinkRoute route{link, relay, it->second->name(),
                         link_limits(cfg_.agent.pool, static_cast<unsigned>(n))};
-        workers[k]->post([s = shards_[k].get(), route = std::move(route), part = std::move(part)](
-                             io::Worker& w) mutable { s->dial(w, route, std::move(part)); });
+        shards_.invoke_on(
+            k, [route = std::move(route), part = std::move(part)](Shard& s, io::Worker& w) mutable {
+                s.dial(w, route, std::move(part));
+            });
     }
 }
 
 void App::link_closed(LinkId link) {
-    each_shard([link](Shard& s, io::Worker& w) { s.drop_link(w, link); });
+    shards_.invoke_on_all([link](Shard& s, io::Worker& w) { s.drop_link(w, link); });
 }
 
 void App::phase_changed(LinkId /*link*/) {
@@ -227,11 +211,12 @@ void App::phase_changed(LinkId /*link*/) {
 }
 
 void App::backend_down(uint64_t gen, const std::string& service, size_t index) {
-    each_shard([gen, service, index](Shard& s, io::Worker&) { s.mark_down(gen, service, index); });
+    shards_.invoke_on_all(
+        [gen, service, index](Shard& s, io::Worker&) { s.mark_down(gen, service, index); });
 }
 
 void App::backend_failed(LinkId link, control::BackendFailed msg) {
-    post([this, link, msg = std::move(msg)] {
+    shell_->post([this, link, msg = std::move(msg)] {
         // The link may have been removed by a reload since: nothing to tell.
         if (const auto it = links_.find(link); it != links_.end()) {
             it->second->send_backend_failed(msg);
@@ -241,28 +226,6 @@ void App::backend_failed(LinkId link, control::BackendFailed msg) {
 
 void App::session_count(int delta) {
     sessions_ += delta;
-}
-
-void App::post(std::function<void()> fn) {
-    {
-        std::lock_guard<std::mutex> lock(inbox_mu_);
-        inbox_.push_back(std::move(fn));
-    }
-    const uint64_t one = 1;
-    (void)!::write(inbox_fd_.get(), &one, sizeof one);
-}
-
-void App::drain_inbox() {
-    uint64_t v = 0;
-    (void)!::read(inbox_fd_.get(), &v, sizeof v);
-    std::vector<std::function<void()>> work;
-    {
-        std::lock_guard<std::mutex> lock(inbox_mu_);
-        work.swap(inbox_);
-    }
-    for (auto& fn : work) {
-        fn();
-    }
 }
 
 void App::tick() {
@@ -276,16 +239,16 @@ void App::tick() {
     const auto up = std::count_if(links_.begin(), links_.end(), [](const auto& kv) {
         return kv.second->phase() == LinkPhase::Ready;
     });
-    daemon_->status(fmt::format("{} of {} relays up, {} sessions", up, links_.size(),
-                                std::max<int64_t>(0, sessions_)));
+    shell_->status(fmt::format("{} of {} relays up, {} sessions", up, links_.size(),
+                               std::max<int64_t>(0, sessions_)));
 }
 
 void App::reload() {
     notify::reloading();
-    log::event(Level::Info, "reload", {}, "reloading configuration");
+    log::event(Ev::Reload, {}, "reloading configuration");
     auto fresh = config::load_agent_config(cfg_.path);
     if (!fresh) {
-        log::event(Level::Error, "reload-failed", {{"REASON", fresh.error().describe()}},
+        log::event(Ev::ReloadFailed, {{f::kReason, fresh.error().describe()}},
                    fmt::format("reload failed, keeping the running configuration: {}",
                                fresh.error().describe()));
         notify::ready();
@@ -302,7 +265,7 @@ void App::reload() {
     for (const auto& e : cfg_.relays) {
         auto creds = load_credentials(e);
         if (!creds) {
-            log::event(Level::Error, "reload-failed", {{"REASON", creds.error().describe()}},
+            log::event(Ev::ReloadFailed, {{f::kReason, creds.error().describe()}},
                        fmt::format("reload: relay {}: {}; it stays disconnected until fixed",
                                    e.address.to_string(), creds.error().describe()));
             continue;
@@ -319,7 +282,7 @@ void App::reload() {
         }
         const LinkId id{next_link_++};
         next.emplace(id, std::make_unique<RelayLink>(
-                             id, e, std::move(*creds), daemon_->poller(),
+                             id, e, std::move(*creds), shell_->poller(),
                              static_cast<LinkHost&>(*this), make_hello(cfg_.agent),
                              make_config(cfg_.services, generation_), random_seed()));
     }
@@ -334,7 +297,7 @@ void App::reload() {
     publish_services();
     resolve_backends();
     apply_policy();
-    log::event(Level::Info, "config-applied", {},
+    log::event(Ev::ConfigApplied, {},
                fmt::format("agent configuration reloaded: {} relays, {} services, generation {}",
                            links_.size(), cfg_.services.size(), generation_));
     notify::ready();
@@ -345,24 +308,24 @@ void App::begin_drain() {
         return;
     }
     stopping_ = true;
-    log::event(Level::Info, "stopping", {},
+    log::event(Ev::Stopping, {},
                fmt::format("stopping: draining {} sessions for up to {} s",
                            std::max<int64_t>(0, sessions_), kDrainTimeout.count()));
     apply_policy();  // every link says GOODBYE(shutdown)
-    each_shard([](Shard& s, io::Worker& w) { s.close_all(w); });
-    daemon_->begin_drain(kDrainTimeout);
+    shards_.invoke_on_all([](Shard& s, io::Worker& w) { s.close_all(w); });
+    shell_->begin_drain(kDrainTimeout);
 }
 
 int App::run() {
-    log::event(Level::Info, "started", {{"AGENT", cfg_.agent.name}},
+    log::event(Ev::Started, {{f::kAgent, cfg_.agent.name}},
                fmt::format("sallyport-agent {} \"{}\" started with {} workers, {} relays, {} "
                            "services",
-                           SP_VERSION, cfg_.agent.name, daemon_->workers().size(), links_.size(),
+                           SP_VERSION, cfg_.agent.name, shell_->workers().size(), links_.size(),
                            cfg_.services.size()));
     resolve_backends();
     apply_policy();
-    const bool forced = daemon_->run();
-    log::event(Level::Info, "stopping", {},
+    const bool forced = shell_->run();
+    log::event(Ev::Stopping, {},
                forced ? "drain timeout reached: remaining sessions closed; exiting"
                       : "all sessions drained; exiting");
     return 0;

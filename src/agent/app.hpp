@@ -9,8 +9,6 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <mutex>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -19,9 +17,9 @@
 #include "agent/resolver.hpp"
 #include "agent/shard.hpp"
 #include "base/result.hpp"
-#include "base/unique_fd.hpp"
 #include "config/agent_config.hpp"
-#include "io/daemon.hpp"
+#include "daemon/shell.hpp"
+#include "io/sharded.hpp"
 
 namespace sp::agent {
 
@@ -51,11 +49,7 @@ private:
     void tick();
     void reload();
     void begin_drain();
-    void post(std::function<void()> fn);  // any thread -> control thread
-    void drain_inbox();
     void on_answer(const Resolver::Answer& a);
-    template <class Fn>
-    void each_shard(Fn fn);
 
     // LinkHost (control thread)
     void resolve(const std::string& host) override;
@@ -69,8 +63,8 @@ private:
     void session_count(int delta) override;
 
     config::AgentConfig cfg_;
-    std::unique_ptr<io::Daemon> daemon_;
-    std::vector<std::unique_ptr<Shard>> shards_;  // one per worker, used on its thread
+    std::unique_ptr<daemon::Shell> shell_;
+    io::Sharded<Shard> shards_;  // one per worker, used on its thread
     std::unique_ptr<Resolver> resolver_;
     std::map<LinkId, std::unique_ptr<RelayLink>> links_;
     uint64_t next_link_ = 1;
@@ -82,10 +76,6 @@ private:
     bool policy_again_ = false;
     std::atomic<int64_t> sessions_{0};
     Poller::Clock::time_point last_resolve_{};
-    // Other threads -> control thread (resolver answers, BACKEND_FAILED).
-    UniqueFd inbox_fd_;
-    std::mutex inbox_mu_;
-    std::vector<std::function<void()>> inbox_;  // guarded by inbox_mu_
 };
 
 }  // namespace sp::agent

@@ -7,11 +7,16 @@
 
 #include <fmt/format.h>
 
-#include "base/event.hpp"
+#include "base/events.hpp"
 
 namespace sp::agent {
 
-using log::Level;
+using log::Ev;
+namespace f = log::f;
+
+// Not in the shared table: the backend that took a session after another
+// failed (backend-failed).
+constexpr std::string_view kFallbackAddr = "FALLBACK_ADDR";
 
 namespace {
 
@@ -34,32 +39,32 @@ std::string errno_reason(int err) {
 
 void log_session_open(const SessionInfo& s) {
     const std::string sid = hex_id(s.session_id);
-    log::event(Level::Info, "session-open",
-               {{"SESSION_ID", sid},
-                {"SERVICE", s.service},
-                {"CLIENT_ADDR", s.client.ip().to_string()},
-                {"CLIENT_PORT", std::to_string(s.client.port())},
-                {"LISTEN_ADDR", s.listen_addr},
-                {"BACKEND_ADDR", s.backend_addr},
-                {"RELAY_ADDR", s.relay_addr}},
+    log::event(Ev::SessionOpen,
+               {{f::kSessionId, sid},
+                {f::kService, s.service},
+                {f::kClientAddr, s.client.ip().to_string()},
+                {f::kClientPort, std::to_string(s.client.port())},
+                {f::kListenAddr, s.listen_addr},
+                {f::kBackendAddr, s.backend_addr},
+                {f::kRelayAddr, s.relay_addr}},
                fmt::format("session {} from {} to {} via {}", sid, s.client.to_string(),
                            s.backend_addr, s.relay_addr));
 }
 
 void log_session_close(const SessionInfo& s, const io::SessionEnd& end) {
     const std::string sid = hex_id(s.session_id);
-    log::event(Level::Info, "session-close",
-               {{"SESSION_ID", sid},
-                {"SERVICE", s.service},
-                {"CLIENT_ADDR", s.client.ip().to_string()},
-                {"CLIENT_PORT", std::to_string(s.client.port())},
-                {"LISTEN_ADDR", s.listen_addr},
-                {"BACKEND_ADDR", s.backend_addr},
-                {"RELAY_ADDR", s.relay_addr},
-                {"BYTES_UP", std::to_string(end.bytes_up)},
-                {"BYTES_DOWN", std::to_string(end.bytes_down)},
-                {"DURATION_MS", std::to_string(end.duration.count())},
-                {"REASON", std::string(end.reason)}},
+    log::event(Ev::SessionClose,
+               {{f::kSessionId, sid},
+                {f::kService, s.service},
+                {f::kClientAddr, s.client.ip().to_string()},
+                {f::kClientPort, std::to_string(s.client.port())},
+                {f::kListenAddr, s.listen_addr},
+                {f::kBackendAddr, s.backend_addr},
+                {f::kRelayAddr, s.relay_addr},
+                {f::kBytesUp, std::to_string(end.bytes_up)},
+                {f::kBytesDown, std::to_string(end.bytes_down)},
+                {f::kDurationMs, std::to_string(end.duration.count())},
+                {f::kReason, std::string(end.reason)}},
                fmt::format("session {} closed ({}): {} bytes up, {} down", sid, end.reason,
                            end.bytes_up, end.bytes_down));
 }
@@ -68,14 +73,14 @@ void log_backend_failed(const SessionInfo& s, std::string_view failed, int err,
                         std::string_view taken_by) {
     const std::string sid = hex_id(s.session_id);
     const std::string reason = errno_reason(err);
-    log::event(Level::Warn, "backend-failed",
-               {{"SESSION_ID", sid},
-                {"SERVICE", s.service},
-                {"CLIENT_ADDR", s.client.ip().to_string()},
-                {"BACKEND_ADDR", std::string(failed)},
-                {"FALLBACK_ADDR", std::string(taken_by)},
-                {"RELAY_ADDR", s.relay_addr},
-                {"REASON", reason}},
+    log::event(Ev::BackendFailed,
+               {{f::kSessionId, sid},
+                {f::kService, s.service},
+                {f::kClientAddr, s.client.ip().to_string()},
+                {f::kBackendAddr, std::string(failed)},
+                {kFallbackAddr, std::string(taken_by)},
+                {f::kRelayAddr, s.relay_addr},
+                {f::kReason, reason}},
                taken_by.empty()
                    ? fmt::format("session {}: backend {} of \"{}\" failed ({}) and no other "
                                  "took it; closing the client",

@@ -9,7 +9,7 @@
 #include <fmt/format.h>
 
 #include "agent/session_log.hpp"
-#include "base/event.hpp"
+#include "base/events.hpp"
 #include "io/net.hpp"
 
 namespace sp::agent {
@@ -23,8 +23,6 @@ constexpr std::chrono::milliseconds kDialTimeout = 10s;  // TCP connect to the r
 // Once a binding header has started, the rest is in the same segment or
 // the next: a relay that stalls mid-header is not pairing a client.
 constexpr std::chrono::milliseconds kHeaderTimeout = 10s;
-constexpr uint32_t kLogBurst = 5;  // lines per relay and reason ...
-constexpr auto kLogWindow = 10s;   // ... per window
 
 }  // namespace
 
@@ -78,14 +76,14 @@ void Shard::dial(io::Worker& w, const LinkRoute& route, std::vector<control::Tok
         channels_.emplace(id, std::move(c));
     }
     if (refused > 0) {
-        limited_log("resource-limit", l.route.relay_name, to_string(why),
+        limited_log(log::Ev::ResourceLimit, l.route.relay_name, to_string(why),
                     fmt::format("relay {} asked for {} more data channels than its {} allows "
                                 "(worker {}); their tokens are dropped",
                                 l.route.relay_name, refused,
                                 why == ChannelBudget::Verdict::OverCap ? "cap" : "rate", index_));
     }
     if (dial_err != 0) {
-        limited_log("resource-limit", l.route.relay_name, errno_reason(dial_err),
+        limited_log(log::Ev::ResourceLimit, l.route.relay_name, errno_reason(dial_err),
                     fmt::format("cannot dial a data channel to relay {}: {}", l.route.relay_name,
                                 errno_reason(dial_err)));
     }
@@ -152,7 +150,7 @@ void Shard::read_binding(io::Worker& w, uint64_t id, Channel& c) {
             return;
         }
         if (v.kind == BindingVerdict::Kind::Refused || v.need <= c.buf.size()) {
-            limited_log("backend-failed", c.relay_name, to_string(v.refusal), v.detail,
+            limited_log(log::Ev::BackendFailed, c.relay_name, to_string(v.refusal), v.detail,
                         v.binding.session_id != 0 ? &v.binding : nullptr);
             drop(w, id);  // the relay sees the close and closes its client
             return;
@@ -219,28 +217,21 @@ void Shard::close_all(io::Worker& w) {
     connector_.close_all(w);
 }
 
-void Shard::limited_log(std::string_view event, const std::string& relay, std::string_view reason,
+void Shard::limited_log(log::Ev event, const std::string& relay, std::string_view reason,
                         const std::string& detail, const control::Binding* b) {
-    auto& lim = log_limit_[relay + '|' + std::string(reason)];
-    const auto now = Clock::now();
-    if (now - lim.window >= kLogWindow) {
-        lim.window = now;
-        lim.sent = 0;
-    }
-    if (lim.sent >= kLogBurst) {
-        ++lim.held;
+    const int64_t held =
+        log_limit_.allow(relay + '|' + std::string(reason), log::LogLimiter::Clock::now());
+    if (held < 0) {
         return;
     }
-    ++lim.sent;
-    const uint64_t held = std::exchange(lim.held, 0);
-    const std::string note = held > 0 ? fmt::format(" ({} similar lines not logged)", held) : "";
-    log::event(log::Level::Warn, event,
-               {{"RELAY_ADDR", relay},
-                {"REASON", std::string(reason)},
-                {"SESSION_ID", b != nullptr ? fmt::format("{:016x}", b->session_id) : ""},
-                {"SERVICE", b != nullptr ? b->service.substr(0, control::kMaxName) : ""},
-                {"SUPPRESSED", held > 0 ? std::to_string(held) : ""}},
-               detail + note);
+    namespace f = log::f;
+    log::event(event,
+               {{f::kRelayAddr, relay},
+                {f::kReason, std::string(reason)},
+                {f::kSessionId, b != nullptr ? fmt::format("{:016x}", b->session_id) : ""},
+                {f::kService, b != nullptr ? b->service.substr(0, control::kMaxName) : ""},
+                {f::kSuppressed, held > 0 ? std::to_string(held) : ""}},
+               held > 0 ? fmt::format("{} ({} similar lines not logged)", detail, held) : detail);
 }
 
 }  // namespace sp::agent

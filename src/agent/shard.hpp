@@ -21,6 +21,8 @@
 #include "agent/link_id.hpp"
 #include "agent/shard_host.hpp"
 #include "base/addr.hpp"
+#include "base/events.hpp"
+#include "base/log_limiter.hpp"
 #include "base/unique_fd.hpp"
 #include "control/frame.hpp"
 #include "io/worker.hpp"
@@ -85,7 +87,7 @@ private:
     void drop(io::Worker& w, uint64_t id);
     /// A warning about a relay's channels, at most a few per relay and
     /// reason per window; the rest are counted into the next one.
-    void limited_log(std::string_view event, const std::string& relay, std::string_view reason,
+    void limited_log(log::Ev event, const std::string& relay, std::string_view reason,
                      const std::string& detail, const control::Binding* b = nullptr);
 
     unsigned index_;
@@ -93,12 +95,9 @@ private:
     std::map<LinkId, Link> links_;
     std::unordered_map<uint64_t, std::unique_ptr<Channel>> channels_;
     uint64_t next_channel_ = 1;
-    struct Limiter {
-        std::chrono::steady_clock::time_point window{};
-        uint32_t sent = 0;
-        uint64_t held = 0;
-    };
-    std::map<std::string, Limiter> log_limit_;  // by relay and reason
+    // A relay that sends garbage on every channel gets a few lines per
+    // reason and a count, not a line per channel.
+    log::LogLimiter log_limit_{5, std::chrono::seconds(10)};
 };
 
 }  // namespace sp::agent

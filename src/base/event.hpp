@@ -4,7 +4,6 @@
 // typed fields, or to stderr as one line. Safe to call from any thread.
 #pragma once
 
-#include <array>
 #include <chrono>
 #include <initializer_list>
 #include <optional>
@@ -23,17 +22,6 @@ enum class Target { Auto, Journal, Stderr };
 struct Field {
     std::string_view name;
     std::string value;
-};
-
-/// Every SALLYPORT_EVENT value the programs emit. A test checks that each one
-/// is documented in the man pages, so add new names here first.
-inline constexpr std::array<std::string_view, 21> kEventNames = {
-    "started",         "stopping",       "control-listen",     "bind-failed",
-    "agent-connected", "agent-rejected", "agent-disconnected", "config-applied",
-    "config-rejected", "listener-open",  "listener-closed",    "listeners-suspended",
-    "session-open",    "session-close",  "client-rejected",    "backend-failed",
-    "reload",          "reload-failed",  "relay-connected",    "relay-disconnected",
-    "resource-limit",
 };
 
 [[nodiscard]] std::optional<Level> parse_level(std::string_view s) noexcept;

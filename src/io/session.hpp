@@ -11,6 +11,7 @@
 #include <optional>
 
 #include "base/unique_fd.hpp"
+#include "base/unique_function.hpp"
 #include "io/buffer_pool.hpp"
 #include "io/pipe_pool.hpp"
 #include "io/worker.hpp"
@@ -68,11 +69,11 @@ struct Listener {
 
 struct Timer {
     __kernel_timespec ts{};  // read by the kernel at submit; kept for clarity
-    std::function<void(Worker&)> fn;
+    UniqueFunction<void(Worker&)> fn;
 };
 
 struct Waiter {
-    std::function<void(Worker&, int)> fn;
+    UniqueFunction<void(Worker&, int)> fn;
     uint64_t timer = 0;
 };
 

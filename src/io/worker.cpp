@@ -98,7 +98,7 @@ void Worker::join() {
     }
 }
 
-void Worker::post(std::function<void(Worker&)> fn) {
+void Worker::post(UniqueFunction<void(Worker&)> fn) {
     {
         std::lock_guard<std::mutex> lock(inbox_mutex_);
         inbox_.push_back(std::move(fn));
@@ -226,7 +226,7 @@ void Worker::arm_inbox() noexcept {
 
 void Worker::drain_inbox() noexcept {
     (void)!read(event_fd_.get(), &inbox_value_, sizeof(inbox_value_));
-    std::vector<std::function<void(Worker&)>> work;
+    std::vector<UniqueFunction<void(Worker&)>> work;
     {
         std::lock_guard<std::mutex> lock(inbox_mutex_);
         work.swap(inbox_);
@@ -427,7 +427,7 @@ void Worker::cancel_user_data(uint64_t user_data) noexcept {
 
 // --- timers ---
 
-uint64_t Worker::add_timer(std::chrono::milliseconds delay, std::function<void(Worker&)> fn) {
+uint64_t Worker::add_timer(std::chrono::milliseconds delay, UniqueFunction<void(Worker&)> fn) {
     uint32_t id = next_timer_++;
     while (id == 0 || timers_.count(id) != 0) {
         id = next_timer_++;
@@ -474,14 +474,14 @@ void Worker::on_timer(const Tag& tag, const Completion& c) noexcept {
 // --- wait_fd ---
 
 uint64_t Worker::wait_fd(int fd, short events, std::chrono::milliseconds timeout,
-                         std::function<void(Worker&, int res)> fn) {
+                         UniqueFunction<void(Worker&, int res)> fn) {
     uint32_t id = next_waiter_++;
     while (id == 0 || waiters_.count(id) != 0) {
         id = next_waiter_++;
     }
     io_uring_sqe* sqe = ring_->get_sqe();
     if (sqe == nullptr) {
-        post([fn = std::move(fn)](Worker& w) { fn(w, -EBUSY); });
+        post([fn = std::move(fn)](Worker& w) mutable { fn(w, -EBUSY); });
         return 0;
     }
     io_uring_prep_poll_add(sqe, fd, static_cast<unsigned>(events));

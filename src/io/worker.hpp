@@ -17,6 +17,7 @@
 #include "base/addr.hpp"
 #include "base/result.hpp"
 #include "base/unique_fd.hpp"
+#include "base/unique_function.hpp"
 #include "io/buf_ring.hpp"
 #include "io/buffer_pool.hpp"
 #include "io/net.hpp"
@@ -120,7 +121,7 @@ public:
     void join();
     /// Thread-safe: runs `fn` on the worker thread, in posting order. Functions
     /// posted after the loop exited are destroyed without running.
-    void post(std::function<void(Worker&)> fn);
+    void post(UniqueFunction<void(Worker&)> fn);
 
     // --- worker thread only: from other threads, wrap calls in post() ---
 
@@ -151,7 +152,7 @@ public:
     [[nodiscard]] size_t session_count() const noexcept { return open_sessions_; }
 
     /// Runs `fn` once after `delay`. Returns an id for cancel_timer.
-    uint64_t add_timer(std::chrono::milliseconds delay, std::function<void(Worker&)> fn);
+    uint64_t add_timer(std::chrono::milliseconds delay, UniqueFunction<void(Worker&)> fn);
     /// Cancels a pending timer; its function is destroyed without running.
     void cancel_timer(uint64_t id);
 
@@ -161,7 +162,7 @@ public:
     /// open until fn ran. Returns an id for cancel_wait. `timeout` of
     /// kNoTimeout (or less): no deadline, and no timer is kept for the wait.
     uint64_t wait_fd(int fd, short events, std::chrono::milliseconds timeout,
-                     std::function<void(Worker&, int res)> fn);
+                     UniqueFunction<void(Worker&, int res)> fn);
     /// Cancels a pending wait_fd; fn is destroyed without running.
     void cancel_wait(uint64_t id);
 
@@ -226,7 +227,7 @@ private:
     std::thread thread_;
 
     std::mutex inbox_mutex_;
-    std::vector<std::function<void(Worker&)>> inbox_;  // guarded by inbox_mutex_
+    std::vector<UniqueFunction<void(Worker&)>> inbox_;  // guarded by inbox_mutex_
     std::atomic<bool> stop_requested_{false};
     std::atomic<bool> stop_now_{false};
     std::atomic<bool> exited_{false};

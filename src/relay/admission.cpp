@@ -91,27 +91,4 @@ uint64_t Admission::sessions() const {
     return total_;
 }
 
-std::string LogLimiter::held_note(int64_t held) {
-    return held > 0 ? fmt::format(" ({} similar refusals of this address not logged)", held)
-                    : std::string();
-}
-
-int64_t LogLimiter::allow(const std::string& key, Clock::time_point now) {
-    if (slots_.size() > 10000) {
-        std::erase_if(slots_, [&](const auto& kv) { return now - kv.second.start > window_; });
-    }
-    Slot& s = slots_[key];
-    if (now - s.start > window_) {
-        const int64_t held = s.suppressed;
-        s = Slot{now, 1, 0};
-        return held;
-    }
-    if (s.sent < burst_) {
-        ++s.sent;
-        return 0;
-    }
-    ++s.suppressed;
-    return -1;
-}
-
 }  // namespace sp::relay

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "base/addr.hpp"
+#include "base/log_limiter.hpp"
 
 namespace sp::relay {
 
@@ -59,32 +60,6 @@ private:
     std::unordered_map<std::string, PerClient> per_client_;
 };
 
-/// Lets through at most `burst` messages per key per `window` and counts what
-/// it held back, so a flood from one address cannot fill the journal while
-/// other addresses are still reported. Not thread-safe: one per thread.
-class LogLimiter final {
-public:
-    using Clock = std::chrono::steady_clock;
-
-    LogLimiter(uint32_t burst, std::chrono::milliseconds window) : burst_(burst), window_(window) {}
-
-    /// Returns -1 to suppress, else how many were suppressed for this key
-    /// since the last message that went out (0 usually).
-    [[nodiscard]] int64_t allow(const std::string& key, Clock::time_point now);
-
-    /// What a line that went out says of `held` (allow()'s result):
-    /// " (N similar refusals of this address not logged)", or "" for 0.
-    [[nodiscard]] static std::string held_note(int64_t held);
-
-private:
-    struct Slot {
-        Clock::time_point start{};
-        uint32_t sent = 0;
-        int64_t suppressed = 0;
-    };
-    uint32_t burst_;
-    std::chrono::milliseconds window_;
-    std::unordered_map<std::string, Slot> slots_;
-};
+using log::LogLimiter;  // moved to base; the relay names it unqualified
 
 }  // namespace sp::relay

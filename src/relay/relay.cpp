@@ -2,7 +2,6 @@
 #include "relay/relay.hpp"
 
 #include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -17,7 +16,6 @@
 #include "config.h"
 #include "config/keys.hpp"
 #include "control/token.hpp"
-#include "io/daemon.hpp"
 #include "io/net.hpp"
 
 namespace sp::relay {
@@ -92,7 +90,7 @@ Result<void> Relay::load_keys() {
 }
 
 Result<void> Relay::setup() {
-    auto daemon = io::Daemon::create(
+    auto daemon = daemon::Shell::create(
         cfg_.relay.threads,
         cfg_.relay.data_path == config::DataPath::Copy ? io::DataPath::Copy : io::DataPath::Splice);
     if (!daemon) {
@@ -127,14 +125,6 @@ Result<void> Relay::setup() {
             return Unexpected(ctx.error());
         }
         tls_.emplace(std::move(*ctx));
-    }
-
-    inbox_fd_.reset(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
-    if (!inbox_fd_) {
-        return errno_error("eventfd");
-    }
-    if (auto r = poller().add(inbox_fd_.get(), EPOLLIN, [this](uint32_t) { drain_inbox(); }); !r) {
-        return r;
     }
 
     uint64_t rnd = 0;
@@ -180,28 +170,6 @@ Result<void> Relay::setup() {
                    fmt::format("accepting agents on {}", addr.to_string()));
     }
     return {};
-}
-
-void Relay::post(std::function<void()> fn) {
-    {
-        const std::lock_guard lock(inbox_mu_);
-        inbox_.push_back(std::move(fn));
-    }
-    const uint64_t one = 1;
-    (void)::write(inbox_fd_.get(), &one, sizeof one);  // a full counter still wakes us
-}
-
-void Relay::drain_inbox() {
-    uint64_t n = 0;
-    (void)::read(inbox_fd_.get(), &n, sizeof n);
-    std::vector<std::function<void()>> batch;
-    {
-        const std::lock_guard lock(inbox_mu_);
-        batch.swap(inbox_);
-    }
-    for (auto& fn : batch) {
-        fn();
-    }
 }
 
 size_t Relay::agent_count() const {

@@ -22,7 +22,7 @@
 #include "control/frame.hpp"
 #include "control/peer.hpp"
 #include "control/tls.hpp"
-#include "io/daemon.hpp"
+#include "daemon/shell.hpp"
 #include "io/worker.hpp"
 #include "relay/admission.hpp"
 #include "relay/pairing.hpp"
@@ -52,8 +52,7 @@ private:
     [[nodiscard]] Result<void> setup();
 
     // Runs `fn` on the control thread (from any thread).
-    void post(std::function<void()> fn);
-    void drain_inbox();
+    void post(UniqueFunction<void()> fn) { daemon_->post(std::move(fn)); }
 
     void on_control_accept(int listen_fd);
     void on_conn_event(uint64_t id, uint32_t events);
@@ -81,12 +80,9 @@ private:
     [[nodiscard]] size_t agent_count() const;
 
     config::RelayConfig cfg_;
-    std::unique_ptr<io::Daemon> daemon_;
+    std::unique_ptr<daemon::Shell> daemon_;
     [[nodiscard]] Poller& poller() { return daemon_->poller(); }
-    [[nodiscard]] std::vector<std::unique_ptr<io::Worker>>& workers() { return daemon_->workers(); }
-    UniqueFd inbox_fd_;
-    std::mutex inbox_mu_;
-    std::vector<std::function<void()>> inbox_;
+    [[nodiscard]] std::span<io::Worker* const> workers() { return daemon_->workers(); }
 
     std::unique_ptr<Admission> admission_;
     std::vector<std::unique_ptr<Pairing>> pairings_;

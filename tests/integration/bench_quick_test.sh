@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # Smoke test of the benchmark harness: bench/run --quick stands up every path
-# on 127.0.0.1 and asserts each moved bytes with matching hashes (no speeds).
+# on 127.0.0.1 and asserts each moved bytes with matching hashes and served
+# every client of a 50-client burst (no speeds).
 # Usage: bench_quick_test.sh [PATH/TO/sallyport-bench]. Exit 0 pass, 77 skip
 # (a peer program is missing), anything else fail.
 set -uo pipefail

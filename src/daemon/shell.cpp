@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "io/daemon.hpp"
+#include "daemon/shell.hpp"
 
 #include <signal.h>
 #include <sys/epoll.h>
@@ -11,12 +11,16 @@
 #include "base/signals.hpp"
 #include "io/pipe_pool.hpp"
 
-namespace sp::io {
+namespace sp::daemon {
+
+using io::DataPath;
+using io::Worker;
+using io::WorkerOptions;
 
 using namespace std::chrono_literals;
 
-Result<std::unique_ptr<Daemon>> Daemon::create(unsigned threads, DataPath data_path) {
-    std::unique_ptr<Daemon> d(new Daemon());  // private constructor
+Result<std::unique_ptr<Shell>> Shell::create(unsigned threads, DataPath data_path) {
+    auto d = std::make_unique<Shell>(Private{});
     auto sig = block_signals_to_fd({SIGHUP, SIGTERM, SIGINT});
     if (!sig) {
         return Unexpected(sig.error());
@@ -27,7 +31,17 @@ Result<std::unique_ptr<Daemon>> Daemon::create(unsigned threads, DataPath data_p
         return Unexpected(poller.error());
     }
     d->poller_.emplace(std::move(*poller));
-    Daemon* self = d.get();
+    auto inbox = io::Inbox::create();
+    if (!inbox) {
+        return Unexpected(inbox.error());
+    }
+    d->inbox_.emplace(std::move(*inbox));
+    Shell* self = d.get();
+    if (auto r =
+            d->poller_->add(d->inbox_->fd(), EPOLLIN, [self](uint32_t) { self->inbox_->drain(); });
+        !r) {
+        return Unexpected(r.error());
+    }
     if (auto r = d->poller_->add(d->signal_fd_.get(), EPOLLIN,
                                  [self](uint32_t) {
                                      while (const int s = read_signal(self->signal_fd_.get())) {
@@ -48,25 +62,26 @@ Result<std::unique_ptr<Daemon>> Daemon::create(unsigned threads, DataPath data_p
         WorkerOptions wo;
         wo.index = i;
         wo.data_path = data_path;
-        wo.max_pipes = pipe_cap_per_worker(threads, wo.pipe_size);
-        wo.pipe_grow_pages = pipe_grow_pages_per_worker(threads);
+        wo.max_pipes = io::pipe_cap_per_worker(threads, wo.pipe_size);
+        wo.pipe_grow_pages = io::pipe_grow_pages_per_worker(threads);
         auto w = Worker::create(wo);
         if (!w) {
             return Unexpected(w.error());
         }
+        d->worker_ptrs_.push_back(w->get());
         d->workers_.push_back(std::move(*w));
     }
     return d;
 }
 
-Daemon::~Daemon() {
+Shell::~Shell() {
     for (auto& w : workers_) {
         w->stop_now();
         w->join();
     }
 }
 
-void Daemon::begin_drain(std::chrono::seconds timeout) {
+void Shell::begin_drain(std::chrono::seconds timeout) {
     if (stopping_) {
         return;
     }
@@ -78,14 +93,14 @@ void Daemon::begin_drain(std::chrono::seconds timeout) {
     }
 }
 
-void Daemon::status(const std::string& text) {
+void Shell::status(const std::string& text) {
     if (text != last_status_) {
         notify::status(text);
         last_status_ = text;
     }
 }
 
-bool Daemon::run() {
+bool Shell::run() {
     for (auto& w : workers_) {
         w->start();
     }
@@ -122,8 +137,9 @@ bool Daemon::run() {
         }
         w->join();
     }
-    workers_.clear();
+    // The workers stay (joined, taking no more posts) until the Shell goes:
+    // shards and posted closures may still name them.
     return forced;
 }
 
-}  // namespace sp::io
+}  // namespace sp::daemon

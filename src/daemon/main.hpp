@@ -1,0 +1,74 @@
+// SPDX-License-Identifier: Apache-2.0
+// The one main() of both daemons: command line, --help/--version, --gen-key,
+// logging set-up, --check-config, the fd limit, then the App. It is the only
+// place that turns an error into an exit code (SPEC section 2: 0 ok,
+// 1 runtime, 2 usage or configuration).
+#pragma once
+
+#include <cstdio>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+
+#include "base/cli.hpp"
+#include "base/result.hpp"
+
+namespace sp::daemon {
+
+/// What differs between the relay's and the agent's main(). `App` must have
+/// `int run()`; `create` sets up everything that can fail at start.
+template <class Config, class App>
+struct Program {
+    cli::DaemonSpec spec;
+    Result<Config> (*load)(const std::string& path);
+    /// --check-config goes as far as a start would: key and certificate
+    /// files must be readable and private, not just named.
+    Result<void> (*check_files)(const Config& cfg);
+    Result<std::unique_ptr<App>> (*create)(Config cfg);
+};
+
+namespace detail {
+
+/// Prints `e` on stderr as "PROGRAM: message" and returns its exit code.
+int fail(const cli::DaemonSpec& spec, const Error& e);
+
+/// Everything before the configuration is read. Returns an exit code when
+/// the run ends here (--help, --version, --gen-key, a usage error), else
+/// nullopt with `ret_opt` filled and logging configured.
+std::optional<int> prologue(const cli::DaemonSpec& spec, int argc, char** argv,
+                            cli::DaemonOptions& ret_opt);
+
+/// Raises RLIMIT_NOFILE to its hard limit.
+[[nodiscard]] Result<void> raise_limits();
+
+}  // namespace detail
+
+template <class Config, class App>
+int run_main(const Program<Config, App>& p, int argc, char** argv) {
+    cli::DaemonOptions opt;
+    if (const auto code = detail::prologue(p.spec, argc, argv, opt)) {
+        return *code;
+    }
+    auto cfg = p.load(opt.config_path);
+    if (!cfg) {
+        return detail::fail(p.spec, cfg.error());
+    }
+    if (opt.check_config) {
+        if (auto r = p.check_files(*cfg); !r) {
+            return detail::fail(p.spec, r.error());
+        }
+        std::puts("OK");
+        return 0;
+    }
+    if (auto r = detail::raise_limits(); !r) {
+        return detail::fail(p.spec, r.error());
+    }
+    auto app = p.create(std::move(*cfg));
+    if (!app) {
+        return detail::fail(p.spec, app.error());
+    }
+    return (*app)->run();
+}
+
+}  // namespace sp::daemon

@@ -1,0 +1,89 @@
+// SPDX-License-Identifier: Apache-2.0
+// The process shell both daemons share: the control thread's poll loop with
+// its once-a-second tick and the systemd watchdog, HUP/TERM/INT from a
+// signalfd, an inbox other threads post to, the data-plane workers (sized to
+// the CPUs and the pipe budget), and the drain that ends the process. The
+// relay and the agent plug in their behaviour through ShellHooks.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "base/poller.hpp"
+#include "base/result.hpp"
+#include "base/unique_fd.hpp"
+#include "base/unique_function.hpp"
+#include "io/inbox.hpp"
+#include "io/worker.hpp"
+
+namespace sp::daemon {
+
+/// The daemon's behaviour. All hooks run on the control thread.
+struct ShellHooks {
+    std::function<void()> reload;             // SIGHUP
+    std::function<void()> stop;               // SIGTERM / SIGINT: call begin_drain()
+    std::function<void()> tick;               // about once a second
+    std::function<uint64_t()> live_sessions;  // the drain ends when this is 0
+};
+
+class Shell final {
+public:
+    /// Blocks HUP/TERM/INT (call before any other thread starts), creates
+    /// the poller and `threads` workers (0 = one per online CPU) with a pipe
+    /// cap that keeps all of them within pipe-user-pages-soft.
+    [[nodiscard]] static Result<std::unique_ptr<Shell>> create(unsigned threads,
+                                                               io::DataPath data_path);
+    Shell(const Shell&) = delete;
+    Shell& operator=(const Shell&) = delete;
+    /// Stops and joins the workers (closing their sessions) if run() did not.
+    ~Shell();
+
+    void set_hooks(ShellHooks hooks) { hooks_ = std::move(hooks); }
+    /// The control thread's poller; control thread only.
+    [[nodiscard]] Poller& poller() noexcept { return *poller_; }
+    /// The workers, borrowed: valid until the Shell is destroyed (after
+    /// run() returns they have exited and take no more posts).
+    [[nodiscard]] std::span<io::Worker* const> workers() const noexcept { return worker_ptrs_; }
+    [[nodiscard]] bool stopping() const noexcept { return stopping_; }
+
+    /// Any thread: runs `fn` on the control thread, in posting order.
+    void post(UniqueFunction<void()> fn) { inbox_->post(std::move(fn)); }
+
+    /// Starts the workers, sends READY=1 and runs until a drain finished.
+    /// Returns true when sessions were still open at the drain deadline
+    /// (they were closed then).
+    bool run();
+
+    /// Workers stop taking new work once their inbox has run; the loop ends
+    /// when live_sessions() reaches 0 or `timeout` passes. Sends STOPPING=1.
+    void begin_drain(std::chrono::seconds timeout);
+
+    /// STATUS= for systemd, sent only when the text changed.
+    void status(const std::string& text);
+
+private:
+    struct Private {  // passkey: only create() constructs one
+        explicit Private() = default;
+    };
+
+public:
+    explicit Shell(Private /*unused*/) {}
+
+private:
+    std::optional<Poller> poller_;
+    std::optional<io::Inbox> inbox_;
+    UniqueFd signal_fd_;
+    std::vector<std::unique_ptr<io::Worker>> workers_;
+    std::vector<io::Worker*> worker_ptrs_;
+    ShellHooks hooks_;
+    bool stopping_ = false;
+    Poller::Clock::time_point drain_deadline_{};
+    std::string last_status_;
+};
+
+}  // namespace sp::daemon
