@@ -195,10 +195,8 @@ void App::dial_channels(LinkId link, const SocketAddress& relay,
         const auto k = static_cast<unsigned>(next_shard_++ % n);
         LinkRoute route{link, relay, it->second->name(),
                         link_limits(cfg_.agent.pool, static_cast<unsigned>(n))};
-        shards_.invoke_on(
-            k, [route = std::move(route), part = std::move(part)](Shard& s, io::Worker& w) mutable {
-                s.dial(w, route, std::move(part));
-            });
+        shards_.invoke_on(k, [route = std::move(route), part = std::move(part)](
+                                 Shard& s, io::Worker& w) mutable { s.dial(w, route, part); });
     }
 }
 

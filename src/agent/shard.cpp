@@ -41,7 +41,7 @@ Shard::Shard(unsigned index, ShardHost& host) : index_(index), connector_(host) 
 
 Shard::~Shard() = default;
 
-void Shard::dial(io::Worker& w, const LinkRoute& route, std::vector<control::Token> tokens) {
+void Shard::dial(io::Worker& w, const LinkRoute& route, const std::vector<control::Token>& tokens) {
     const auto now = Clock::now();
     auto [it, fresh] = links_.try_emplace(route.id, Link{route, ChannelBudget(route.limits, now)});
     Link& l = it->second;

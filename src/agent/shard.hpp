@@ -62,7 +62,7 @@ public:
 
     /// Dials one data channel per token to `route.relay`, within the link's
     /// budget; tokens over it are dropped (resource-limit, rate-limited).
-    void dial(io::Worker& w, const LinkRoute& route, std::vector<control::Token> tokens);
+    void dial(io::Worker& w, const LinkRoute& route, const std::vector<control::Token>& tokens);
     /// The link's control channel closed: its unbound channels die (the
     /// relay voided their tokens); bound ones and sessions run on.
     void drop_link(io::Worker& w, LinkId link);

@@ -263,6 +263,7 @@ public:
         socklen_t len = sizeof a;
         ::getsockname(listener_.get(), reinterpret_cast<sockaddr*>(&a), &len);
         port_ = ntohs(a.sin_port);
+        threads_.reserve(4);
         for (int i = 0; i < 4; ++i) {
             threads_.emplace_back([this] {
                 while (!stop_) {
@@ -305,6 +306,7 @@ int short_sessions(uint16_t port, int count, int threads) {
     std::atomic<int> good{0};
     std::atomic<int> next{0};
     std::vector<std::thread> ts;
+    ts.reserve(static_cast<size_t>(threads));
     for (int t = 0; t < threads; ++t) {
         ts.emplace_back([&] {
             std::string payload(64, 'x');
@@ -416,6 +418,7 @@ TEST_SUITE("integration.agent_channels") {
         ::getsockname(slow.get(), reinterpret_cast<sockaddr*>(&a), &len);
         const uint16_t slow_port = ntohs(a.sin_port);
         std::vector<sp::UniqueFd> fillers;
+        fillers.reserve(2);
         for (int i = 0; i < 2; ++i) {
             fillers.push_back(connect_to("127.0.0.1", slow_port, 300ms));
         }

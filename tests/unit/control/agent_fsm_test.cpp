@@ -308,11 +308,11 @@ TEST_SUITE("control.agent_fsm") {
             {"TLS bad key", {S::Handshaking, link_in::TlsFailed{TlsError::BadKey, "alert"}}},
             {"HELLO_ACK version", {S::AwaitAck, ack(9)}},
         };
-        for (const auto& [what, c] : cases) {
-            CAPTURE(what);
-            auto f = at(c.first);
+        for (const auto& row : cases) {
+            CAPTURE(row.first);
+            auto f = at(row.second.first);
             REQUIRE(f.failures() == 0);
-            const auto out = f.step(c.second);
+            const auto out = f.step(row.second.second);
             bool armed = false;
             for (const auto& a : out) {
                 if (const auto* t = std::get_if<link_do::ArmTimer>(&a)) {
