@@ -31,6 +31,21 @@ namespace control = sp::control;
 
 namespace {
 
+// Under ASan freed memory sits in a quarantine of up to 256 MiB and the
+// allocator keeps its own caches: RSS then says nothing about leaks (the
+// leak checker at exit does). The sessions still run; only the bound is off.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kAddressSanitizer = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool kAddressSanitizer = true;
+#else
+constexpr bool kAddressSanitizer = false;
+#endif
+#else
+constexpr bool kAddressSanitizer = false;
+#endif
+
 // /proc/PID/status VmRSS, in KiB.
 long vm_rss_kib(pid_t pid) {
     std::ifstream f(fmt::format("/proc/{}/status", pid));
@@ -400,7 +415,9 @@ TEST_SUITE("integration.agent_channels") {
         std::this_thread::sleep_for(500ms);
         const long after = vm_rss_kib(d.agent.pid());
         MESSAGE("agent VmRSS " << before << " KiB -> " << after << " KiB");
-        CHECK(after - before < 8 * 1024);
+        if (!kAddressSanitizer) {
+            CHECK(after - before < 8 * 1024);
+        }
     }
 
     TEST_CASE("agent: a reload with a shorter relay list keeps spliced sessions and survives") {
