@@ -31,6 +31,7 @@ public:
         ReadStatus status = ReadStatus::Open;
         std::string error;  // Error: for the log
         GoodbyeReason reason = GoodbyeReason::ProtocolError;
+        TlsFailure tls = TlsFailure::None;  // Error from TLS itself (an alert), not the codec
     };
 
     /// Reads what the socket has and hands each whole frame to `on_message`

@@ -316,7 +316,8 @@ uint64_t Worker::wait_fd(int fd, short events, std::chrono::milliseconds timeout
     w->fn = std::move(fn);
     // A timer of our own rather than a linked timeout: no pair of SQEs to
     // keep together, and it runs even if the poll had to wait for an SQE.
-    w->timer = add_timer(timeout, [id](Worker& wk) {
+    // kNoTimeout keeps none: an idle pooled channel may wait for days.
+    w->timer = timeout <= kNoTimeout ? 0 : add_timer(timeout, [id](Worker& wk) {
         const auto it = wk.waiters_.find(id);
         if (it == wk.waiters_.end()) {
             return;
