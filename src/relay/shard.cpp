@@ -347,8 +347,8 @@ void Shard::on_accept_error(const SocketAddress& listen, int err, bool paused) {
         return;
     }
     log::event(Level::Warn, log::Ev::ResourceLimit,
-               {{"LISTEN_ADDR", listen.to_string()}, {"REASON", std::strerror(err)}},
-               fmt::format("accept on {} failed: {}{}", listen.to_string(), std::strerror(err),
+               {{"LISTEN_ADDR", listen.to_string()}, {"REASON", std::strerror(-err)}},
+               fmt::format("accept on {} failed: {}{}", listen.to_string(), std::strerror(-err),
                            paused ? "; accepting paused briefly" : ""));
 }
 
