@@ -61,7 +61,9 @@ void FrontDoor::close(io::Worker& w) {
 void FrontDoor::refuse(const SocketAddress& peer, std::string_view reason,
                        std::string_view message) {
     const std::string addr = peer.ip().to_string();
-    const int64_t held = reject_log_.allow(addr, Clock::now());
+    // Keyed by address and reason: a flood of one kind (say, over the
+    // handshake limit) must not hide another kind from the same address.
+    const int64_t held = reject_log_.allow(addr + ' ' + std::string(reason), Clock::now());
     if (held >= 0) {
         log::event(Level::Warn, log::Ev::AgentRejected,
                    {{"AGENT_ADDR", addr},
