@@ -150,7 +150,7 @@ TEST_SUITE("io.threads") {
                 [&](Worker&, UniqueFd, const SocketAddress&, const SocketAddress&) { ++accepted; },
                 [&](Worker&, int err, bool paused) {
                     ++errors;
-                    if (paused && (err == EMFILE || err == ENFILE)) {
+                    if (paused && (err == -EMFILE || err == -ENFILE)) {
                         ++paused_errors;
                     }
                 });
