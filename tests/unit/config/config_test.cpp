@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -214,6 +215,29 @@ TEST_SUITE("config.all_errors") {
         REQUIRE_FALSE(first);
         CHECK(first.error().key == "auth.allow_agents[0]");
         CHECK(first.error().message.find("and 149 more errors") != std::string::npos);
+    }
+}
+
+TEST_SUITE("config.examples") {
+    TEST_CASE("examples: the packaged /etc/sallyport files are valid once uncommented") {
+        // debian/examples/*.toml ship with every setting commented out as
+        // "#key = value"; an admin uncomments lines, so each must be valid.
+        const fs::path dir = fs::path(SP_TEST_DATA) / ".." / ".." / "debian" / "examples";
+        for (const char* name : {"relay.toml", "agent.toml"}) {
+            CAPTURE(name);
+            std::istringstream in(read_text(dir / name));
+            std::string text;
+            for (std::string line; std::getline(in, line);) {
+                const bool setting =
+                    line.size() > 1 && line[0] == '#' &&
+                    (std::isalpha(static_cast<unsigned char>(line[1])) != 0 || line[1] == '[');
+                text += (setting ? line.substr(1) : line) + "\n";
+            }
+            REQUIRE(text.find("[") != std::string::npos);
+            const auto errors = std::string(name) == "relay.toml" ? relay_config_errors(text, name)
+                                                                  : agent_config_errors(text, name);
+            CHECK_MESSAGE(errors.empty(), (errors.empty() ? "" : errors.front().describe()));
+        }
     }
 }
 
