@@ -254,6 +254,10 @@ void App::reload() {
     }
     fresh->agent.threads = cfg_.agent.threads;  // workers are not rebuilt
     fresh->agent.data_path = cfg_.agent.data_path;
+    // HELLO carries the name and the pool: the relays learn a change only
+    // from a new connection.
+    const bool hello_same =
+        fresh->agent.name == cfg_.agent.name && fresh->agent.pool == cfg_.agent.pool;
     cfg_ = std::move(*fresh);
     ++generation_;
     // A link survives when its entry and key material are unchanged; the
@@ -269,7 +273,7 @@ void App::reload() {
             continue;
         }
         const auto kept = std::find_if(links_.begin(), links_.end(), [&](const auto& kv) {
-            return same_entry(kv.second->entry(), e) &&
+            return hello_same && same_entry(kv.second->entry(), e) &&
                    kv.second->fingerprint() == creds->fingerprint;
         });
         if (kept != links_.end()) {
