@@ -66,7 +66,6 @@ client_ip="127.$((RANDOM % 200 + 20)).$((RANDOM % 250 + 1)).$((RANDOM % 250 + 2)
 control_port=$(free_port)
 open_port=$(free_port)
 denied_port=$(free_port)
-backend_port=$(free_port)
 
 "$relay_bin" --gen-key journal-agent >"$dir/journal-agent.key"
 cp "$dir/journal-agent.key" "$dir/relay.keys"
@@ -103,14 +102,16 @@ backend = ["127.0.0.1:$backend_port"]
 allow_clients = ["192.0.2.0/24"]
 TOML
 }
-agent_toml journal-agent "$dir/journal-agent.key" >"$dir/agent.toml"
-agent_toml intruder "$dir/intruder.key" >"$dir/intruder.toml"
 
 # Backend: answers each connection with the number of bytes it read before
-# the client's end of stream.
-python3 - "$backend_port" <<'PY' &
-import socket, sys
-srv = socket.create_server(("127.0.0.1", int(sys.argv[1])))
+# the client's end of stream. It binds port 0 and tells its port through a
+# file, so no other test running in parallel can take the port first.
+python3 - "$dir/backend.port" <<'PY' &
+import os, socket, sys
+srv = socket.create_server(("127.0.0.1", 0))
+with open(sys.argv[1] + ".tmp", "w") as f:
+    f.write(str(srv.getsockname()[1]))
+os.rename(sys.argv[1] + ".tmp", sys.argv[1])
 while True:
     c, _ = srv.accept()
     n = 0
@@ -119,7 +120,19 @@ while True:
     c.sendall(f"{n}\n".encode())
     c.close()
 PY
-pids+=($!)
+backend_pid=$!
+pids+=("$backend_pid")
+for _ in $(seq 100); do
+    [ -s "$dir/backend.port" ] && break
+    sleep 0.1
+done
+if [ ! -s "$dir/backend.port" ]; then
+    echo "FAIL: the backend did not start"
+    exit 1
+fi
+backend_port=$(cat "$dir/backend.port")
+agent_toml journal-agent "$dir/journal-agent.key" >"$dir/agent.toml"
+agent_toml intruder "$dir/intruder.key" >"$dir/intruder.toml"
 
 "$relay_bin" -c "$dir/relay.toml" --log-target journal &
 relay_pid=$!
@@ -225,6 +238,9 @@ PY
 )
 if [ "$reply" != 100000 ]; then
     fail "the backend answered \"$reply\" through the relay, not 100000"
+fi
+if ! kill -0 "$backend_pid" 2>/dev/null; then
+    fail "the backend is gone"
 fi
 
 # A client refused by the service's allow_clients: closed before a backend.
