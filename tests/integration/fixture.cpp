@@ -3,10 +3,56 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+
 #include <doctest/doctest.h>
 #include <fmt/format.h>
 
 namespace sp::test {
+
+namespace {
+
+// Set when the running test case has a failed assertion, so a Deployment
+// going out of scope prints its daemons' last lines: a flaky failure on a
+// CI machine is then diagnosable from the CI log alone.
+std::atomic<bool> g_case_failed{false};
+
+struct FailureWatch : doctest::IReporter {
+    explicit FailureWatch(const doctest::ContextOptions& /*unused*/) {}
+    void report_query(const doctest::QueryData& /*unused*/) override {}
+    void test_run_start() override {}
+    void test_run_end(const doctest::TestRunStats& /*unused*/) override {}
+    void test_case_start(const doctest::TestCaseData& /*unused*/) override {
+        g_case_failed = false;
+    }
+    void test_case_reenter(const doctest::TestCaseData& /*unused*/) override {}
+    void test_case_end(const doctest::CurrentTestCaseStats& /*unused*/) override {}
+    void test_case_exception(const doctest::TestCaseException& /*unused*/) override {
+        g_case_failed = true;
+    }
+    void subcase_start(const doctest::SubcaseSignature& /*unused*/) override {}
+    void subcase_end() override {}
+    void log_assert(const doctest::AssertData& a) override {
+        if (a.m_failed) {
+            g_case_failed = true;
+        }
+    }
+    void log_message(const doctest::MessageData& /*unused*/) override {}
+    void test_case_skipped(const doctest::TestCaseData& /*unused*/) override {}
+};
+
+REGISTER_LISTENER("sp-failure-watch", 1, FailureWatch);
+
+void print_tail(const char* who, const std::string& out) {
+    constexpr size_t kTail = 6000;
+    std::fprintf(stderr, "---- %s log, last %zu bytes ----\n%s\n---- end of %s log ----\n", who,
+                 std::min(out.size(), kTail),
+                 out.substr(out.size() > kTail ? out.size() - kTail : 0).c_str(), who);
+}
+
+}  // namespace
 
 std::string relay_bin() {
     return SP_RELAY_BIN;
@@ -22,6 +68,14 @@ Deployment::Deployment() : control_port(free_port()) {
 }
 
 Deployment::~Deployment() {
+    if (g_case_failed) {
+        if (relay.pid() > 0) {
+            print_tail("relay", relay.output());
+        }
+        if (agent.pid() > 0) {
+            print_tail("agent", agent.output());
+        }
+    }
     // A daemon that does not exit 0 on SIGTERM crashed or leaked (ASan aborts
     // with a non-zero status): that fails the test, whatever it checked.
     for (auto* p : {&agent, &relay}) {

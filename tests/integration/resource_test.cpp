@@ -30,12 +30,25 @@ TEST_SUITE("integration.resource") {
         d.start_agent(Deployment::service("up", fmt::format("127.0.0.1:{}", port),
                                           fmt::format("127.0.0.1:{}", sink.port())),
                       2);
-        REQUIRE(connect_retry("127.0.0.1", port, 10s));
+        // One whole exchange first, so the session-open count below is
+        // exactly this probe's plus the upload's: a bare connect-and-close
+        // probe may time out pending under a slow sanitizer build and log
+        // no session-open at all.
+        bool probed = false;
+        const auto probe_until = std::chrono::steady_clock::now() + 15s;
+        while (!probed && std::chrono::steady_clock::now() < probe_until) {
+            probed = exchange(port, "probe") == sha256_hex("probe");
+            if (!probed) {
+                std::this_thread::sleep_for(100ms);
+            }
+        }
+        REQUIRE(probed);
+        REQUIRE(d.relay.wait_for_output("session-close", 5s, 1));
 
         // A long upload that must survive the exhaustion byte-exact.
         auto up = connect_to("127.0.0.1", port);
         REQUIRE(up);
-        REQUIRE(d.relay.wait_for_output("session-open", 5s, 2));
+        REQUIRE(d.relay.wait_for_output("session-open", 10s, 2));
         Sha256 mine;
         std::vector<char> buf(1 << 16);
         uint64_t off = 0;
