@@ -6,6 +6,7 @@
 #include <cctype>
 #include <utility>
 
+#include "config/metrics_listen.hpp"
 #include "config/parse_util.hpp"
 #include "config/toml_include.hpp"
 
@@ -29,8 +30,8 @@ constexpr uint32_t kMaxSessions = 10'000'000;
 constexpr uint32_t kMaxAffinityS = 2'592'000;
 
 constexpr std::array<std::string_view, 4> kRootKeys = {"agent", "relay", "service", "outbound"};
-constexpr std::array<std::string_view, 5> kAgentKeys = {"name", "status_socket", "pool", "threads",
-                                                        "data_path"};
+constexpr std::array<std::string_view, 6> kAgentKeys = {"name", "status_socket", "metrics_listen",
+                                                        "pool", "threads",       "data_path"};
 constexpr std::array<std::string_view, 6> kRelayKeys = {"address",     "key",      "certificate",
                                                         "private_key", "relay_ca", "standby"};
 constexpr std::array<std::string_view, 8> kServiceKeys = {
@@ -70,6 +71,7 @@ Result<void> parse_agent_section(const TableReader& r, AgentSection& a) {
         SP_CONFIG_TRY(detail::check_socket_path(r, **sock, "status_socket"));
         a.status_socket = (*sock)->value;
     }
+    SP_CONFIG_TRY(detail::read_metrics_listen(r, a.metrics_listen));
     SP_CONFIG_TRY(r.read_uint("pool", 0, kMaxPool, a.pool));
     SP_CONFIG_TRY(r.read_uint("threads", 0, kMaxThreads, a.threads));
     SP_CONFIG_TRY(detail::read_data_path(r, a.data_path));

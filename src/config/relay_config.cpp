@@ -6,6 +6,7 @@
 #include <cctype>
 #include <utility>
 
+#include "config/metrics_listen.hpp"
 #include "config/parse_util.hpp"
 #include "config/toml_include.hpp"
 
@@ -30,8 +31,9 @@ constexpr uint32_t kMaxSessions = 10'000'000;
 constexpr uint32_t kMaxRate = 1'000'000;
 
 constexpr std::array<std::string_view, 4> kRootKeys = {"relay", "auth", "limits", "outbound"};
-constexpr std::array<std::string_view, 6> kRelayKeys = {
-    "threads", "data_path", "control_listen", "allow_listen", "status_socket", "drain_timeout_s"};
+constexpr std::array<std::string_view, 7> kRelayKeys = {
+    "threads",       "data_path",      "control_listen", "allow_listen",
+    "status_socket", "metrics_listen", "drain_timeout_s"};
 constexpr std::array<std::string_view, 6> kAuthKeys = {"keys",     "certificate",  "private_key",
                                                        "agent_ca", "allow_agents", "deny_agents"};
 constexpr std::array<std::string_view, 6> kLimitsKeys = {
@@ -57,6 +59,7 @@ Result<void> parse_relay_section(const TableReader& r, RelaySection& s) {
         SP_CONFIG_TRY(detail::check_socket_path(r, **sock, "status_socket"));
         s.status_socket = (*sock)->value;
     }
+    SP_CONFIG_TRY(detail::read_metrics_listen(r, s.metrics_listen));
 
     auto control = r.strings("control_listen");
     SP_CONFIG_TRY(control);
