@@ -13,7 +13,7 @@ namespace sp::admin {
 
 namespace {
 
-constexpr std::array<std::pair<ErrorCode, std::string_view>, 12> kCodes = {{
+constexpr std::array<std::pair<ErrorCode, std::string_view>, 11> kCodes = {{
     {ErrorCode::BadRequest, "bad-request"},
     {ErrorCode::TooLarge, "too-large"},
     {ErrorCode::UnsupportedVersion, "unsupported-version"},
@@ -23,7 +23,6 @@ constexpr std::array<std::pair<ErrorCode, std::string_view>, 12> kCodes = {{
     {ErrorCode::ConfigRejected, "config-rejected"},
     {ErrorCode::Busy, "busy"},
     {ErrorCode::Timeout, "timeout"},
-    {ErrorCode::Unavailable, "unavailable"},
     {ErrorCode::AnswerTooLarge, "answer-too-large"},
     {ErrorCode::Failed, "failed"},
 }};

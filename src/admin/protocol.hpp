@@ -45,7 +45,6 @@ enum class ErrorCode : uint8_t {
     ConfigRejected,      // reload: the new configuration is invalid
     Busy,                // too many clients at once; try again
     Timeout,             // the request came too slowly, or the answer took too long
-    Unavailable,         // the daemon is stopping
     AnswerTooLarge,      // the answer is over the daemon's bound; narrow the query
     Failed,              // the command failed for another reason
 };
