@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -69,7 +70,7 @@ private:
 /// `done(acc)` once. With no source, `done(init)` runs before this returns.
 template <class R, class Fold>
 void fan_in(const std::vector<Source<R>>& sources, R init, Fold fold,
-            UniqueFunction<void(R)> done) {
+            std::type_identity_t<UniqueFunction<void(R)>> done) {
     if (sources.empty()) {
         done(std::move(init));
         return;

@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <span>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -117,11 +118,13 @@ public:
     /// in the order shards answer. When every shard has answered,
     /// `done(acc)` runs once on home's thread; with no shard it is posted at
     /// once. A shard whose worker has stopped contributes nothing but is
-    /// counted. Any thread may call this; `map` is copied once per shard and
+    /// counted when the function queued for it is destroyed (with the
+    /// Worker, at the latest). Any thread may call this; `map` is copied once per shard and
     /// runs on several threads at the same time. `home` must outlive the
     /// workers (their queued functions post to it when destroyed).
     template <class R, class Home, class Map, class Reduce>
-    void map_reduce(Home& home, Map map, R init, Reduce reduce, UniqueFunction<void(R)> done) {
+    void map_reduce(Home& home, Map map, R init, Reduce reduce,
+                    std::type_identity_t<UniqueFunction<void(R)>> done) {
         auto g = std::make_shared<detail::Gather<R, Reduce>>(detail::Gather<R, Reduce>{
             std::move(init), std::move(reduce), std::move(done), shards_.size()});
         if (shards_.empty()) {
