@@ -97,6 +97,9 @@ Result<Response> call(const std::string& path, const Request& request,
             if (errno == EAGAIN || errno == EINTR) {
                 continue;
             }
+            if (errno == EPIPE || errno == ECONNRESET) {
+                break;  // closed at once (busy): its reason may be waiting below
+            }
             return errno_error("{}: send", path);
         }
         sent += static_cast<size_t>(n);
