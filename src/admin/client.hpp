@@ -15,7 +15,7 @@ namespace sp::admin {
 
 /// Longest answer line call() reads (a session list of a very busy relay
 /// stays far below it).
-inline constexpr size_t kMaxAnswerBytes = 256 * 1024 * 1024;
+inline constexpr size_t kMaxAnswerBytes = size_t{256} * 1024 * 1024;
 
 /// Sends `request` to the unix stream socket at `path` and returns the
 /// decoded answer (which may be ok == false: the daemon's own refusal).

@@ -136,10 +136,12 @@ Result<Options> parse_args(std::span<const char* const> args) {
             if (!v) {
                 return Unexpected(v.error());
             }
+            const std::string text = std::move(*v);
             unsigned secs = 0;
-            const auto [p, ec] = std::from_chars(v->data(), v->data() + v->size(), secs);
-            if (ec != std::errc() || p != v->data() + v->size() || secs == 0 || secs > 3600) {
-                return usage_error("invalid {} \"{}\" (1 to 3600 seconds)", arg, *v);
+            const char* end = text.data() + text.size();
+            const auto [p, ec] = std::from_chars(text.data(), end, secs);
+            if (ec != std::errc() || p != end || secs == 0 || secs > 3600) {
+                return usage_error("invalid {} \"{}\" (1 to 3600 seconds)", arg, text);
             }
             opt.timeout = std::chrono::seconds(secs);
         } else if (cmd != nullptr && cmd->name == "sessions" &&

@@ -30,7 +30,7 @@ int exit_code_for(ErrorCode code) {
 }
 
 std::string default_socket() {
-    const std::string relay(sp::ctl::kRelaySocket);
+    std::string relay(sp::ctl::kRelaySocket);
     if (::access(relay.c_str(), F_OK) == 0) {
         return relay;
     }

@@ -64,7 +64,7 @@ Result<void> Admin::start_metrics_http(const SocketAddress& addr, MetricsHttp::L
         addr, [host = &host_](UniqueFunction<void()> fn) { host->post(std::move(fn)); },
         [this](UniqueFunction<void(std::string)> done) {
             collect_metrics(
-                [d = std::move(done)](obs::MetricSet set) mutable { d(obs::render(set)); });
+                [d = std::move(done)](const obs::MetricSet& set) mutable { d(obs::render(set)); });
         },
         limits);
     if (!h) {
@@ -93,10 +93,10 @@ void Admin::collect_status(UniqueFunction<void(Json)> done) {
     doc["stopping"] = host_.stopping();
     fan_in(
         status_sources_, std::move(doc),
-        [](Json acc, Json part) {
+        [](Json acc, const Json& part) {
             if (part.is_object()) {
-                for (auto& [key, value] : part.items()) {
-                    acc[key] = std::move(value);
+                for (const auto& [key, value] : part.items()) {
+                    acc[key] = value;
                 }
             }
             return acc;
@@ -110,7 +110,7 @@ void Admin::collect_metrics(UniqueFunction<void(obs::MetricSet)> done) {
                                     draining_ || host_.stopping()});
     fan_in(
         metrics_sources_, std::move(base),
-        [](obs::MetricSet acc, obs::MetricSet part) {
+        [](obs::MetricSet acc, const obs::MetricSet& part) {
             acc.merge(part);
             return acc;
         },
@@ -138,7 +138,7 @@ void Admin::register_generic() {
                 reply.fail(r.error());
                 return;
             }
-            collect_status([rp = std::move(reply)](Json doc) mutable { rp.ok(doc); });
+            collect_status([rp = std::move(reply)](const Json& doc) mutable { rp.ok(doc); });
         },
         "what the daemon is and does: version, uptime, workers, draining, counts");
     commands_.register_command(
@@ -166,7 +166,7 @@ void Admin::register_generic() {
                 reply.fail(r.error());
                 return;
             }
-            collect_metrics([rp = std::move(reply)](obs::MetricSet set) mutable {
+            collect_metrics([rp = std::move(reply)](const obs::MetricSet& set) mutable {
                 rp.ok(Json{{"content_type", obs::kContentType}, {"text", obs::render(set)}});
             });
         },

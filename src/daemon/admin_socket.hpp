@@ -31,7 +31,7 @@ struct AdminLimits {
     /// a newline is answered too-large and dropped.
     size_t max_request = admin::kMaxRequestBytes;
     /// Longest answer line; a longer one is replaced by answer-too-large.
-    size_t max_answer = 64 * 1024 * 1024;
+    size_t max_answer = size_t{64} * 1024 * 1024;
     /// Clients connected at once; one more is answered busy and closed.
     size_t max_clients = 16;
     /// A whole request line must arrive within this of the connection (or of

@@ -47,7 +47,7 @@ public:
     Shell(const Shell&) = delete;
     Shell& operator=(const Shell&) = delete;
     /// Stops and joins the workers (closing their sessions) if run() did not.
-    ~Shell();
+    ~Shell() override;
 
     void set_hooks(ShellHooks hooks) { hooks_ = std::move(hooks); }
     /// The control thread's poller; control thread only.
@@ -84,7 +84,7 @@ public:
             shards.map_reduce(
                 *this, [snapshot](T& t, io::Worker& /*w*/) { return snapshot(t); },
                 obs::MetricSet{},
-                [](obs::MetricSet acc, obs::MetricSet part) {
+                [](obs::MetricSet acc, const obs::MetricSet& part) {
                     acc.merge(part);
                     return acc;
                 },

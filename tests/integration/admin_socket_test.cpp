@@ -301,7 +301,7 @@ TEST_SUITE("integration.admin_socket") {
         auto d = start(dir, dir.path() + "/admin.sock", {"--write-timeout-ms", "1000"});
         auto slow = connect_unix(d.socket);
         REQUIRE(slow);
-        const std::string line = admin::encode_request(req("big", Json{{"bytes", 32U << 20}}));
+        const std::string line = admin::encode_request(req("big", Json{{"bytes", 4U << 20}}));
         REQUIRE(send_all(slow.get(), line.data(), line.size()));
         for (int i = 0; i < 5; ++i) {
             CHECK(call(d.socket, "status").ok);
@@ -310,13 +310,13 @@ TEST_SUITE("integration.admin_socket") {
         bool eof = false;
         const std::string got = read_until_eof(slow.get(), 5s, eof);
         CHECK(eof);
-        CHECK(got.size() < (32U << 20));
+        CHECK(got.size() < (4U << 20));
         CHECK(call(d.socket, "status").ok);
 
         // A reader that keeps up gets the whole answer.
-        auto big = admin::call(d.socket, req("big", Json{{"bytes", 32U << 20}}), 20s);
+        auto big = admin::call(d.socket, req("big", Json{{"bytes", 4U << 20}}), 20s);
         REQUIRE(big);
-        CHECK(big->data["blob"].get_ref<const std::string&>().size() == (32U << 20));
+        CHECK(big->data["blob"].get_ref<const std::string&>().size() == (4U << 20));
         CHECK(d.proc.stop() == 0);
     }
 
