@@ -5,29 +5,8 @@
 #include "agent/agent.hpp"
 #include "config.h"
 #include "config/agent_config.hpp"
-#include "config/common.hpp"
-#include "config/keys.hpp"
 
 namespace {
-
-// Every relay's key or certificate files must be readable and private.
-sp::Result<void> check_files(const sp::config::AgentConfig& cfg) {
-    for (const auto& r : cfg.relays) {
-        if (r.shared_key_mode()) {
-            if (auto k = sp::config::load_keys(r.key, true); !k) {
-                return sp::Unexpected(k.error());
-            }
-        }
-        for (const auto* f : {&r.certificate, &r.private_key, &r.relay_ca}) {
-            if (!f->empty()) {
-                if (auto c = sp::config::check_readable(*f); !c) {
-                    return c;
-                }
-            }
-        }
-    }
-    return {};
-}
 
 const sp::daemon::Program<sp::config::AgentConfig, sp::agent::Agent> kProgram{
     {"sallyport-agent",
@@ -35,7 +14,7 @@ const sp::daemon::Program<sp::config::AgentConfig, sp::agent::Agent> kProgram{
      "relayed clients to backends.",
      SP_SYSCONFDIR "/agent.toml", false},
     &sp::config::load_agent_config,
-    &check_files,
+    &sp::config::check_agent_config,
     &sp::agent::Agent::create,
 };
 

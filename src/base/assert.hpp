@@ -5,7 +5,7 @@
 
 namespace sp::detail {
 [[noreturn]] void check_failed(const char* expr, const char* file, int line) noexcept;
-void bug_hit(const char* expr, const char* file, int line) noexcept;
+void bug_hit(const char* what, const char* file, int line) noexcept;
 }  // namespace sp::detail
 
 /// Debug-only local invariant.
@@ -18,5 +18,8 @@ void bug_hit(const char* expr, const char* file, int line) noexcept;
 /// Always fatal: continuing would lose or corrupt bytes.
 #define SP_CHECK(expr) ((expr) ? (void)0 : ::sp::detail::check_failed(#expr, __FILE__, __LINE__))
 
-/// A bug we can survive: aborts in debug builds, logs and counts in release.
+/// A bug we can survive: aborts in debug builds; in release builds prints one
+/// line to stderr and returns, and the caller recovers (ends that one
+/// session, stops that one listener) and counts it where its owner keeps
+/// counters (io: WorkerStats::bugs), so status can report it per worker.
 #define SP_BUG(what) ::sp::detail::bug_hit(what, __FILE__, __LINE__)

@@ -37,35 +37,58 @@ enum class Ev : uint8_t {
     ResourceLimit,
 };
 
+/// Which daemon emits an event.
+enum class Side : uint8_t { Relay = 1, Agent = 2, Both = 3 };
+
+/// Field names, typed once: a misspelt field does not compile.
+namespace f {
+inline constexpr std::string_view kSessionId = "SESSION_ID";
+inline constexpr std::string_view kService = "SERVICE";
+inline constexpr std::string_view kClientAddr = "CLIENT_ADDR";
+inline constexpr std::string_view kClientPort = "CLIENT_PORT";
+inline constexpr std::string_view kListenAddr = "LISTEN_ADDR";
+inline constexpr std::string_view kAgent = "AGENT";
+inline constexpr std::string_view kAgentAddr = "AGENT_ADDR";
+inline constexpr std::string_view kBackendAddr = "BACKEND_ADDR";
+inline constexpr std::string_view kRelayAddr = "RELAY_ADDR";
+inline constexpr std::string_view kKeyId = "KEY_ID";
+inline constexpr std::string_view kBytesUp = "BYTES_UP";
+inline constexpr std::string_view kBytesDown = "BYTES_DOWN";
+inline constexpr std::string_view kDurationMs = "DURATION_MS";
+inline constexpr std::string_view kReason = "REASON";
+inline constexpr std::string_view kSuppressed = "SUPPRESSED";
+}  // namespace f
+
 struct EventSpec {
     Ev id;
     std::string_view name;  // SALLYPORT_EVENT= value
     Level level;            // default priority (sallyport(7) gives it per event)
+    Side side;
 };
 
 /// In enum order; a unit test checks that kEvents[i].id == Ev(i).
 inline constexpr std::array kEvents = {
-    EventSpec{Ev::Started, "started", Level::Info},
-    EventSpec{Ev::Stopping, "stopping", Level::Info},
-    EventSpec{Ev::ControlListen, "control-listen", Level::Info},
-    EventSpec{Ev::BindFailed, "bind-failed", Level::Error},
-    EventSpec{Ev::AgentConnected, "agent-connected", Level::Info},
-    EventSpec{Ev::AgentRejected, "agent-rejected", Level::Warn},
-    EventSpec{Ev::AgentDisconnected, "agent-disconnected", Level::Info},
-    EventSpec{Ev::ConfigApplied, "config-applied", Level::Info},
-    EventSpec{Ev::ConfigRejected, "config-rejected", Level::Warn},
-    EventSpec{Ev::ListenerOpen, "listener-open", Level::Info},
-    EventSpec{Ev::ListenerClosed, "listener-closed", Level::Info},
-    EventSpec{Ev::ListenersSuspended, "listeners-suspended", Level::Warn},
-    EventSpec{Ev::SessionOpen, "session-open", Level::Info},
-    EventSpec{Ev::SessionClose, "session-close", Level::Info},
-    EventSpec{Ev::ClientRejected, "client-rejected", Level::Warn},
-    EventSpec{Ev::BackendFailed, "backend-failed", Level::Warn},
-    EventSpec{Ev::Reload, "reload", Level::Info},
-    EventSpec{Ev::ReloadFailed, "reload-failed", Level::Error},
-    EventSpec{Ev::RelayConnected, "relay-connected", Level::Info},
-    EventSpec{Ev::RelayDisconnected, "relay-disconnected", Level::Warn},
-    EventSpec{Ev::ResourceLimit, "resource-limit", Level::Warn},
+    EventSpec{Ev::Started, "started", Level::Info, Side::Both},
+    EventSpec{Ev::Stopping, "stopping", Level::Info, Side::Both},
+    EventSpec{Ev::ControlListen, "control-listen", Level::Info, Side::Relay},
+    EventSpec{Ev::BindFailed, "bind-failed", Level::Error, Side::Relay},
+    EventSpec{Ev::AgentConnected, "agent-connected", Level::Info, Side::Relay},
+    EventSpec{Ev::AgentRejected, "agent-rejected", Level::Warn, Side::Relay},
+    EventSpec{Ev::AgentDisconnected, "agent-disconnected", Level::Info, Side::Relay},
+    EventSpec{Ev::ConfigApplied, "config-applied", Level::Info, Side::Both},
+    EventSpec{Ev::ConfigRejected, "config-rejected", Level::Warn, Side::Both},
+    EventSpec{Ev::ListenerOpen, "listener-open", Level::Info, Side::Relay},
+    EventSpec{Ev::ListenerClosed, "listener-closed", Level::Info, Side::Relay},
+    EventSpec{Ev::ListenersSuspended, "listeners-suspended", Level::Warn, Side::Relay},
+    EventSpec{Ev::SessionOpen, "session-open", Level::Info, Side::Both},
+    EventSpec{Ev::SessionClose, "session-close", Level::Info, Side::Both},
+    EventSpec{Ev::ClientRejected, "client-rejected", Level::Warn, Side::Relay},
+    EventSpec{Ev::BackendFailed, "backend-failed", Level::Warn, Side::Both},
+    EventSpec{Ev::Reload, "reload", Level::Info, Side::Both},
+    EventSpec{Ev::ReloadFailed, "reload-failed", Level::Error, Side::Both},
+    EventSpec{Ev::RelayConnected, "relay-connected", Level::Info, Side::Agent},
+    EventSpec{Ev::RelayDisconnected, "relay-disconnected", Level::Warn, Side::Agent},
+    EventSpec{Ev::ResourceLimit, "resource-limit", Level::Warn, Side::Both},
 };
 
 [[nodiscard]] constexpr const EventSpec& spec(Ev e) noexcept {

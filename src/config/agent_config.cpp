@@ -4,8 +4,11 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <cstdint>
 #include <utility>
 
+#include "base/wire_limits.hpp"
+#include "config/keys.hpp"
 #include "config/metrics_listen.hpp"
 #include "config/parse_util.hpp"
 #include "config/toml_include.hpp"
@@ -14,6 +17,7 @@ namespace sp::config {
 
 namespace {
 
+using detail::Diagnostics;
 using detail::Pos;
 using detail::StringItem;
 using detail::TableReader;
@@ -25,6 +29,11 @@ using detail::TableReader;
 // - service max_sessions: as the relay's limit, 0 = unlimited.
 // - affinity_s: at most 30 days; 0 = off.
 constexpr uint32_t kMaxPool = 1024;
+// What the control protocol carries bounds what a file may say
+// (base/wire_limits.hpp): names are valid_name()s of at most 64 bytes, well
+// within a wire name; HELLO's pool_size is a u16.
+static_assert(64 <= wire::kMaxName);
+static_assert(kMaxPool <= UINT16_MAX);
 constexpr uint32_t kMaxThreads = 1024;
 constexpr uint32_t kMaxSessions = 10'000'000;
 constexpr uint32_t kMaxAffinityS = 2'592'000;
@@ -52,49 +61,55 @@ struct Located {
     size_t service = 0;
 };
 
-Result<void> parse_agent_section(const TableReader& r, AgentSection& a) {
-    SP_CONFIG_TRY(r.check_keys(kAgentKeys));
-    auto name = r.string_item("name");
-    SP_CONFIG_TRY(name);
-    if (!*name) {
-        return r.missing("name", "is required (a name for this agent in relay logs)");
+void parse_agent_section(const TableReader& r, AgentSection& a, Diagnostics& d) {
+    r.check_keys(kAgentKeys, d);
+    if (auto name = r.string_item("name"); d.ok(name)) {
+        if (!*name) {
+            if (!d.meant("agent.name")) {
+                d.add(r.missing("name", "is required (a name for this agent in relay logs)"));
+            }
+        } else if (!detail::valid_name((*name)->value)) {
+            d.add(r.error((*name)->pos, "name",
+                          "must be 1-64 characters of letters, digits, '-', '_' or '.'"));
+        } else {
+            a.name = (*name)->value;
+        }
     }
-    if (!detail::valid_name((*name)->value)) {
-        return r.error((*name)->pos, "name",
-                       "must be 1-64 characters of letters, digits, '-', '_' or '.'");
+    if (auto sock = r.string_item("status_socket"); d.ok(sock) && *sock) {
+        if (d.ok(detail::check_socket_path(r, **sock, "status_socket"))) {
+            a.status_socket = (*sock)->value;
+        }
     }
-    a.name = (*name)->value;
-
-    auto sock = r.string_item("status_socket");
-    SP_CONFIG_TRY(sock);
-    if (*sock) {
-        SP_CONFIG_TRY(detail::check_socket_path(r, **sock, "status_socket"));
-        a.status_socket = (*sock)->value;
-    }
-    SP_CONFIG_TRY(detail::read_metrics_listen(r, a.metrics_listen));
-    SP_CONFIG_TRY(r.read_uint("pool", 0, kMaxPool, a.pool));
-    SP_CONFIG_TRY(r.read_uint("threads", 0, kMaxThreads, a.threads));
-    SP_CONFIG_TRY(detail::read_data_path(r, a.data_path));
-    return {};
+    d.ok(detail::read_metrics_listen(r, a.metrics_listen));
+    d.ok(r.read_uint("pool", 0, kMaxPool, a.pool));
+    d.ok(r.read_uint("threads", 0, kMaxThreads, a.threads));
+    d.ok(detail::read_data_path(r, a.data_path));
 }
 
-Result<void> parse_relay_entry(const TableReader& r, RelayEntry& e) {
-    SP_CONFIG_TRY(r.check_keys(kRelayKeys));
-    auto address = r.string_item("address");
-    SP_CONFIG_TRY(address);
-    if (!*address) {
-        return r.missing("address", "is required (HOST:PORT of the relay's control_listen)");
+/// One [[relay]] block. False when it had an error (it is then left out).
+bool parse_relay_entry(const TableReader& r, RelayEntry& e, Diagnostics& d) {
+    const size_t errors_before = d.count();
+    r.check_keys(kRelayKeys, d);
+    if (auto address = r.string_item("address"); d.ok(address)) {
+        if (!*address) {
+            if (!d.meant(r.key("address"))) {
+                d.add(
+                    r.missing("address", "is required (HOST:PORT of the relay's control_listen)"));
+            }
+        } else if (auto hp = HostPorts::parse((*address)->value, false); !hp) {
+            d.add(detail::relocate(r, **address, std::move(hp.error())));
+        } else {
+            e.address = std::move(*hp);
+        }
     }
-    auto hp = HostPorts::parse((*address)->value, false);
-    if (!hp) {
-        return detail::relocate(r, **address, std::move(hp.error()));
+    d.ok(r.read_path("key", e.key));
+    d.ok(r.read_path("certificate", e.certificate));
+    d.ok(r.read_path("private_key", e.private_key));
+    d.ok(r.read_path("relay_ca", e.relay_ca));
+    d.ok(r.read_bool("standby", e.standby));
+    if (d.count() != errors_before) {
+        return false;  // the mode rules below would only repeat a bad key's error
     }
-    e.address = std::move(*hp);
-    SP_CONFIG_TRY(r.read_path("key", e.key));
-    SP_CONFIG_TRY(r.read_path("certificate", e.certificate));
-    SP_CONFIG_TRY(r.read_path("private_key", e.private_key));
-    SP_CONFIG_TRY(r.read_path("relay_ca", e.relay_ca));
-    SP_CONFIG_TRY(r.read_bool("standby", e.standby));
 
     // Exactly one mode per relay: an agent must know which handshake to
     // offer, and a half-filled certificate block is always a mistake.
@@ -109,107 +124,154 @@ Result<void> parse_relay_entry(const TableReader& r, RelayEntry& e) {
     }
     if (!e.key.empty() && set != 0) {
         const toml::node* n = r.table().get("key");
-        return r.error(detail::pos_of(*n), "key",
-                       "choose one mode per relay: key (shared key) or certificate, "
-                       "private_key and relay_ca (certificate mode), not both");
+        d.add(r.error(detail::pos_of(*n), "key",
+                      "choose one mode per relay: key (shared key) or certificate, "
+                      "private_key and relay_ca (certificate mode), not both"));
+        return false;
     }
     if (set != 0 && set != 3) {
         for (const auto& c : cert) {
             if (c.second->empty()) {
-                return r.missing(c.first,
-                                 fmt::format("certificate mode needs certificate, private_key "
-                                             "and relay_ca together; {} is not set",
-                                             c.first));
+                d.add(r.missing(c.first,
+                                fmt::format("certificate mode needs certificate, private_key "
+                                            "and relay_ca together; {} is not set",
+                                            c.first)));
+                return false;
             }
         }
     }
     if (e.key.empty() && set == 0) {
-        return r.missing({},
-                         "no authentication: set key (shared-key mode) or certificate, "
-                         "private_key and relay_ca (certificate mode)");
+        d.add(r.missing({},
+                        "no authentication: set key (shared-key mode) or certificate, "
+                        "private_key and relay_ca (certificate mode)"));
+        return false;
     }
-    return {};
+    return true;
 }
 
-Result<std::vector<Located>> parse_address_list(const TableReader& r, std::string_view k,
-                                                bool literal_only, std::string_view what) {
+/// The valid addresses of a listen or backend list; an error for each
+/// invalid one, and one when the list is missing or empty.
+std::vector<Located> parse_address_list(const TableReader& r, std::string_view k, bool literal_only,
+                                        std::string_view what, Diagnostics& d) {
+    std::vector<Located> out;
     auto items = r.strings(k);
-    SP_CONFIG_TRY(items);
+    if (!d.ok(items)) {
+        return out;
+    }
     if (!*items) {
-        return r.missing(k, fmt::format("is required ({})", what));
+        if (!d.meant(r.key(k))) {
+            d.add(r.missing(k, fmt::format("is required ({})", what)));
+        }
+        return out;
     }
     if ((*items)->empty()) {
-        return r.error(detail::pos_of(*r.table().get(k)), k,
-                       fmt::format("needs at least one address ({})", what));
+        d.add(r.error(detail::pos_of(*r.table().get(k)), k,
+                      fmt::format("needs at least one address ({})", what)));
+        return out;
     }
-    std::vector<Located> out;
     for (auto& item : **items) {
         auto hp = HostPorts::parse(item.value, true);
         if (!hp) {
-            return detail::relocate(r, item, std::move(hp.error()));
+            d.add(detail::relocate(r, item, std::move(hp.error())));
+            continue;
         }
         if (literal_only && !hp->ip) {
-            return detail::config_error(
+            d.add(detail::config_error(
                 r.file(), item.pos, item.key,
                 fmt::format("\"{}\" is not a literal IP address (the relay binds it; use "
                             "0.0.0.0 or [::] for every address)",
-                            hp->host));
+                            hp->host)));
+            continue;
         }
         out.push_back(Located{std::move(*hp), std::move(item), 0});
     }
     return out;
 }
 
-Result<void> parse_service(const TableReader& r, Service& s, std::vector<Located>& ret_listens,
-                           size_t index) {
-    SP_CONFIG_TRY(r.check_keys(kServiceKeys));
-    auto name = r.string_item("name");
-    SP_CONFIG_TRY(name);
-    if (!*name) {
-        return r.missing("name", "is required (used in events and by the relay)");
+/// The list `k` of this table has at most `max` items, the bound of its
+/// list on the wire.
+void check_wire_list(const TableReader& r, std::string_view k, size_t max, std::string_view what,
+                     Diagnostics& d) {
+    const toml::node* n = r.table().get(k);
+    const toml::array* arr = n != nullptr ? n->as_array() : nullptr;
+    if (arr != nullptr && arr->size() > max) {
+        d.add(r.error(detail::pos_of(*n), k,
+                      fmt::format("{} entries, but the control protocol carries at most {} {}",
+                                  arr->size(), max, what)));
     }
-    if (!detail::valid_name((*name)->value)) {
-        return r.error((*name)->pos, "name",
-                       "must be 1-64 characters of letters, digits, '-', '_' or '.'");
-    }
-    s.name = (*name)->value;
+}
 
-    auto listen = parse_address_list(r, "listen", true, "where the relay listens");
-    SP_CONFIG_TRY(listen);
-    auto backend = parse_address_list(r, "backend", false, "where the agent connects");
-    SP_CONFIG_TRY(backend);
+/// `wire_text` (what the agent sends for `item`) fits a wire address string.
+void check_wire_string(const TableReader& r, const StringItem& item, const std::string& wire_text,
+                       Diagnostics& d) {
+    if (wire_text.size() > wire::kMaxAddress) {
+        d.add(detail::config_error(
+            r.file(), item.pos, item.key,
+            fmt::format("\"{}...\" is {} bytes on the control protocol, which carries at most {}",
+                        wire_text.substr(0, 32), wire_text.size(), wire::kMaxAddress)));
+    }
+}
+
+void parse_service(const TableReader& r, Service& s, std::vector<Located>& ret_listens,
+                   size_t index, Diagnostics& d) {
+    r.check_keys(kServiceKeys, d);
+    if (auto name = r.string_item("name"); d.ok(name)) {
+        if (!*name) {
+            if (!d.meant(r.key("name"))) {
+                d.add(r.missing("name", "is required (used in events and by the relay)"));
+            }
+        } else if (!detail::valid_name((*name)->value)) {
+            d.add(r.error((*name)->pos, "name",
+                          "must be 1-64 characters of letters, digits, '-', '_' or '.'"));
+        } else {
+            s.name = (*name)->value;
+        }
+    }
+
+    auto listen = parse_address_list(r, "listen", true, "where the relay listens", d);
+    auto backend = parse_address_list(r, "backend", false, "where the agent connects", d);
+    check_wire_list(r, "listen", wire::kMaxListenPerService, "listen addresses in one service", d);
+    for (const auto& l : listen) {
+        check_wire_string(r, l.item, l.hp.to_string(), d);
+    }
+    // BACKEND_FAILED names the backend tried, "HOST:PORT", for the relay's
+    // backend-failed event: a 253-byte host name and a port do not fit.
+    for (const auto& b : backend) {
+        HostPorts last = b.hp;
+        last.ports.first = last.ports.last;
+        check_wire_string(r, b.item, last.to_string(), d);
+    }
 
     // SPEC: both sides of a mapping have the same length. A range listen may
     // fold onto one backend port (many public ports, one server port), but a
     // single listen port cannot fan out to a backend range: which port would
     // a client get?
-    for (const auto& b : *backend) {
+    for (const auto& b : backend) {
         if (b.hp.ports.size() == 1) {
             continue;
         }
-        for (const auto& l : *listen) {
+        for (const auto& l : listen) {
             if (l.hp.ports.size() != b.hp.ports.size()) {
-                return detail::config_error(
+                d.add(detail::config_error(
                     r.file(), b.item.pos, b.item.key,
                     fmt::format("backend range {} has {} ports but listen {} has {} (a backend "
                                 "range needs a listen range of the same length)",
                                 b.hp.to_string(), b.hp.ports.size(), l.hp.to_string(),
-                                l.hp.ports.size()));
+                                l.hp.ports.size())));
+                break;
             }
         }
     }
-    for (auto& l : *listen) {
+    for (auto& l : listen) {
         l.service = index;
         s.listen.push_back(l.hp);
         ret_listens.push_back(std::move(l));
     }
-    for (auto& b : *backend) {
+    for (auto& b : backend) {
         s.backend.push_back(std::move(b.hp));
     }
 
-    auto proxy = r.string_item("proxy_protocol");
-    SP_CONFIG_TRY(proxy);
-    if (*proxy) {
+    if (auto proxy = r.string_item("proxy_protocol"); d.ok(proxy) && *proxy) {
         const std::string& v = (*proxy)->value;
         if (v == "none") {
             s.proxy_protocol = ProxyProtocol::None;
@@ -218,22 +280,33 @@ Result<void> parse_service(const TableReader& r, Service& s, std::vector<Located
         } else if (v == "v2") {
             s.proxy_protocol = ProxyProtocol::V2;
         } else {
-            return detail::bad_enum(r, **proxy, "proxy_protocol", "\"none\", \"v1\" or \"v2\"");
+            d.add(detail::bad_enum(r, **proxy, "proxy_protocol", "\"none\", \"v1\" or \"v2\""));
         }
     }
     for (const auto& [k, out] : {std::pair{"allow_clients", &s.allow_clients},
                                  std::pair{"deny_clients", &s.deny_clients}}) {
-        auto items = r.strings(k);
-        SP_CONFIG_TRY(items);
-        if (*items) {
-            auto cidrs = detail::parse_cidrs(r, **items);
-            SP_CONFIG_TRY(cidrs);
-            *out = std::move(*cidrs);
+        if (auto items = r.strings(k); d.ok(items) && *items) {
+            *out = detail::parse_cidrs(r, **items, d);
+            check_wire_list(r, k, wire::kMaxCidrsPerList, "CIDRs in one list", d);
         }
     }
-    SP_CONFIG_TRY(r.read_uint("max_sessions", 0, kMaxSessions, s.max_sessions));
-    SP_CONFIG_TRY(r.read_uint("affinity_s", 0, kMaxAffinityS, s.affinity_s));
-    return {};
+    d.ok(r.read_uint("max_sessions", 0, kMaxSessions, s.max_sessions));
+    d.ok(r.read_uint("affinity_s", 0, kMaxAffinityS, s.affinity_s));
+}
+
+/// Payload bytes of `s` in a CONFIG message (control-protocol.md 3.2): the
+/// agent sends each listen entry and CIDR as its to_string().
+size_t wire_service_size(const Service& s) {
+    size_t n = wire::kServiceFixed + wire::string_size(s.name.size());
+    for (const auto& l : s.listen) {
+        n += wire::string_size(l.to_string().size());
+    }
+    for (const auto* list : {&s.allow_clients, &s.deny_clients}) {
+        for (const auto& c : *list) {
+            n += wire::string_size(c.to_string().size());
+        }
+    }
+    return n;
 }
 
 // Two listeners collide when the kernel would refuse the second bind: same
@@ -260,109 +333,208 @@ std::string lowercase(std::string_view s) {
     return out;
 }
 
-}  // namespace
-
-Result<AgentConfig> parse_agent_config(std::string_view text, const std::string& path) {
-    auto doc = detail::parse_document(text, path);
-    SP_CONFIG_TRY(doc);
-
+/// Every check of agent.toml; errors go to `d`, and the values that passed
+/// their own checks into the result.
+AgentConfig parse_agent(std::string_view text, const std::string& path, Diagnostics& d) {
     AgentConfig cfg;
     cfg.path = path;
-    const TableReader root(path, *doc, "", kSchema);
-    SP_CONFIG_TRY(root.check_keys(kRootKeys));
-
-    auto agent = root.sub_table("agent");
-    SP_CONFIG_TRY(agent);
-    if (*agent == nullptr) {
-        return root.missing("agent.name", "is required: add an [agent] table with name = \"...\"");
+    auto doc = detail::parse_document(text, path);
+    if (!d.ok(doc)) {
+        return cfg;  // toml++ stops at the first syntax error: nothing more to check
     }
-    SP_CONFIG_TRY(parse_agent_section(TableReader(path, **agent, "agent", kSchema), cfg.agent));
+    const TableReader root(path, *doc, "", kSchema);
+    root.check_keys(kRootKeys, d);
+
+    if (auto agent = root.sub_table("agent"); d.ok(agent)) {
+        if (*agent == nullptr) {
+            if (!d.meant("agent.name")) {
+                d.add(root.missing("agent.name",
+                                   "is required: add an [agent] table with name = \"...\""));
+            }
+        } else {
+            parse_agent_section(TableReader(path, **agent, "agent", kSchema), cfg.agent, d);
+        }
+    }
 
     auto relays = root.table_array("relay");
-    SP_CONFIG_TRY(relays);
+    const bool relays_ok = d.ok(relays);
     std::vector<Pos> relay_pos;
-    for (size_t i = 0; *relays != nullptr && i < (*relays)->size(); ++i) {
+    for (size_t i = 0; relays_ok && *relays != nullptr && i < (*relays)->size(); ++i) {
         const auto& t = *(*relays)->get(i)->as_table();
         const TableReader r(path, t, detail::index_key("relay", i), kSchema);
         RelayEntry e;
-        SP_CONFIG_TRY(parse_relay_entry(r, e));
-        for (size_t j = 0; j < cfg.relays.size(); ++j) {
+        if (!parse_relay_entry(r, e, d)) {
+            continue;
+        }
+        bool duplicate = false;
+        for (size_t j = 0; j < cfg.relays.size() && !duplicate; ++j) {
             const auto& prev = cfg.relays[j].address;
             const bool same_host = (prev.ip && e.address.ip)
                                        ? *prev.ip == *e.address.ip
                                        : lowercase(prev.host) == lowercase(e.address.host);
             if (same_host && prev.ports == e.address.ports) {
                 const toml::node* n = t.get("address");
-                return r.error(detail::pos_of(*n), "address",
-                               fmt::format("relay {} is already listed at line {}",
-                                           e.address.to_string(), relay_pos[j].line));
+                d.add(r.error(detail::pos_of(*n), "address",
+                              fmt::format("relay {} is already listed at line {}",
+                                          e.address.to_string(), relay_pos[j].line)));
+                duplicate = true;
             }
         }
-        relay_pos.push_back(r.pos());
-        cfg.relays.push_back(std::move(e));
+        if (!duplicate) {
+            relay_pos.push_back(r.pos());
+            cfg.relays.push_back(std::move(e));
+        }
     }
 
-    auto services = root.table_array("service");
-    SP_CONFIG_TRY(services);
     std::vector<Located> listens;
-    if (*services != nullptr) {
+    const toml::array* services_array = nullptr;
+    if (auto services = root.table_array("service"); d.ok(services) && *services != nullptr) {
+        services_array = *services;
+        std::vector<std::pair<std::string, size_t>> names;  // valid names, first index
         for (size_t i = 0; i < (*services)->size(); ++i) {
             const auto& t = *(*services)->get(i)->as_table();
             const TableReader r(path, t, detail::index_key("service", i), kSchema);
             Service s;
-            SP_CONFIG_TRY(parse_service(r, s, listens, i));
-            for (size_t j = 0; j < cfg.services.size(); ++j) {
-                if (cfg.services[j].name == s.name) {
-                    return r.error(
-                        detail::pos_of(*t.get("name")), "name",
-                        fmt::format("service \"{}\" is already defined as service[{}]", s.name, j));
+            parse_service(r, s, listens, i, d);
+            if (!s.name.empty()) {
+                const auto prev = std::find_if(names.begin(), names.end(),
+                                               [&](const auto& n) { return n.first == s.name; });
+                if (prev != names.end()) {
+                    d.add(r.error(detail::pos_of(*t.get("name")), "name",
+                                  fmt::format("service \"{}\" is already defined as service[{}]",
+                                              s.name, prev->second)));
+                } else {
+                    names.emplace_back(s.name, i);
                 }
             }
             cfg.services.push_back(std::move(s));
         }
     }
-    // Whole-file requirements come after every per-key check, so a typo is
-    // reported where it is rather than as the requirement it broke.
-    if (cfg.relays.empty()) {
-        return root.missing("relay", "at least one [[relay]] block is required");
+    // What one CONFIG message must carry: each bound reported once, where it
+    // is first broken.
+    if (services_array != nullptr && services_array->size() > wire::kMaxServices) {
+        const auto& t = *services_array->get(wire::kMaxServices)->as_table();
+        d.add(detail::config_error(
+            path, detail::pos_of(t), detail::index_key("service", wire::kMaxServices),
+            fmt::format("{} services, but the control protocol carries at most {}",
+                        services_array->size(), wire::kMaxServices)));
     }
-    // Quadratic, but a config has tens of listeners, not thousands.
-    for (size_t i = 0; i < listens.size(); ++i) {
+    if (listens.size() > wire::kMaxListeners) {
+        const auto& l = listens[wire::kMaxListeners];
+        d.add(detail::config_error(
+            path, l.item.pos, l.item.key,
+            fmt::format("listen address {} of this file: the control protocol carries at most {} "
+                        "over all services",
+                        wire::kMaxListeners + 1, wire::kMaxListeners)));
+    }
+    size_t bytes = wire::kConfigFixed;
+    for (size_t i = 0; i < cfg.services.size(); ++i) {
+        bytes += wire_service_size(cfg.services[i]);
+        if (bytes > wire::kMaxFrame) {
+            const auto& t = *services_array->get(i)->as_table();
+            d.add(detail::config_error(
+                path, detail::pos_of(t), detail::index_key("service", i),
+                fmt::format("the services up to this one make a CONFIG message of {} bytes, but "
+                            "the control protocol carries at most {} (fewer client CIDRs or "
+                            "services)",
+                            bytes, wire::kMaxFrame)));
+            break;
+        }
+    }
+
+    // Whole-file requirements only where their inputs were valid, so a typo
+    // is reported where it is rather than also as the requirement it broke.
+    if (relays_ok && (*relays == nullptr || (*relays)->empty()) && !d.meant("relay")) {
+        d.add(root.missing("relay", "at least one [[relay]] block is required"));
+    }
+    // Quadratic, but a config has tens of listeners, and never more than
+    // the wire's 4096 (a file with more is refused above; skipping keeps a
+    // hostile 4 MiB file from costing minutes).
+    for (size_t i = 0; listens.size() <= wire::kMaxListeners && i < listens.size(); ++i) {
         for (size_t j = 0; j < i; ++j) {
             if (listens_overlap(listens[i].hp, listens[j].hp)) {
                 const auto& a = listens[i];
                 const auto& b = listens[j];
-                return detail::config_error(
+                d.add(detail::config_error(
                     path, a.item.pos, a.item.key,
                     fmt::format("{} overlaps {} of service \"{}\" ({}, line {})", a.hp.to_string(),
                                 b.item.key, cfg.services[b.service].name, b.hp.to_string(),
-                                b.item.pos.line));
+                                b.item.pos.line)));
+                break;
             }
         }
     }
 
-    auto outbound = root.sub_table("outbound");
-    SP_CONFIG_TRY(outbound);
-    if (*outbound != nullptr) {
+    if (auto outbound = root.sub_table("outbound"); d.ok(outbound) && *outbound != nullptr) {
         const TableReader r(path, **outbound, "outbound", kSchema);
-        SP_CONFIG_TRY(r.check_keys(kOutboundKeys));
+        r.check_keys(kOutboundKeys, d);
         auto socks = r.string_item("socks5_listen");
-        SP_CONFIG_TRY(socks);
-        if (*socks && !(*socks)->value.empty()) {
-            auto a = SocketAddress::parse((*socks)->value);
-            if (!a) {
-                return detail::relocate(r, **socks, std::move(a.error()));
+        if (d.ok(socks) && *socks && !(*socks)->value.empty()) {
+            if (auto a = SocketAddress::parse((*socks)->value); !a) {
+                d.add(detail::relocate(r, **socks, std::move(a.error())));
+            } else {
+                cfg.socks5_listen = (*socks)->value;
             }
-            cfg.socks5_listen = (*socks)->value;
         }
     }
     return cfg;
+}
+
+}  // namespace
+
+Result<AgentConfig> parse_agent_config(std::string_view text, const std::string& path) {
+    Diagnostics d;
+    AgentConfig cfg = parse_agent(text, path, d);
+    if (!d.empty()) {
+        return Unexpected(d.first());
+    }
+    return cfg;
+}
+
+size_t wire_config_size(const AgentConfig& cfg) {
+    size_t n = wire::kConfigFixed;
+    for (const auto& s : cfg.services) {
+        n += wire_service_size(s);
+    }
+    return n;
 }
 
 Result<AgentConfig> load_agent_config(const std::string& path) {
     auto text = detail::read_config_file(path);
     SP_CONFIG_TRY(text);
     return parse_agent_config(*text, path);
+}
+
+std::vector<Error> agent_config_errors(std::string_view text, const std::string& path) {
+    Diagnostics d;
+    (void)parse_agent(text, path, d);
+    return d.sorted();
+}
+
+std::vector<Error> check_agent_config(const std::string& path) {
+    auto text = detail::read_config_file(path);
+    if (!text) {
+        return {text.error()};
+    }
+    Diagnostics d;
+    const AgentConfig cfg = parse_agent(*text, path, d);
+    std::vector<Error> out = d.sorted();
+    // Then every relay's key or certificate files, as a start would read them.
+    for (const auto& r : cfg.relays) {
+        if (r.shared_key_mode()) {
+            for (auto& e : check_key_file(r.key, true)) {
+                out.push_back(std::move(e));
+            }
+        }
+        for (const auto* f : {&r.certificate, &r.private_key, &r.relay_ca}) {
+            if (!f->empty()) {
+                if (auto c = check_readable(*f); !c) {
+                    out.push_back(c.error());
+                }
+            }
+        }
+    }
+    return out;
 }
 
 }  // namespace sp::config

@@ -3,6 +3,7 @@
 // internal admin: the source of truth for which services the relays open.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -54,7 +55,10 @@ struct Service {
 /// mode and a distinct address; unique service names; non-empty listen and
 /// backend lists; a backend range only with listen ranges of the same length
 /// (a listen range onto one backend port is fine); no two listen entries that
-/// would collide on bind (same family, same IP or a wildcard, shared port).
+/// would collide on bind (same family, same IP or a wildcard, shared port);
+/// nothing the control protocol cannot carry (base/wire_limits.hpp: at most
+/// 1024 services, 256 listen entries in one and 4096 in all, 1024 CIDRs per
+/// list, "HOST:PORT" backend strings of 255 bytes, a 1 MiB CONFIG).
 struct AgentConfig {
     std::string path;
     AgentSection agent;
@@ -63,12 +67,33 @@ struct AgentConfig {
     std::string socks5_listen;  // [outbound]; "" = off, else a literal IP:PORT
 };
 
+/// Payload bytes of the CONFIG message `cfg` becomes on the control channel
+/// (control-protocol.md section 3.2; each listen entry and CIDR as its
+/// to_string()). parse_agent_config refuses a file for which it would pass
+/// wire::kMaxFrame, or which breaks another bound of base/wire_limits.hpp.
+[[nodiscard]] size_t wire_config_size(const AgentConfig& cfg);
+
 /// Reads, parses and validates an agent.toml (at most 4 MiB, regular file).
-/// Does not open key or certificate files. Blocks only on the file read.
+/// When the file has several errors, returns the first in file order, its
+/// message saying how many more there are. Does not open key or certificate
+/// files. Blocks only on the file read.
 [[nodiscard]] Result<AgentConfig> load_agent_config(const std::string& path);
 /// The same from text already in memory (`path` names it in messages and is
 /// the base for relative file names).
 [[nodiscard]] Result<AgentConfig> parse_agent_config(std::string_view text,
                                                      const std::string& path);
+
+/// Every error of an agent.toml text in file order, as relay_config_errors()
+/// does for relay.toml: a bad value does not stop the other checks; a whole-
+/// file rule (a [[relay]] is required, listeners must not overlap, a relay
+/// needs one auth mode) looks only at values that were valid on their own.
+/// Empty when the text is valid.
+[[nodiscard]] std::vector<Error> agent_config_errors(std::string_view text,
+                                                     const std::string& path);
+
+/// --check-config: agent_config_errors() of the file, then the errors of each
+/// relay's key file (check_key_file) or certificate files (readable).
+/// Empty = OK. Blocks on the file reads only.
+[[nodiscard]] std::vector<Error> check_agent_config(const std::string& path);
 
 }  // namespace sp::config

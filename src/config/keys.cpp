@@ -2,13 +2,16 @@
 #include "config/keys.hpp"
 
 #include <fcntl.h>
+#include <pwd.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
+#include <optional>
 
 #include "base/unique_fd.hpp"
 #include "config/parse_util.hpp"
@@ -18,6 +21,8 @@ namespace sp::config {
 namespace {
 
 constexpr size_t kSecretBytes = 32;
+// The system user the systemd units run the daemons as (User=sallyport).
+constexpr const char* kServiceUser = "sallyport";
 constexpr size_t kMaxKeyFileBytes = size_t{1} << 20;
 constexpr std::string_view kAlphabet =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -125,7 +130,11 @@ Result<std::vector<uint8_t>> base64url_decode(std::string_view text) {
     return out;
 }
 
-Result<std::vector<Key>> parse_keys(std::string_view text, const std::string& path) {
+namespace {
+
+/// Parses key lines: each bad line is recorded in `d` and skipped.
+std::vector<Key> parse_key_lines(std::string_view text, const std::string& path,
+                                 detail::Diagnostics& d) {
     std::vector<Key> keys;
     std::vector<int> lines;
     int line_no = 0;
@@ -165,37 +174,44 @@ Result<std::vector<Key>> parse_keys(std::string_view text, const std::string& pa
             ++p;
         }
         if (!detail::valid_name(id)) {
-            return key_error(path, line_no, id_col, {},
-                             "invalid key ID (1-64 characters of letters, digits, '-', '_' "
-                             "or '.')");
+            d.add(key_error(path, line_no, id_col, {},
+                            "invalid key ID (1-64 characters of letters, digits, '-', '_' "
+                            "or '.')"));
+            continue;
         }
         const std::string key_name(id);
         if (secret.empty()) {
-            return key_error(path, line_no, secret_col, key_name,
-                             "missing secret (expected \"ID SECRET\")");
+            d.add(key_error(path, line_no, secret_col, key_name,
+                            "missing secret (expected \"ID SECRET\")"));
+            continue;
         }
         if (p != line.size()) {
-            return key_error(path, line_no, p, key_name,
-                             "unexpected text after the secret (expected \"ID SECRET\")");
+            d.add(key_error(path, line_no, p, key_name,
+                            "unexpected text after the secret (expected \"ID SECRET\")"));
+            continue;
         }
         auto bytes = base64url_decode(secret);
         if (!bytes) {
-            return key_error(path, line_no, secret_col, key_name, bytes.error().message);
+            d.add(key_error(path, line_no, secret_col, key_name, bytes.error().message));
+            continue;
         }
         if (bytes->size() != kSecretBytes) {
             const size_t n = bytes->size();
             ::explicit_bzero(bytes->data(), bytes->size());
-            return key_error(path, line_no, secret_col, key_name,
-                             fmt::format("secret is {} bytes, expected {} (generate one with "
-                                         "sallyport-relay --gen-key {})",
-                                         n, kSecretBytes, key_name));
+            d.add(key_error(path, line_no, secret_col, key_name,
+                            fmt::format("secret is {} bytes, expected {} (generate one with "
+                                        "sallyport-relay --gen-key {})",
+                                        n, kSecretBytes, key_name)));
+            continue;
         }
-        for (size_t i = 0; i < keys.size(); ++i) {
-            if (keys[i].id == id) {
-                return key_error(
-                    path, line_no, id_col, key_name,
-                    fmt::format("duplicate key ID (first defined on line {})", lines[i]));
-            }
+        const auto dup =
+            std::find_if(keys.begin(), keys.end(), [&](const Key& k) { return k.id == id; });
+        if (dup != keys.end()) {
+            ::explicit_bzero(bytes->data(), bytes->size());
+            d.add(key_error(path, line_no, id_col, key_name,
+                            fmt::format("duplicate key ID (first defined on line {})",
+                                        lines[static_cast<size_t>(dup - keys.begin())])));
+            continue;
         }
         keys.push_back(Key{key_name, std::move(*bytes)});
         lines.push_back(line_no);
@@ -203,7 +219,58 @@ Result<std::vector<Key>> parse_keys(std::string_view text, const std::string& pa
     return keys;
 }
 
-Result<std::vector<Key>> load_keys(const std::string& path, bool expect_one) {
+void wipe_keys(std::vector<Key>& keys) noexcept {
+    for (auto& k : keys) {
+        ::explicit_bzero(k.secret.data(), k.secret.size());
+    }
+}
+
+/// The uid of `name`, if that user exists.
+std::optional<uid_t> uid_of(const char* name) {
+    passwd pw{};
+    passwd* found = nullptr;
+    std::array<char, 4096> buf{};
+    if (::getpwnam_r(name, &pw, buf.data(), buf.size(), &found) != 0 || found == nullptr) {
+        return std::nullopt;
+    }
+    return pw.pw_uid;
+}
+
+/// The user name of `uid`, or the number when it has none.
+std::string user_name(uid_t uid) {
+    passwd pw{};
+    passwd* found = nullptr;
+    std::array<char, 4096> buf{};
+    if (::getpwuid_r(uid, &pw, buf.data(), buf.size(), &found) != 0 || found == nullptr) {
+        return fmt::format("{}", uid);
+    }
+    return pw.pw_name;
+}
+
+// A key file's owner can rewrite it (and chmod it back), so the mode check
+// alone would let any user who owns the file plant a key. Allowed: root, the
+// user this process runs as, and the service user the units run the daemons
+// as (so that root's --check-config accepts a file set up as the docs say).
+Result<void> check_owner(const std::string& path, uid_t owner) {
+    const uid_t me = ::geteuid();
+    const auto service = uid_of(kServiceUser);
+    if (owner == 0 || owner == me || (service && owner == *service)) {
+        return {};
+    }
+    // Name who may own it, and suggest the user the daemon reads it as.
+    const std::string allowed =
+        me != 0 ? fmt::format("this daemon's user {} (uid {}) or root", user_name(me), me)
+                : fmt::format("root or the service user {}", kServiceUser);
+    const std::string fix = me != 0 ? user_name(me) : (service ? kServiceUser : "root");
+    return file_error(path, 0,
+                      fmt::format("key file is owned by {} (uid {}), not by {}: its owner can "
+                                  "rewrite it; refusing it, fix with: chown {} {}",
+                                  user_name(owner), owner, allowed, fix, path));
+}
+
+/// Opens and reads a key file into `ret_text` after the checks on the opened
+/// fd that load_keys() documents. The caller wipes `ret_text`.
+Result<void> read_key_file(const std::string& path, std::string& ret_text) {
     // O_NONBLOCK: a FIFO must fail the regular-file check, not hang startup.
     // The checks run on the opened fd, so a rename in between cannot swap in
     // another file after the check.
@@ -224,13 +291,14 @@ Result<std::vector<Key>> load_keys(const std::string& path, bool expect_one) {
                                       "refusing it, fix with: chmod 600 {}",
                                       st.st_mode & 07777, path));
     }
+    if (auto owner = check_owner(path, st.st_uid); !owner) {
+        return owner;
+    }
     if (static_cast<uint64_t>(st.st_size) > kMaxKeyFileBytes) {
         return file_error(path, 0,
                           fmt::format("key file is larger than {} bytes", kMaxKeyFileBytes));
     }
-    std::string text;
-    const Wipe wipe(text);
-    text.reserve(static_cast<size_t>(st.st_size) + 1);
+    ret_text.reserve(static_cast<size_t>(st.st_size) + 1);
     std::array<char, 4096> buf{};
     for (;;) {
         const ssize_t n = ::read(fd.get(), buf.data(), buf.size());
@@ -245,28 +313,71 @@ Result<std::vector<Key>> load_keys(const std::string& path, bool expect_one) {
         if (n == 0) {
             break;
         }
-        if (text.size() + static_cast<size_t>(n) > kMaxKeyFileBytes) {
+        if (ret_text.size() + static_cast<size_t>(n) > kMaxKeyFileBytes) {
             ::explicit_bzero(buf.data(), buf.size());
             return file_error(path, 0,
                               fmt::format("key file is larger than {} bytes", kMaxKeyFileBytes));
         }
-        text.append(buf.data(), static_cast<size_t>(n));
+        ret_text.append(buf.data(), static_cast<size_t>(n));
     }
     ::explicit_bzero(buf.data(), buf.size());
+    return {};
+}
+
+/// The rules about the whole file, once every line parsed.
+Result<void> check_key_count(const std::string& path, size_t count, bool expect_one) {
+    if (count == 0) {
+        return file_error(path, 0, "key file holds no key (expected lines \"ID SECRET\")");
+    }
+    if (expect_one && count != 1) {
+        return file_error(path, 0,
+                          fmt::format("key file holds {} keys; an agent's key file holds "
+                                      "exactly one \"ID SECRET\" line",
+                                      count));
+    }
+    return {};
+}
+
+}  // namespace
+
+Result<std::vector<Key>> parse_keys(std::string_view text, const std::string& path) {
+    detail::Diagnostics d;
+    auto keys = parse_key_lines(text, path, d);
+    if (!d.empty()) {
+        wipe_keys(keys);
+        return Unexpected(d.first());
+    }
+    return keys;
+}
+
+Result<std::vector<Key>> load_keys(const std::string& path, bool expect_one) {
+    std::string text;
+    const Wipe wipe(text);
+    SP_CONFIG_TRY(read_key_file(path, text));
     auto keys = parse_keys(text, path);
     if (!keys) {
         return keys;
     }
-    if (keys->empty()) {
-        return file_error(path, 0, "key file holds no key (expected lines \"ID SECRET\")");
-    }
-    if (expect_one && keys->size() != 1) {
-        return file_error(path, 0,
-                          fmt::format("key file holds {} keys; an agent's key file holds "
-                                      "exactly one \"ID SECRET\" line",
-                                      keys->size()));
+    if (auto r = check_key_count(path, keys->size(), expect_one); !r) {
+        wipe_keys(*keys);
+        return Unexpected(r.error());
     }
     return keys;
+}
+
+std::vector<Error> check_key_file(const std::string& path, bool expect_one) {
+    std::string text;
+    const Wipe wipe(text);
+    if (auto r = read_key_file(path, text); !r) {
+        return {r.error()};
+    }
+    detail::Diagnostics d;
+    auto keys = parse_key_lines(text, path, d);
+    wipe_keys(keys);
+    if (d.empty()) {
+        d.ok(check_key_count(path, keys.size(), expect_one));
+    }
+    return d.sorted();
 }
 
 Result<std::string> generate_key_line(std::string_view id) {

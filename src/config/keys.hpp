@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Shared-key files (SPEC section 4): lines "ID SECRET", SECRET being 32 random
 // bytes in unpadded base64url. The relay holds many, an agent exactly one.
-// Files readable by group or others are refused.
+// Files readable by group or others, or owned by another user, are refused.
 #pragma once
 
 #include <cstdint>
@@ -29,12 +29,19 @@ struct Key {
 
 /// Reads a key file after checking, on the opened fd, that it is a regular
 /// file (a FIFO or device is refused without blocking) with no permission bits
-/// for group or others (the message says: chmod 600 FILE); at most 1 MiB.
+/// for group or others (the message says: chmod 600 FILE), owned by root, by
+/// the effective uid of this process or by the service user "sallyport" (the
+/// owner can rewrite it; the message says: chown USER FILE); at most 1 MiB.
 /// Errors are ErrorKind::Config with `file` set (`code` = errno for open/read
 /// failures). A file without keys is an error; `expect_one` is the agent's
 /// rule: exactly one key line. Blocks only on the file read; the read buffer
 /// is wiped before returning.
 [[nodiscard]] Result<std::vector<Key>> load_keys(const std::string& path, bool expect_one);
+
+/// --check-config for a key file: every error load_keys() would stop at the
+/// first of (each bad line is reported, then the whole-file rules). Empty
+/// when load_keys() would succeed. Blocks on the file read only.
+[[nodiscard]] std::vector<Error> check_key_file(const std::string& path, bool expect_one);
 
 /// A fresh key line "ID SECRET\n" from getrandom(2) (32 bytes, unpadded
 /// base64url). A bad `id` is a Usage error; getrandom only blocks before the

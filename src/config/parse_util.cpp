@@ -305,6 +305,56 @@ Pos pos_of(const toml::source_region& r) noexcept {
     return {clamp(r.begin.line), std::max(1, clamp(r.begin.column))};
 }
 
+void Diagnostics::add(Error e) {
+    if (errors_.size() < kMaxErrors) {
+        errors_.push_back(std::move(e));
+    } else {
+        ++dropped_;
+    }
+}
+
+bool Diagnostics::meant(std::string_view key_path) const noexcept {
+    // "a" relates to "a", "a.b" and "a[0]"; "a.b" also to its table "a".
+    const auto within = [](std::string_view outer, std::string_view inner) {
+        return inner.starts_with(outer) &&
+               (inner.size() == outer.size() || inner[outer.size()] == '.' ||
+                inner[outer.size()] == '[');
+    };
+    return std::any_of(meant_.begin(), meant_.end(), [&](const std::string& m) {
+        return within(m, key_path) || within(key_path, m);
+    });
+}
+
+std::vector<Error> Diagnostics::sorted() const {
+    std::vector<Error> out = errors_;
+    std::stable_sort(out.begin(), out.end(), [](const Error& a, const Error& b) {
+        return std::pair(a.line, a.column) < std::pair(b.line, b.column);
+    });
+    if (dropped_ > 0) {
+        out.push_back(Error{ErrorKind::Config,
+                            0,
+                            fmt::format("{} more errors not shown", dropped_),
+                            out.back().file,
+                            0,
+                            0,
+                            {}});
+    }
+    return out;
+}
+
+Error Diagnostics::first() const {
+    const auto it =
+        std::min_element(errors_.begin(), errors_.end(), [](const Error& a, const Error& b) {
+            return std::pair(a.line, a.column) < std::pair(b.line, b.column);
+        });
+    Error e = *it;
+    if (count() > 1) {
+        e.message += fmt::format(" (and {} more error{} in this file; --check-config lists all)",
+                                 count() - 1, count() == 2 ? "" : "s");
+    }
+    return e;
+}
+
 Unexpected config_error(const std::string& file, Pos pos, std::string key, std::string message) {
     return Unexpected(Error{ErrorKind::Config, 0, std::move(message), file, pos.line, pos.column,
                             std::move(key)});
@@ -389,7 +439,8 @@ Unexpected TableReader::missing(std::string_view k, std::string message) const {
     return error(pos(), k, std::move(message));
 }
 
-Result<void> TableReader::check_keys(std::span<const std::string_view> allowed) const {
+bool TableReader::check_keys(std::span<const std::string_view> allowed, Diagnostics& d) const {
+    bool clean = true;
     for (auto&& [k, v] : table_) {
         const std::string_view name = k.str();
         if (std::find(allowed.begin(), allowed.end(), name) != allowed.end()) {
@@ -398,6 +449,7 @@ Result<void> TableReader::check_keys(std::span<const std::string_view> allowed) 
         std::string hint;
         if (const auto s = suggest_key(name, allowed)) {
             hint = fmt::format(" (did you mean \"{}\"?)", *s);
+            d.note_meant(key(*s));
         } else {
             for (const auto& t : schema_) {
                 if (t.name != path_ &&
@@ -405,6 +457,7 @@ Result<void> TableReader::check_keys(std::span<const std::string_view> allowed) 
                     hint = t.array
                                ? fmt::format(" (\"{}\" belongs in a [[{}]] block)", name, t.name)
                                : fmt::format(" (\"{}\" belongs in [{}])", name, t.name);
+                    d.note_meant(std::string(t.name));
                     break;
                 }
             }
@@ -412,11 +465,12 @@ Result<void> TableReader::check_keys(std::span<const std::string_view> allowed) 
         // The key text is user input: quote it, and cut it so a fuzzed
         // megabyte key does not become a megabyte message.
         const std::string_view shown = name.substr(0, 64);
-        return error(pos_of(k.source()), name.substr(0, 64),
-                     fmt::format("unknown key \"{}\"{}{}", shown,
-                                 name.size() > shown.size() ? "..." : "", hint));
+        d.add(error(pos_of(k.source()), name.substr(0, 64),
+                    fmt::format("unknown key \"{}\"{}{}", shown,
+                                name.size() > shown.size() ? "..." : "", hint)));
+        clean = false;
     }
-    return {};
+    return clean;
 }
 
 Result<void> TableReader::read_uint(std::string_view k, uint32_t min, uint32_t max,
@@ -663,13 +717,15 @@ Unexpected relocate(const TableReader& r, const StringItem& item, Error e) {
     return config_error(r.file(), item.pos, item.key, std::move(e.message));
 }
 
-Result<std::vector<Cidr>> parse_cidrs(const TableReader& r, const std::vector<StringItem>& items) {
+std::vector<Cidr> parse_cidrs(const TableReader& r, const std::vector<StringItem>& items,
+                              Diagnostics& d) {
     std::vector<Cidr> out;
     out.reserve(items.size());
     for (const auto& item : items) {
         auto c = Cidr::parse(item.value);
         if (!c) {
-            return relocate(r, item, std::move(c.error()));
+            d.add(relocate(r, item, std::move(c.error())));
+            continue;
         }
         out.push_back(*c);
     }

@@ -28,6 +28,50 @@
 
 namespace sp::config::detail {
 
+/// The errors of one file, collected so a parser can go on after the first:
+/// --check-config reports every error, a start or reload the first. Keeps at
+/// most kMaxErrors (a fuzzed file may hold a million); the rest are counted.
+class Diagnostics final {
+public:
+    static constexpr size_t kMaxErrors = 100;
+
+    /// Records the error of `r`, if any. True when `r` holds a value.
+    template <typename T>
+    bool ok(const Result<T>& r) {
+        if (r) {
+            return true;
+        }
+        add(r.error());
+        return false;
+    }
+    void add(Error e);
+    void add(const Unexpected& u) { add(u.value()); }
+
+    /// An unknown key was probably meant as `key_path` ("did you mean", or
+    /// "belongs in [auth]" for a whole table): a rule that `key_path` is
+    /// required then stays quiet, since the unknown key's error says it all.
+    void note_meant(std::string key_path) { meant_.push_back(std::move(key_path)); }
+    /// True when `key_path` itself, a key inside it or the table holding it
+    /// ("auth" for "auth.keys") was noted as meant.
+    [[nodiscard]] bool meant(std::string_view key_path) const noexcept;
+
+    /// Errors recorded so far, dropped ones included.
+    [[nodiscard]] size_t count() const noexcept { return errors_.size() + dropped_; }
+    [[nodiscard]] bool empty() const noexcept { return count() == 0; }
+
+    /// The errors in file order (line, then column; errors without a line
+    /// first), and a last one saying how many were dropped, if any.
+    [[nodiscard]] std::vector<Error> sorted() const;
+    /// The first error in file order, its message noting how many more the
+    /// file holds. Only when !empty().
+    [[nodiscard]] Error first() const;
+
+private:
+    std::vector<Error> errors_;
+    size_t dropped_ = 0;
+    std::vector<std::string> meant_;
+};
+
 /// 1-based position in the file; 1:1 when toml++ has none (the root table).
 struct Pos {
     int line = 1;
@@ -90,8 +134,9 @@ public:
     /// An error about a required key that is absent: at the table's position.
     [[nodiscard]] Unexpected missing(std::string_view k, std::string message) const;
 
-    /// Fails on the first key not in `allowed`, with a "did you mean" hint.
-    [[nodiscard]] Result<void> check_keys(std::span<const std::string_view> allowed) const;
+    /// Records an error for every key not in `allowed`, each with a "did you
+    /// mean" hint when one is close. True when there was none.
+    bool check_keys(std::span<const std::string_view> allowed, Diagnostics& d) const;
 
     /// Integer in [min, max] into `ret_value` when present.
     [[nodiscard]] Result<void> read_uint(std::string_view k, uint32_t min, uint32_t max,
@@ -141,9 +186,10 @@ private:
 /// An address-parsing error (sp::Error from base/addr) moved to a position.
 [[nodiscard]] Unexpected relocate(const TableReader& r, const StringItem& item, Error e);
 
-/// Parses every item as a CIDR.
-[[nodiscard]] Result<std::vector<Cidr>> parse_cidrs(const TableReader& r,
-                                                    const std::vector<StringItem>& items);
+/// Parses every item as a CIDR; records an error for each one that is not
+/// and returns the others.
+[[nodiscard]] std::vector<Cidr> parse_cidrs(const TableReader& r,
+                                            const std::vector<StringItem>& items, Diagnostics& d);
 
 /// Name rule shared by agent.name, service names and key IDs: 1-64 of
 /// [A-Za-z0-9._-].

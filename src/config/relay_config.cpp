@@ -6,6 +6,7 @@
 #include <cctype>
 #include <utility>
 
+#include "config/keys.hpp"
 #include "config/metrics_listen.hpp"
 #include "config/parse_util.hpp"
 #include "config/toml_include.hpp"
@@ -14,6 +15,7 @@ namespace sp::config {
 
 namespace {
 
+using detail::Diagnostics;
 using detail::TableReader;
 
 // Range choices (SPEC leaves them open):
@@ -29,6 +31,10 @@ constexpr uint32_t kMaxDrainS = 86'400;
 constexpr uint32_t kMaxIdleS = 31'536'000;
 constexpr uint32_t kMaxSessions = 10'000'000;
 constexpr uint32_t kMaxRate = 1'000'000;
+
+// Shared-key mode's file when [auth] names no mode: beside relay.toml, so
+// /etc/sallyport/relay.keys for the installed configuration.
+constexpr std::string_view kDefaultKeys = "relay.keys";
 
 constexpr std::array<std::string_view, 4> kRootKeys = {"relay", "auth", "limits", "outbound"};
 constexpr std::array<std::string_view, 7> kRelayKeys = {
@@ -47,88 +53,85 @@ constexpr std::array<detail::SchemaTable, 4> kSchema = {{
     {"outbound", kOutboundKeys},
 }};
 
-Result<void> parse_relay_section(const TableReader& r, RelaySection& s) {
-    SP_CONFIG_TRY(r.check_keys(kRelayKeys));
-    SP_CONFIG_TRY(r.read_uint("threads", 0, kMaxThreads, s.threads));
-    SP_CONFIG_TRY(detail::read_data_path(r, s.data_path));
-    SP_CONFIG_TRY(r.read_uint("drain_timeout_s", 0, kMaxDrainS, s.drain_timeout_s));
+void parse_relay_section(const TableReader& r, RelaySection& s, Diagnostics& d) {
+    r.check_keys(kRelayKeys, d);
+    d.ok(r.read_uint("threads", 0, kMaxThreads, s.threads));
+    d.ok(detail::read_data_path(r, s.data_path));
+    d.ok(r.read_uint("drain_timeout_s", 0, kMaxDrainS, s.drain_timeout_s));
 
-    auto sock = r.string_item("status_socket");
-    SP_CONFIG_TRY(sock);
-    if (*sock) {
-        SP_CONFIG_TRY(detail::check_socket_path(r, **sock, "status_socket"));
-        s.status_socket = (*sock)->value;
-    }
-    SP_CONFIG_TRY(detail::read_metrics_listen(r, s.metrics_listen));
-
-    auto control = r.strings("control_listen");
-    SP_CONFIG_TRY(control);
-    if (*control) {
-        if ((*control)->empty()) {
-            return r.error(detail::pos_of(*r.table().get("control_listen")), "control_listen",
-                           "needs at least one address (omit the key for 0.0.0.0:44500)");
+    if (auto sock = r.string_item("status_socket"); d.ok(sock) && *sock) {
+        if (d.ok(detail::check_socket_path(r, **sock, "status_socket"))) {
+            s.status_socket = (*sock)->value;
         }
-        s.control_listen.clear();
+    }
+    d.ok(detail::read_metrics_listen(r, s.metrics_listen));
+
+    if (auto control = r.strings("control_listen"); d.ok(control) && *control) {
+        if ((*control)->empty()) {
+            d.add(r.error(detail::pos_of(*r.table().get("control_listen")), "control_listen",
+                          "needs at least one address (omit the key for 0.0.0.0:44500)"));
+        }
+        std::vector<SocketAddress> addrs;
         for (const auto& item : **control) {
             auto a = SocketAddress::parse(item.value);
             if (!a) {
-                return detail::relocate(r, item, std::move(a.error()));
+                d.add(detail::relocate(r, item, std::move(a.error())));
+                continue;
             }
-            for (const auto& prev : s.control_listen) {
-                if (prev == *a) {
-                    return detail::config_error(r.file(), item.pos, item.key,
-                                                fmt::format("{} is listed twice", a->to_string()));
-                }
+            if (std::find(addrs.begin(), addrs.end(), *a) != addrs.end()) {
+                d.add(detail::config_error(r.file(), item.pos, item.key,
+                                           fmt::format("{} is listed twice", a->to_string())));
+                continue;
             }
-            s.control_listen.push_back(*a);
+            addrs.push_back(*a);
+        }
+        if (!addrs.empty()) {
+            s.control_listen = std::move(addrs);
         }
     }
 
-    auto allow = r.strings("allow_listen");
-    SP_CONFIG_TRY(allow);
-    if (*allow) {
+    if (auto allow = r.strings("allow_listen"); d.ok(allow) && *allow) {
         // An empty list is accepted on purpose: agents may then open nothing,
         // a lock-down an admin may want during maintenance.
         s.allow_listen.clear();
         for (const auto& item : **allow) {
             auto hp = HostPorts::parse(item.value, true);
             if (!hp) {
-                return detail::relocate(r, item, std::move(hp.error()));
+                d.add(detail::relocate(r, item, std::move(hp.error())));
+                continue;
             }
             if (!hp->ip) {
-                return detail::config_error(
+                d.add(detail::config_error(
                     r.file(), item.pos, item.key,
                     fmt::format("\"{}\" is not a literal IP address (names are not allowed here)",
-                                hp->host));
+                                hp->host)));
+                continue;
             }
             s.allow_listen.push_back(std::move(*hp));
         }
     }
-    return {};
 }
 
-Result<void> parse_auth_section(const TableReader& r, AuthSection& a) {
-    SP_CONFIG_TRY(r.check_keys(kAuthKeys));
-    SP_CONFIG_TRY(r.read_path("keys", a.keys));
-    SP_CONFIG_TRY(r.read_path("certificate", a.certificate));
-    SP_CONFIG_TRY(r.read_path("private_key", a.private_key));
-    SP_CONFIG_TRY(r.read_path("agent_ca", a.agent_ca));
+void parse_auth_section(const TableReader& r, AuthSection& a, Diagnostics& d) {
+    r.check_keys(kAuthKeys, d);
+    d.ok(r.read_path("keys", a.keys));
+    d.ok(r.read_path("certificate", a.certificate));
+    d.ok(r.read_path("private_key", a.private_key));
+    d.ok(r.read_path("agent_ca", a.agent_ca));
     for (const auto& [k, out] :
          {std::pair{"allow_agents", &a.allow_agents}, std::pair{"deny_agents", &a.deny_agents}}) {
-        auto items = r.strings(k);
-        SP_CONFIG_TRY(items);
-        if (*items) {
-            auto cidrs = detail::parse_cidrs(r, **items);
-            SP_CONFIG_TRY(cidrs);
-            *out = std::move(*cidrs);
+        if (auto items = r.strings(k); d.ok(items) && *items) {
+            *out = detail::parse_cidrs(r, **items, d);
         }
     }
-    return {};
 }
 
-// Certificate mode is all-or-none; at least one mode must be configured.
-// Both at once is allowed: agents may use either while keys are migrated.
-Result<void> check_auth_modes(const TableReader& r, const AuthSection& a) {
+// Exactly one mode (sallyport.toml(5), [auth]): the three certificate keys
+// together select certificate mode; otherwise shared keys are used, from
+// `keys` or its default. A relay serves its agents in one mode, and keys
+// left beside a certificate configuration would be a second way in that an
+// admin who switched modes believes closed.
+Result<void> check_auth_modes(const TableReader& r, AuthSection& a) {
     const std::array<std::pair<std::string_view, const std::string*>, 3> cert = {{
         {"certificate", &a.certificate},
         {"private_key", &a.private_key},
@@ -137,6 +140,19 @@ Result<void> check_auth_modes(const TableReader& r, const AuthSection& a) {
     int set = 0;
     for (const auto& c : cert) {
         set += c.second->empty() ? 0 : 1;
+    }
+    if (const toml::node* keys = r.table().get("keys"); keys != nullptr) {
+        if (a.keys.empty()) {
+            return r.error(detail::pos_of(*keys), "keys",
+                           "an empty file name (omit keys for the default, relay.keys next to "
+                           "this file)");
+        }
+        if (set != 0) {
+            return r.error(detail::pos_of(*keys), "keys",
+                           "choose one mode: keys (shared keys) or certificate, private_key and "
+                           "agent_ca (certificate mode), not both");
+        }
+        return {};
     }
     if (set != 0 && set != 3) {
         for (const auto& c : cert) {
@@ -148,26 +164,21 @@ Result<void> check_auth_modes(const TableReader& r, const AuthSection& a) {
             }
         }
     }
-    if (a.keys.empty() && set == 0) {
-        return r.missing({},
-                         "no agent authentication: set auth.keys (shared-key mode) or "
-                         "auth.certificate, auth.private_key and auth.agent_ca "
-                         "(certificate mode)");
+    if (set == 0) {
+        a.keys = detail::resolve_path(r.file(), std::string(kDefaultKeys));
     }
     return {};
 }
 
-Result<void> parse_limits_section(const TableReader& r, LimitsSection& l) {
-    SP_CONFIG_TRY(r.check_keys(kLimitsKeys));
-    SP_CONFIG_TRY(r.read_uint("max_sessions", 1, kMaxSessions, l.max_sessions));
-    SP_CONFIG_TRY(
-        r.read_uint("max_sessions_per_client", 0, kMaxSessions, l.max_sessions_per_client));
-    SP_CONFIG_TRY(r.read_uint("max_new_sessions_per_client_per_s", 0, kMaxRate,
-                              l.max_new_sessions_per_client_per_s));
-    SP_CONFIG_TRY(r.read_uint("pending_timeout_ms", 1, kMaxTimeoutMs, l.pending_timeout_ms));
-    SP_CONFIG_TRY(r.read_uint("handshake_timeout_ms", 1, kMaxTimeoutMs, l.handshake_timeout_ms));
-    SP_CONFIG_TRY(r.read_uint("idle_timeout_s", 0, kMaxIdleS, l.idle_timeout_s));
-    return {};
+void parse_limits_section(const TableReader& r, LimitsSection& l, Diagnostics& d) {
+    r.check_keys(kLimitsKeys, d);
+    d.ok(r.read_uint("max_sessions", 1, kMaxSessions, l.max_sessions));
+    d.ok(r.read_uint("max_sessions_per_client", 0, kMaxSessions, l.max_sessions_per_client));
+    d.ok(r.read_uint("max_new_sessions_per_client_per_s", 0, kMaxRate,
+                     l.max_new_sessions_per_client_per_s));
+    d.ok(r.read_uint("pending_timeout_ms", 1, kMaxTimeoutMs, l.pending_timeout_ms));
+    d.ok(r.read_uint("handshake_timeout_ms", 1, kMaxTimeoutMs, l.handshake_timeout_ms));
+    d.ok(r.read_uint("idle_timeout_s", 0, kMaxIdleS, l.idle_timeout_s));
 }
 
 Result<PortRange> parse_ports(std::string_view text, std::string_view whole) {
@@ -237,67 +248,79 @@ Result<OutboundRule> parse_outbound_rule(std::string_view text) {
     return rule;
 }
 
-Result<void> parse_outbound_section(const TableReader& r, std::vector<OutboundRule>& ret_rules) {
-    SP_CONFIG_TRY(r.check_keys(kOutboundKeys));
+void parse_outbound_section(const TableReader& r, std::vector<OutboundRule>& ret_rules,
+                            Diagnostics& d) {
+    r.check_keys(kOutboundKeys, d);
     auto items = r.strings("allow");
-    SP_CONFIG_TRY(items);
-    if (!*items) {
-        return {};
+    if (!d.ok(items) || !*items) {
+        return;
     }
     for (const auto& item : **items) {
         auto rule = parse_outbound_rule(item.value);
         if (!rule) {
-            return detail::relocate(r, item, std::move(rule.error()));
+            d.add(detail::relocate(r, item, std::move(rule.error())));
+            continue;
         }
         ret_rules.push_back(std::move(*rule));
     }
-    return {};
 }
 
-}  // namespace
-
-Result<RelayConfig> parse_relay_config(std::string_view text, const std::string& path) {
-    auto doc = detail::parse_document(text, path);
-    SP_CONFIG_TRY(doc);
-
+/// Every check of relay.toml; errors go to `d`, and the values that passed
+/// their own checks into the result.
+RelayConfig parse_relay(std::string_view text, const std::string& path, Diagnostics& d) {
     RelayConfig cfg;
     cfg.path = path;
     cfg.relay.control_listen = {SocketAddress(IpAddress::v4(0), 44500)};
     cfg.relay.allow_listen = {HostPorts{"0.0.0.0", IpAddress::v4(0), PortRange{1, 65535}}};
 
+    auto doc = detail::parse_document(text, path);
+    if (!d.ok(doc)) {
+        return cfg;  // toml++ stops at the first syntax error: nothing more to check
+    }
     const TableReader root(path, *doc, "", kSchema);
-    SP_CONFIG_TRY(root.check_keys(kRootKeys));
+    root.check_keys(kRootKeys, d);
 
     auto relay = root.sub_table("relay");
-    SP_CONFIG_TRY(relay);
-    if (*relay != nullptr) {
-        SP_CONFIG_TRY(parse_relay_section(TableReader(path, **relay, "relay", kSchema), cfg.relay));
+    if (d.ok(relay) && *relay != nullptr) {
+        parse_relay_section(TableReader(path, **relay, "relay", kSchema), cfg.relay, d);
     }
 
     auto auth = root.sub_table("auth");
-    SP_CONFIG_TRY(auth);
-    if (*auth != nullptr) {
-        SP_CONFIG_TRY(parse_auth_section(TableReader(path, **auth, "auth", kSchema), cfg.auth));
+    const size_t errors_before_auth = d.count();
+    if (d.ok(auth) && *auth != nullptr) {
+        parse_auth_section(TableReader(path, **auth, "auth", kSchema), cfg.auth, d);
     }
+    const bool auth_clean = d.count() == errors_before_auth;
 
     auto limits = root.sub_table("limits");
-    SP_CONFIG_TRY(limits);
-    if (*limits != nullptr) {
-        SP_CONFIG_TRY(
-            parse_limits_section(TableReader(path, **limits, "limits", kSchema), cfg.limits));
+    if (d.ok(limits) && *limits != nullptr) {
+        parse_limits_section(TableReader(path, **limits, "limits", kSchema), cfg.limits, d);
     }
 
     auto outbound = root.sub_table("outbound");
-    SP_CONFIG_TRY(outbound);
-    if (*outbound != nullptr) {
-        SP_CONFIG_TRY(parse_outbound_section(TableReader(path, **outbound, "outbound", kSchema),
-                                             cfg.outbound_allow));
+    if (d.ok(outbound) && *outbound != nullptr) {
+        parse_outbound_section(TableReader(path, **outbound, "outbound", kSchema),
+                               cfg.outbound_allow, d);
     }
 
-    // Whole-file requirements come after every per-key check, so a typo is
-    // reported where it is rather than as the requirement it broke.
-    SP_CONFIG_TRY(
-        check_auth_modes(TableReader(path, *auth != nullptr ? **auth : *doc, "auth"), cfg.auth));
+    // Whole-file requirements only where their inputs were valid, so a typo
+    // is reported where it is rather than also as the requirement it broke.
+    if (auth_clean && !d.meant("auth")) {
+        const bool have_auth = auth && *auth != nullptr;
+        const toml::table empty;
+        d.ok(check_auth_modes(TableReader(path, have_auth ? **auth : empty, "auth"), cfg.auth));
+    }
+    return cfg;
+}
+
+}  // namespace
+
+Result<RelayConfig> parse_relay_config(std::string_view text, const std::string& path) {
+    Diagnostics d;
+    RelayConfig cfg = parse_relay(text, path, d);
+    if (!d.empty()) {
+        return Unexpected(d.first());
+    }
     return cfg;
 }
 
@@ -305,6 +328,37 @@ Result<RelayConfig> load_relay_config(const std::string& path) {
     auto text = detail::read_config_file(path);
     SP_CONFIG_TRY(text);
     return parse_relay_config(*text, path);
+}
+
+std::vector<Error> relay_config_errors(std::string_view text, const std::string& path) {
+    Diagnostics d;
+    (void)parse_relay(text, path, d);
+    return d.sorted();
+}
+
+std::vector<Error> check_relay_config(const std::string& path) {
+    auto text = detail::read_config_file(path);
+    if (!text) {
+        return {text.error()};
+    }
+    Diagnostics d;
+    const RelayConfig cfg = parse_relay(*text, path, d);
+    std::vector<Error> out = d.sorted();
+    // Then the files it names, as a start would read them. Files named by a
+    // key that had an error are empty here, so they are not reported twice.
+    if (!cfg.auth.keys.empty()) {
+        for (auto& e : check_key_file(cfg.auth.keys, false)) {
+            out.push_back(std::move(e));
+        }
+    }
+    for (const auto* f : {&cfg.auth.certificate, &cfg.auth.private_key, &cfg.auth.agent_ca}) {
+        if (!f->empty()) {
+            if (auto r = check_readable(*f); !r) {
+                out.push_back(r.error());
+            }
+        }
+    }
+    return out;
 }
 
 bool listen_allowed(const RelayConfig& cfg, const HostPorts& want) {

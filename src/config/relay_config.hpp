@@ -40,8 +40,11 @@ struct RelaySection {
     uint32_t drain_timeout_s = 30;
 };
 
+/// Exactly one mode: certificate mode when certificate, private_key and
+/// agent_ca are set (all three; `keys` must then be absent), else shared-key
+/// mode with `keys`, which defaults to relay.keys beside the config file.
 struct AuthSection {
-    std::string keys;         // path of the "ID SECRET" file; "" = not in shared-key mode
+    std::string keys;         // path of the "ID SECRET" file; "" = certificate mode
     std::string certificate;  // certificate mode: all three set together
     std::string private_key;
     std::string agent_ca;
@@ -80,12 +83,29 @@ struct RelayConfig {
 
 /// Reads, parses and validates a relay.toml. Errors are ErrorKind::Config with
 /// file, line, column and key set (the position of the offending value, or of
-/// the table for a missing key). Does not open key or certificate files.
+/// the table for a missing key). When the file has several errors, this is
+/// the first in file order, its message saying how many more there are. Does
+/// not open key or certificate files.
 [[nodiscard]] Result<RelayConfig> load_relay_config(const std::string& path);
 
 /// The same from text already in memory (`path` is used in messages only).
 [[nodiscard]] Result<RelayConfig> parse_relay_config(std::string_view text,
                                                      const std::string& path);
+
+/// Every error of a relay.toml text in file order, not only the first: a bad
+/// value does not stop the checks of other keys. A TOML syntax error ends
+/// parsing, so it is the only error then; a whole-file rule (an auth mode is
+/// required) is checked only when the keys it depends on were valid, so one
+/// mistake gives one error. At most 100 errors, then one saying how many
+/// more. Empty when the text is valid.
+[[nodiscard]] std::vector<Error> relay_config_errors(std::string_view text,
+                                                     const std::string& path);
+
+/// --check-config: relay_config_errors() of the file, then the errors of the
+/// files it names, as a start would read them (the keys file: format, mode
+/// and owner, see load_keys; certificate files: readable). Empty = OK.
+/// Blocks on the file reads only.
+[[nodiscard]] std::vector<Error> check_relay_config(const std::string& path);
 
 /// True when an agent may ask the relay to listen on `want`: some allow_listen
 /// entry has the same IP (or 0.0.0.0 / [::] of the same family) and contains

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "base/result.hpp"
+#include "base/wire_limits.hpp"
 
 namespace sp::control {
 
@@ -23,16 +24,18 @@ namespace sp::control {
 inline constexpr uint8_t kProtocolVersion = 1;  // the only version this build speaks
 inline constexpr uint8_t kMinProtocolVersion = 1;
 inline constexpr size_t kFrameHeaderSize = 8;
-inline constexpr uint32_t kMaxFrame = 1u << 20;  // payload bytes, header excluded
-inline constexpr size_t kMaxString = 4096;       // any string without a tighter bound
-inline constexpr size_t kMaxName = 255;          // agent/service names, hosts, versions
-inline constexpr size_t kMaxAddress = 255;       // listen, CIDR, "ip:port" strings
-inline constexpr size_t kMaxServices = 1024;     // services in one CONFIG
-inline constexpr size_t kMaxListenPerService = 256;
-inline constexpr size_t kMaxCidrsPerList = 1024;  // allow_clients / deny_clients each
-inline constexpr size_t kMaxListeners = 4096;     // listen strings in a CONFIG, all services
+// The bounds live in base/wire_limits.hpp, which the configuration checks
+// against too (a config that passes --check-config must be sendable).
+inline constexpr uint32_t kMaxFrame = wire::kMaxFrame;  // payload bytes, header excluded
+inline constexpr size_t kMaxString = wire::kMaxString;
+inline constexpr size_t kMaxName = wire::kMaxName;
+inline constexpr size_t kMaxAddress = wire::kMaxAddress;
+inline constexpr size_t kMaxServices = wire::kMaxServices;
+inline constexpr size_t kMaxListenPerService = wire::kMaxListenPerService;
+inline constexpr size_t kMaxCidrsPerList = wire::kMaxCidrsPerList;
+inline constexpr size_t kMaxListeners = wire::kMaxListeners;
 inline constexpr size_t kMaxListenResults = kMaxListeners;
-inline constexpr size_t kMaxTokens = 1024;  // tokens in one OPEN_CHANNELS
+inline constexpr size_t kMaxTokens = wire::kMaxTokens;
 
 inline constexpr uint32_t kDefaultHeartbeatMs = 5000;
 inline constexpr uint32_t kMinHeartbeatMs = 100;

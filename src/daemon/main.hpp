@@ -10,6 +10,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "base/cli.hpp"
 #include "base/result.hpp"
@@ -22,9 +23,9 @@ template <class Config, class App>
 struct Program {
     cli::DaemonSpec spec;
     Result<Config> (*load)(const std::string& path);
-    /// --check-config goes as far as a start would: key and certificate
-    /// files must be readable and private, not just named.
-    Result<void> (*check_files)(const Config& cfg);
+    /// --check-config: every error of the file and of the key or
+    /// certificate files it names, as a start would read them; empty = OK.
+    std::vector<Error> (*check)(const std::string& path);
     Result<std::unique_ptr<App>> (*create)(Config cfg);
 };
 
@@ -50,16 +51,19 @@ int run_main(const Program<Config, App>& p, int argc, char** argv) {
     if (const auto code = detail::prologue(p.spec, argc, argv, opt)) {
         return *code;
     }
+    if (opt.check_config) {
+        const auto errors = p.check(opt.config_path);
+        for (const auto& e : errors) {
+            (void)detail::fail(p.spec, e);
+        }
+        if (errors.empty()) {
+            std::puts("OK");
+        }
+        return errors.empty() ? 0 : 2;
+    }
     auto cfg = p.load(opt.config_path);
     if (!cfg) {
         return detail::fail(p.spec, cfg.error());
-    }
-    if (opt.check_config) {
-        if (auto r = p.check_files(*cfg); !r) {
-            return detail::fail(p.spec, r.error());
-        }
-        std::puts("OK");
-        return 0;
     }
     if (auto r = detail::raise_limits(); !r) {
         return detail::fail(p.spec, r.error());

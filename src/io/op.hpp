@@ -7,20 +7,26 @@
 
 namespace sp::io {
 
-/// What an SQE was for. Values are part of the tag, never persisted.
+/// What an operation is. The SQE kinds travel in the tag; the last four are
+/// the pump's own non-blocking syscalls, never SQEs, named here so that one
+/// classifier (classify.hpp) covers every operation the data plane makes.
+/// Values are never persisted.
 enum class Op : uint8_t {
-    None = 0,
-    PollIn,       // multishot readiness on a session socket; dir = side (0 client, 1 peer)
-    PollOut,      // one-shot write readiness; dir = direction blocked on its destination
-    Accept,       // multishot accept; slot = listener id
-    Timer,        // add_timer; slot = timer id
-    Tick,         // the worker's coarse periodic tick (idle timeouts)
-    Inbox,        // multishot poll on the inbox eventfd
-    WaitFd,       // wait_fd poll; slot = waiter id
-    Ignored,      // cancels, linked timeouts: completions nobody waits for
-    AcceptRearm,  // timer that re-arms a paused listener; slot = listener id
-    Recv,         // copy path: RECV with a provided buffer; dir = direction
-    Send,         // copy path: SEND of that buffer; dir = direction
+    None = 0,  // never built: a CQE carrying it is a bug
+    PollIn,    // splice/fallback: multishot readiness on a session socket; dir = Side
+    PollOut,   // one-shot write readiness; dir = the Dir blocked on its sink
+    Watch,     // io_uring copy: multishot POLLERR on a source no RECV reads; dir = Side
+    Recv,      // io_uring copy: RECV with a provided buffer; dir = Dir
+    Send,      // io_uring copy: SEND of the head buffer; dir = Dir
+    Accept,    // multishot accept; slot = listener id
+    Inbox,     // multishot poll on the inbox eventfd
+    WaitFd,    // wait_fd poll; slot = waiter id
+    Cancel,    // cancels: completions nobody waits for (-ENOENT, -EALREADY are normal)
+    // --- not SQEs ---
+    SpliceIn,   // splice(socket -> pipe)
+    SpliceOut,  // splice(pipe -> socket)
+    RecvCall,   // recv(2) into a fallback buffer
+    SendCall,   // send(2) from a fallback buffer
 };
 
 struct Tag {

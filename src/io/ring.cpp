@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "io/op.hpp"
+
 namespace sp::io {
 
 Result<std::unique_ptr<Ring>> Ring::create(unsigned entries, unsigned cq_entries) {
@@ -57,6 +59,10 @@ int Ring::enable() noexcept {
 }
 
 io_uring_sqe* Ring::get_sqe() noexcept {
+    if (refuse_ > 0) {
+        --refuse_;
+        return nullptr;
+    }
     // Seastar's rule: a full SQ is not an error, it means "submit now".
     for (int attempt = 0; attempt < 4; ++attempt) {
         if (io_uring_sqe* sqe = io_uring_get_sqe(&ring_)) {
@@ -70,18 +76,43 @@ io_uring_sqe* Ring::get_sqe() noexcept {
     return nullptr;
 }
 
-void Ring::reserve(unsigned n) noexcept {
-    if (io_uring_sq_space_left(&ring_) < n) {
-        (void)io_uring_submit(&ring_);  // on failure get_sqe() reports it
+void Ring::cancel(uint64_t user_data) noexcept {
+    io_uring_sqe* sqe = get_sqe();
+    if (sqe == nullptr) {
+        cancel_backlog_.push_back(user_data);
+        return;
     }
+    io_uring_prep_cancel64(sqe, user_data, 0);
+    io_uring_sqe_set_data64(sqe, encode(Tag{0, 0, Op::Cancel, 0}));
+}
+
+bool Ring::flush_cancels() noexcept {
+    while (!cancel_backlog_.empty()) {
+        io_uring_sqe* sqe = get_sqe();
+        if (sqe == nullptr) {
+            return true;
+        }
+        io_uring_prep_cancel64(sqe, cancel_backlog_.back(), 0);
+        io_uring_sqe_set_data64(sqe, encode(Tag{0, 0, Op::Cancel, 0}));
+        cancel_backlog_.pop_back();
+    }
+    return false;
 }
 
 int Ring::submit() noexcept {
     return io_uring_submit(&ring_);
 }
 
-int Ring::submit_and_wait() noexcept {
-    return io_uring_submit_and_wait(&ring_, 1);
+int Ring::submit_and_wait_for(std::chrono::nanoseconds timeout) noexcept {
+    if (timeout.count() < 0) {
+        timeout = std::chrono::nanoseconds{0};
+    }
+    __kernel_timespec ts{};
+    ts.tv_sec = static_cast<long long>(timeout.count() / 1000000000);
+    ts.tv_nsec = static_cast<long long>(timeout.count() % 1000000000);
+    // The CQE it may point to is left in the CQ for drain().
+    io_uring_cqe* cqe = nullptr;
+    return io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
 }
 
 int Ring::submit_and_get_events() noexcept {
@@ -92,13 +123,20 @@ unsigned Ring::drain(Completion* out, unsigned max) noexcept {
     unsigned n = 0;
     unsigned head;
     io_uring_cqe* cqe;
+    unsigned seen = 0;
     io_uring_for_each_cqe(&ring_, head, cqe) {
         if (n == max) {
             break;
         }
+        ++seen;
+        // On a kernel without IORING_FEAT_EXT_ARG, submit_and_wait_for()
+        // makes liburing queue a timeout SQE of its own: not ours to dispatch.
+        if (cqe->user_data == LIBURING_UDATA_TIMEOUT) {
+            continue;
+        }
         out[n++] = Completion{cqe->user_data, cqe->res, cqe->flags};
     }
-    io_uring_cq_advance(&ring_, n);
+    io_uring_cq_advance(&ring_, seen);
     return n;
 }
 

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
-// Worker: one thread, one io_uring, the sessions it owns and the splice/copy
-// pump that moves their bytes. Other threads reach it only through post().
+// Worker: one thread, one io_uring, and the reactor that serves them: CQE
+// dispatch by Op, the inbox other threads post to, timers and wait_fd. What it
+// runs lives in its parts: listeners (listener.hpp) and the session pump that
+// moves bytes (pump.hpp). Other threads reach it only through post().
 #pragma once
 
 #include <atomic>
@@ -18,15 +20,17 @@
 #include "base/result.hpp"
 #include "base/unique_fd.hpp"
 #include "base/unique_function.hpp"
-#include "io/buf_ring.hpp"
 #include "io/buffer_pool.hpp"
-#include "io/net.hpp"
 #include "io/op.hpp"
 #include "io/pipe_pool.hpp"
 #include "io/ring.hpp"
 #include "io/session_table.hpp"
 
 namespace sp::io {
+
+class Listeners;
+class SessionPump;
+class TimerList;
 
 enum class DataPath { Splice, Copy };
 
@@ -64,31 +68,39 @@ struct WorkerOptions {
     uint32_t copy_buffers = 128;
 };
 
+/// Why a session ended; to_string() gives the REASON word of session-close
+/// (sallyport(7)).
+enum class EndReason : uint8_t {
+    Eof,            // "eof": both sides finished cleanly
+    ResetByClient,  // "reset-by-client": the client side reset or vanished
+    ResetByPeer,    // "reset-by-peer": the peer (backend or data channel) side did
+    IdleTimeout,    // "idle-timeout"
+    Closed,         // close_session/stop_now: the caller's reason, "closed" by default
+    Error,          // "error": a bug on our side (counted by SP_BUG)
+};
+[[nodiscard]] std::string_view to_string(EndReason r) noexcept;
+
 /// What a finished session reports. `reason` points to a static string:
-/// "eof" (both sides finished cleanly), "reset-by-client", "reset-by-peer",
-/// "idle-timeout", "closed" (close_session/stop_now; or the caller's reason),
-/// "error".
+/// to_string(cause), or for EndReason::Closed the caller's reason.
 struct SessionEnd {
     uint64_t bytes_up = 0;
     uint64_t bytes_down = 0;
     std::chrono::milliseconds duration{};
     std::string_view reason;
+    EndReason cause = EndReason::Closed;
 };
 
 /// Counters for tests and status; read on the worker thread.
 struct WorkerStats {
-    uint64_t stale_completions = 0;  // CQEs dropped because their generation moved on
-    uint64_t splice_fallbacks = 0;   // directions that fell back to recv/send
-    uint64_t pipe_exhausted = 0;     // fills that used a buffer because no pipe was free
-    uint64_t recv_no_buffer = 0;     // copy path: RECVs that found the buffer ring empty
+    uint64_t stale_completions = 0;   // CQEs dropped because their generation moved on
+    uint64_t splice_fallbacks = 0;    // directions that fell back to recv/send
+    uint64_t pipe_exhausted = 0;      // fills that used a buffer because no pipe was free
+    uint64_t recv_no_buffer = 0;      // copy path: RECVs that found the buffer ring empty
+    uint64_t sqe_refused = 0;         // arms the SQ refused, retried from the loop
+    uint64_t resource_waits = 0;      // directions that backed off on ENOMEM/ENOBUFS
+    uint64_t accept_peer_errors = 0;  // accepts a client broke (ECONNABORTED...), not reported
+    uint64_t bugs = 0;                // SP_BUG hits on this worker
 };
-
-namespace detail {
-struct Session;
-struct Listener;
-struct Timer;
-struct Waiter;
-}  // namespace detail
 
 class Worker final {
     struct Private {  // passkey: only create() can construct one
@@ -121,18 +133,28 @@ public:
     void post(UniqueFunction<void(Worker&)> fn);
 
     // --- worker thread only: from other threads, wrap calls in post() ---
+    //
+    // Allocation: these and the loop allocate (maps, vectors, callbacks) and
+    // are noexcept where the loop calls them, so std::bad_alloc there ends the
+    // process (Envoy's rule: crash on OOM rather than run half-updated).
 
     using AcceptFn = std::function<void(Worker&, UniqueFd client, const SocketAddress& peer,
                                         const SocketAddress& local)>;
-    /// err is a positive errno. paused: a resource error (EMFILE, ENFILE,
-    /// ENOBUFS, ENOMEM); accepting resumes by itself after ~100 ms.
+    /// `err` is a -errno. Called only when accepting stops, never for errors
+    /// one client causes (ECONNABORTED, EPERM, EPROTO...: counted in
+    /// WorkerStats::accept_peer_errors and the next client is taken):
+    /// - paused true: a resource ran out (EMFILE, ENFILE, ENOBUFS, ENOMEM, or
+    ///   an errno we do not know); accepting resumes by itself after ~100 ms;
+    /// - paused false: the listener is broken (EBADF, EINVAL...: a bug, counted
+    ///   by SP_BUG); it stays stopped until removed.
     using AcceptErrorFn = std::function<void(Worker&, int err, bool paused)>;
     /// Starts a multishot accept on `listening_fd` (non-blocking). Returns the
-    /// listener id for remove_listener.
+    /// listener id for remove_listener. Never fails: when the SQ refuses the
+    /// accept, the loop arms it as soon as there is room.
     uint64_t add_listener(UniqueFd listening_fd, AcceptFn on_accept, AcceptErrorFn on_error);
     /// Stops accepting and closes the fd; established sessions are unaffected.
     void remove_listener(uint64_t id);
-    [[nodiscard]] size_t listener_count() const noexcept { return listeners_live_; }
+    [[nodiscard]] size_t listener_count() const noexcept;
 
     using CloseFn = std::function<void(Worker&, SessionId, const SessionEnd&)>;
     /// Takes both connected, non-blocking sockets and moves bytes both ways
@@ -146,17 +168,21 @@ public:
     /// outlive the callback (use a string literal). No-op for a stale id.
     void close_session(SessionId id, std::string_view reason);
     /// Open sessions (closing ones not counted).
-    [[nodiscard]] size_t session_count() const noexcept { return open_sessions_; }
+    [[nodiscard]] size_t session_count() const noexcept;
 
-    /// Runs `fn` once after `delay`. Returns an id for cancel_timer.
+    /// Runs `fn` once after `delay` (on the loop's next turn at or after the
+    /// deadline). Returns an id for cancel_timer, never 0. Never fails: the
+    /// timer lives in user space and needs no SQE.
     uint64_t add_timer(std::chrono::milliseconds delay, UniqueFunction<void(Worker&)> fn);
     /// Cancels a pending timer; its function is destroyed without running.
     void cancel_timer(uint64_t id);
 
     /// Waits until `fd` is ready for `events` (POLLIN/POLLOUT) or `timeout`
-    /// passed, then calls fn(worker, res): res is the revents mask (> 0),
-    /// -ETIMEDOUT, or -errno (-ECANCELED on stop_now). The caller keeps `fd`
-    /// open until fn ran. Returns an id for cancel_wait.
+    /// passed, then calls fn(worker, res) exactly once: res is the revents
+    /// mask (> 0), -ETIMEDOUT, or -errno (-ECANCELED on stop_now). The caller
+    /// keeps `fd` open until fn ran. Returns an id for cancel_wait, never 0.
+    /// When the SQ refuses the poll the loop arms it later; the timeout runs
+    /// regardless.
     uint64_t wait_fd(int fd, short events, std::chrono::milliseconds timeout,
                      UniqueFunction<void(Worker&, int res)> fn);
     /// Cancels a pending wait_fd; fn is destroyed without running.
@@ -164,83 +190,55 @@ public:
 
     [[nodiscard]] unsigned index() const noexcept { return options_.index; }
     [[nodiscard]] const WorkerOptions& options() const noexcept { return options_; }
-    [[nodiscard]] const PipePool& pipe_pool() const noexcept { return pipes_; }
-    [[nodiscard]] const BufferPool& buffer_pool() const noexcept { return buffers_; }
+    [[nodiscard]] const PipePool& pipe_pool() const noexcept;
+    [[nodiscard]] const BufferPool& buffer_pool() const noexcept;
     /// Copy buffers held by sessions: the fallback pool plus the io_uring
     /// provided-buffer ring.
-    [[nodiscard]] size_t buffers_in_use() const noexcept {
-        return buffers_.in_use() + (buf_ring_ ? buf_ring_->in_use() : 0);
-    }
+    [[nodiscard]] size_t buffers_in_use() const noexcept;
     /// True when DataPath::Copy runs on io_uring RECV/SEND (a buffer ring was
     /// registered); false when it fell back to readiness plus recv/send.
-    [[nodiscard]] bool uring_copy() const noexcept { return buf_ring_ != nullptr; }
+    [[nodiscard]] bool uring_copy() const noexcept;
     [[nodiscard]] const WorkerStats& stats() const noexcept { return stats_; }
     [[nodiscard]] unsigned ring_setup_flags() const noexcept { return ring_->setup_flags(); }
 
+    /// Tests only: the next `n` SQE requests are refused as when the kernel
+    /// refuses SQEs, to exercise the paths that arm again later.
+    void refuse_sqes_for_testing(unsigned n) noexcept { ring_->refuse_sqes_for_testing(n); }
+
 private:
+    struct Waiter;
+
     void run() noexcept;
     void dispatch(const Completion& c) noexcept;
+    [[nodiscard]] bool arm_inbox() noexcept;
     void drain_inbox() noexcept;
-    void arm_inbox() noexcept;
-    void arm_tick() noexcept;
     void on_tick() noexcept;
-    void run_deferred() noexcept;
-    void close_all(std::string_view reason) noexcept;
-
-    // sessions (splice_pump.cpp)
-    void on_session_poll(const Tag& tag, const Completion& c) noexcept;
-    void on_session_io(const Tag& tag, const Completion& c) noexcept;
-    void arm_recv(SessionId id, detail::Session& s, int dir) noexcept;
-    void submit_send(SessionId id, detail::Session& s, int dir) noexcept;
-    void give_buffer(uint16_t bid) noexcept;
-    void arm_poll_in(SessionId id, detail::Session& s, int side) noexcept;
-    void arm_poll_out(SessionId id, detail::Session& s, int dir) noexcept;
-    void pump(SessionId id, int dir) noexcept;
-    void finish_direction(SessionId id, detail::Session& s, int dir) noexcept;
-    void fail_session(SessionId id, detail::Session& s, int side, int err) noexcept;
-    void end_session(SessionId id, detail::Session& s, std::string_view reason,
-                     bool abortive) noexcept;
-    void release_holder(detail::Session& s, int dir) noexcept;
-    void maybe_free(SessionId id, detail::Session& s) noexcept;
-
-    // listeners, timers, waiters (worker.cpp)
-    void arm_accept(uint32_t id, detail::Listener& l) noexcept;
-    void on_accept(const Tag& tag, const Completion& c) noexcept;
-    void on_timer(const Tag& tag, const Completion& c) noexcept;
+    /// Arms the polls of waiters the SQ refused; true while some still wait.
+    [[nodiscard]] bool arm_waiters() noexcept;
+    [[nodiscard]] bool arm_wait(uint32_t id, Waiter& w) noexcept;
     void on_wait(const Tag& tag, const Completion& c) noexcept;
-    void cancel_user_data(uint64_t user_data) noexcept;
+    void cancel_all_waits() noexcept;
 
     WorkerOptions options_;
-    // Declared before ring_ so it is destroyed after it: the kernel may write
-    // into these buffers until the ring is gone.
-    std::unique_ptr<BufRing> buf_ring_;
-    std::vector<std::pair<SessionId, int>> buf_waiters_;  // RECVs that hit ENOBUFS
+    WorkerStats stats_;
+    // The pump owns the provided-buffer ring, which the kernel may write
+    // into until the ring is gone: declared before ring_, destroyed after it.
+    std::unique_ptr<SessionPump> pump_;
+    std::unique_ptr<Listeners> listeners_;
+    std::unique_ptr<TimerList> timers_;
     std::unique_ptr<Ring> ring_;
     UniqueFd event_fd_;
-    PipePool pipes_;
-    BufferPool buffers_;
-    WorkerStats stats_;
     std::thread thread_;
 
     std::mutex inbox_mutex_;
     std::vector<UniqueFunction<void(Worker&)>> inbox_;  // guarded by inbox_mutex_
     std::atomic<bool> stop_requested_{false};
     std::atomic<bool> stop_now_{false};
-    std::atomic<bool> exited_{false};
     uint64_t inbox_value_ = 0;
     bool inbox_armed_ = false;
-    bool tick_armed_ = false;
 
-    std::unique_ptr<SessionTable<detail::Session>> sessions_;
-    size_t open_sessions_ = 0;
-    std::vector<std::pair<SessionId, int>> deferred_;  // directions with budget left over
-
-    std::unordered_map<uint32_t, std::unique_ptr<detail::Listener>> listeners_;
-    size_t listeners_live_ = 0;
-    uint32_t next_listener_ = 1;
-    std::unordered_map<uint32_t, std::unique_ptr<detail::Timer>> timers_;
-    uint32_t next_timer_ = 1;
-    std::unordered_map<uint32_t, std::unique_ptr<detail::Waiter>> waiters_;
+    std::unordered_map<uint32_t, std::unique_ptr<Waiter>> waiters_;
+    std::vector<uint32_t> unarmed_waiters_;  // the SQ refused their poll
     uint32_t next_waiter_ = 1;
 };
 

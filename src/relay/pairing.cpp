@@ -269,8 +269,8 @@ void Pairing::on_accept_error(io::Worker& /*w*/, const SocketAddress& listen, in
         return;
     }
     log::event(Level::Warn, "resource-limit",
-               {{"LISTEN_ADDR", listen.to_string()}, {"REASON", std::strerror(err)}},
-               fmt::format("accept on {} failed: {}{}", listen.to_string(), std::strerror(err),
+               {{"LISTEN_ADDR", listen.to_string()}, {"REASON", std::strerror(-err)}},
+               fmt::format("accept on {} failed: {}{}", listen.to_string(), std::strerror(-err),
                            paused ? "; accepting paused briefly" : ""));
 }
 

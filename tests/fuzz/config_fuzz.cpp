@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "config/agent_config.hpp"
 #include "config/keys.hpp"
@@ -16,8 +18,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const std::string path = "fuzz.toml";
     if (auto relay = sp::config::parse_relay_config(text, path); relay) {
         // Accepted values must satisfy the invariants other modules rely on.
+        // Exactly one auth mode (sallyport.toml(5)).
         if (relay->relay.control_listen.empty() || relay->relay.threads > 1024 ||
-            (relay->auth.keys.empty() && relay->auth.certificate.empty())) {
+            relay->auth.keys.empty() == relay->auth.certificate.empty()) {
             __builtin_trap();
         }
         for (const auto& a : relay->relay.allow_listen) {
@@ -41,6 +44,24 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     } else if (agent.error().kind != sp::ErrorKind::Config || agent.error().line < 1 ||
                agent.error().column < 1) {
         __builtin_trap();
+    }
+    // Collecting every error agrees with stopping at the first: none exactly
+    // when the parse succeeds, every one positioned, in file order, bounded.
+    for (const auto& [errors, parsed_ok] :
+         {std::pair{sp::config::relay_config_errors(text, path),
+                    sp::config::parse_relay_config(text, path).has_value()},
+          std::pair{sp::config::agent_config_errors(text, path),
+                    sp::config::parse_agent_config(text, path).has_value()}}) {
+        if (errors.empty() != parsed_ok || errors.size() > 101) {
+            __builtin_trap();
+        }
+        for (size_t i = 0; i < errors.size(); ++i) {
+            const bool note = i == 100;  // "N more errors not shown"
+            if (errors[i].kind != sp::ErrorKind::Config || (!note && errors[i].line < 1) ||
+                (i > 0 && !note && errors[i].line < errors[i - 1].line)) {
+                __builtin_trap();
+            }
+        }
     }
     if (auto keys = sp::config::parse_keys(text, "fuzz.keys"); keys) {
         for (const auto& k : *keys) {

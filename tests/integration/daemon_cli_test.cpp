@@ -4,10 +4,13 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <regex>
 
 #include <doctest/doctest.h>
+#include <fmt/format.h>
 
 #include "fixture.hpp"
 
@@ -61,6 +64,67 @@ TEST_SUITE("integration.daemon_cli") {
         CHECK(missing.output.find("nope.toml") != std::string::npos);
     }
 
+    TEST_CASE("cli: --check-config prints every error of a file, each with FILE:LINE:COL") {
+        Deployment d;
+        d.make_keys({"agent1"});
+        const auto relay = d.dir.write("relay.toml",
+                                       "[relay]\nthreads = 5000\ndrain_timout_s = 3\n[auth]\n"
+                                       "keys = \"relay.keys\"\nallow_agents = [\"10.0.0.0/33\"]\n"
+                                       "[limits]\nmax_sessions = \"many\"\n");
+        const auto r = run({relay_bin(), "-c", relay, "--check-config"}, 10s);
+        CHECK(r.status == 2);
+        for (const auto& want :
+             {relay + ":2:11: relay.threads: ", relay + ":3:1: relay.drain_timout_s: ",
+              relay + ":6:17: auth.allow_agents[0]: ", relay + ":8:16: limits.max_sessions: "}) {
+            CAPTURE(want);
+            CHECK(r.output.find(want) != std::string::npos);
+        }
+        CHECK(std::count(r.output.begin(), r.output.end(), '\n') == 4);
+        // Starting stops at the first and says how many more there are.
+        const auto started = run({relay_bin(), "-c", relay}, 10s);
+        CHECK(started.status == 2);
+        CHECK(started.output.find(relay + ":2:11: relay.threads: ") != std::string::npos);
+        CHECK(started.output.find("and 3 more errors") != std::string::npos);
+
+        // The agent's file and its key file are both checked in one run.
+        d.dir.write("agent1.key", read_file(d.agent_key("agent1")), 0640);
+        const auto agent = d.dir.write(
+            "agent.toml", fmt::format("[agent]\nname = \"a b\"\npool = -1\n[[relay]]\n"
+                                      "address = \"127.0.0.1:1\"\nkey = \"{}\"\n[[service]]\n"
+                                      "name = \"s\"\nlisten = [\"0.0.0.0:22\"]\n",
+                                      d.agent_key("agent1")));
+        const auto a = run({agent_bin(), "-c", agent, "--check-config"}, 10s);
+        CHECK(a.status == 2);
+        CHECK(a.output.find(agent + ":2:8: agent.name: ") != std::string::npos);
+        CHECK(a.output.find(agent + ":3:8: agent.pool: ") != std::string::npos);
+        CHECK(a.output.find(agent + ":7:1: service[0].backend: ") != std::string::npos);
+        CHECK(a.output.find("chmod 600 " + d.agent_key("agent1")) != std::string::npos);
+        CHECK(std::count(a.output.begin(), a.output.end(), '\n') == 4);
+    }
+
+    TEST_CASE("cli: --check-config refuses a file the control protocol could not send") {
+        // 4097 listen entries passed the check once, then every CONFIG
+        // failed to encode and the agent reconnected forever.
+        Deployment d;
+        d.make_keys({"agent1"});
+        std::string services;
+        for (int i = 0; i < 17; ++i) {
+            services += fmt::format("[[service]]\nname = \"s{}\"\nlisten = [", i);
+            for (int j = 0; j < (i < 16 ? 256 : 1); ++j) {
+                services += fmt::format("\"127.0.{}.1:{}\", ", i, 2000 + j);
+            }
+            services += "]\nbackend = [\"127.0.0.1:9\"]\n";
+        }
+        const auto cfg = d.write_agent_config("agent1", services);
+        const auto r = run({agent_bin(), "-c", cfg, "--check-config"}, 30s);
+        CHECK(r.status == 2);
+        CHECK(std::regex_search(
+            r.output,
+            std::regex(cfg + ":[0-9]+:11: service\\[16\\]\\.listen\\[0\\]: .*at most 4096")));
+        const auto started = run({agent_bin(), "-c", cfg}, 30s);
+        CHECK(started.status == 2);
+    }
+
     TEST_CASE("cli: --check-config prints OK and refuses a world-readable key file") {
         Deployment d;
         d.make_keys({"agent1"});
@@ -75,6 +139,24 @@ TEST_SUITE("integration.daemon_cli") {
         const auto bad = run({relay_bin(), "-c", cfg, "--check-config"}, 10s);
         CHECK(bad.status == 2);
         CHECK(bad.output.find("chmod 600") != std::string::npos);
+    }
+
+    TEST_CASE("cli: --check-config refuses a key file another user owns") {
+        if (::geteuid() != 0) {
+            MESSAGE("not root: cannot give a file to another user; skipped");
+            return;
+        }
+        Deployment d;
+        d.make_keys({"agent1"});
+        const auto cfg = d.write_relay_config();
+        const std::string keys = d.dir.path() + "/relay.keys";
+        REQUIRE(::chown(keys.c_str(), 65534, 65534) == 0);
+        const auto r = run({relay_bin(), "-c", cfg, "--check-config"}, 10s);
+        CHECK(r.status == 2);
+        CHECK(r.output.find(keys + ": key file is owned by") != std::string::npos);
+        CHECK(r.output.find("chown ") != std::string::npos);
+        REQUIRE(::chown(keys.c_str(), 0, 0) == 0);
+        CHECK(run({relay_bin(), "-c", cfg, "--check-config"}, 10s).status == 0);
     }
 
     TEST_CASE("lifecycle: both daemons emit started and exit 0 on SIGTERM") {

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -7,7 +8,9 @@
 #include <vector>
 
 #include <doctest/doctest.h>
+#include <fmt/format.h>
 
+#include "base/wire_limits.hpp"
 #include "config/agent_config.hpp"
 #include "config/common.hpp"
 #include "config/relay_config.hpp"
@@ -48,29 +51,71 @@ struct Expect {
     std::string message;
 };
 
-// First line: "# expect: LINE:COL KEY MESSAGE-SUBSTRING"; KEY "-" = no key.
-Expect read_expect(const fs::path& p) {
+// The file's leading "# expect: LINE:COL KEY MESSAGE-SUBSTRING" lines, one per
+// error in file order; KEY "-" = no key.
+std::vector<Expect> read_expect(const fs::path& p) {
     std::ifstream in(p);
-    std::string first;
-    std::getline(in, first);
+    std::vector<Expect> out;
     const std::string tag = "# expect: ";
-    REQUIRE_MESSAGE(first.starts_with(tag), p.string() << " lacks an expect line");
-    std::istringstream s(first.substr(tag.size()));
-    Expect e;
-    char colon = 0;
-    s >> e.line >> colon >> e.column >> e.key;
-    std::getline(s >> std::ws, e.message);
-    if (e.key == "-") {
-        e.key.clear();
+    for (std::string line; std::getline(in, line) && line.starts_with(tag);) {
+        std::istringstream s(line.substr(tag.size()));
+        Expect e;
+        char colon = 0;
+        s >> e.line >> colon >> e.column >> e.key;
+        std::getline(s >> std::ws, e.message);
+        if (e.key == "-") {
+            e.key.clear();
+        }
+        REQUIRE_MESSAGE((colon == ':' && e.line > 0 && !e.message.empty()), p.string());
+        out.push_back(std::move(e));
     }
-    REQUIRE_MESSAGE((colon == ':' && e.line > 0 && !e.message.empty()), p.string());
-    return e;
+    REQUIRE_MESSAGE(!out.empty(), p.string() << " lacks an expect line");
+    return out;
+}
+
+std::string read_text(const fs::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    std::ostringstream s;
+    s << in.rdbuf();
+    return s.str();
+}
+
+std::vector<sp::Error> all_errors(const fs::path& p) {
+    const std::string text = read_text(p);
+    return is_agent(p) ? agent_config_errors(text, p.string())
+                       : relay_config_errors(text, p.string());
+}
+
+void check_error(const sp::Error& e, const Expect& want, const fs::path& p) {
+    CAPTURE(e.describe());
+    CHECK(e.kind == sp::ErrorKind::Config);
+    CHECK(e.file == p.string());
+    CHECK(e.line == want.line);
+    CHECK(e.column == want.column);
+    CHECK(e.key == want.key);
+    CHECK(e.message.find(want.message) != std::string::npos);
+    CHECK(e.exit_code() == 2);
+    CHECK(e.describe().starts_with(p.string() + ":" + std::to_string(want.line) + ":" +
+                                   std::to_string(want.column)));
 }
 
 sp::Error relay_error(std::string_view text) {
     auto c = parse_relay_config(text, "t.toml");
     REQUIRE_FALSE(c);
     return c.error();
+}
+
+// An agent.toml that passes must be sendable: the CONFIG it becomes fits
+// the control protocol's bounds (base/wire_limits.hpp).
+std::string agent_head() {
+    return "[agent]\nname = \"a\"\n[[relay]]\naddress = \"r:1\"\nkey = \"k\"\n";
+}
+std::string service(int i, int listens, const std::string& extra = "") {
+    std::string s = fmt::format("[[service]]\nname = \"s{}\"\nlisten = [", i);
+    for (int j = 0; j < listens; ++j) {
+        s += fmt::format("\"127.{}.{}.1:{}\", ", i / 256, i % 256, 1000 + j);
+    }
+    return s + "]\nbackend = [\"b:1\"]\n" + extra;
 }
 
 }  // namespace
@@ -86,25 +131,112 @@ TEST_SUITE("config.files") {
         }
     }
 
-    TEST_CASE("config: every file in invalid/ fails at its expected FILE:LINE:COL and key") {
+    TEST_CASE("config: every file in invalid/ gives exactly its expected errors, in order") {
         const auto files = toml_files("invalid");
         CHECK(files.size() >= 30);
         for (const auto& p : files) {
             CAPTURE(p.string());
-            const Expect want = read_expect(p);
+            const auto want = read_expect(p);
+            const auto got = all_errors(p);
+            std::string listed;
+            for (const auto& e : got) {
+                listed += "\n  " + e.describe();
+            }
+            CAPTURE(listed);
+            CHECK(got.size() == want.size());
+            for (size_t i = 0; i < std::min(got.size(), want.size()); ++i) {
+                CAPTURE(i);
+                check_error(got[i], want[i], p);
+            }
+            // A start or reload stops at the first, and says how many follow.
             auto r = load(p);
             REQUIRE_FALSE(r.has_value());
-            const sp::Error& e = r.error();
-            CAPTURE(e.describe());
-            CHECK(e.kind == sp::ErrorKind::Config);
-            CHECK(e.file == p.string());
-            CHECK(e.line == want.line);
-            CHECK(e.column == want.column);
-            CHECK(e.key == want.key);
-            CHECK(e.message.find(want.message) != std::string::npos);
-            CHECK(e.exit_code() == 2);
-            CHECK(e.describe().starts_with(p.string() + ":" + std::to_string(want.line) + ":" +
-                                           std::to_string(want.column)));
+            check_error(r.error(), want.front(), p);
+            if (want.size() > 1) {
+                CHECK(r.error().message.find(fmt::format("and {} more error", want.size() - 1)) !=
+                      std::string::npos);
+            }
+        }
+    }
+
+    TEST_CASE("config: every file in valid/ has no error when all are collected") {
+        for (const auto& p : toml_files("valid")) {
+            CAPTURE(p.string());
+            const auto errors = all_errors(p);
+            CHECK_MESSAGE(errors.empty(), (errors.empty() ? "" : errors.front().describe()));
+        }
+    }
+}
+
+TEST_SUITE("config.all_errors") {
+    TEST_CASE("all errors: a typo for a required key is one error, not two") {
+        // [auht] was meant as [auth]: "no agent authentication" would repeat it.
+        auto e = relay_config_errors("[auht]\nkeys = \"k\"\n", "t.toml");
+        REQUIRE(e.size() == 1);
+        CHECK(e[0].message.find("did you mean \"auth\"") != std::string::npos);
+        // name misspelt in [agent], address misspelt in [[relay]], a misplaced
+        // listen: each is reported once, where it is.
+        e = agent_config_errors(
+            "[agent]\nnmae = \"a\"\n[[relay]]\naddres = \"r:1\"\nkey = \"k\"\n"
+            "[[service]]\nname = \"s\"\nlisten = [\"0.0.0.0:1\"]\nbakend = [\"b:1\"]\n",
+            "t.toml");
+        REQUIRE(e.size() == 3);
+        CHECK(e[0].key == "agent.nmae");
+        CHECK(e[1].key == "relay[0].addres");
+        CHECK(e[2].key == "service[0].bakend");
+    }
+
+    TEST_CASE("all errors: an unrelated typo does not hide a missing requirement") {
+        const auto e =
+            relay_config_errors("[relay]\nthreds = 1\n[auth]\ncertificate = \"c\"\n", "t.toml");
+        REQUIRE(e.size() == 2);
+        CHECK(e[0].key == "relay.threds");
+        CHECK(e[1].key == "auth.private_key");
+        CHECK(e[1].line == 3);
+    }
+
+    TEST_CASE("all errors: a syntax error is the only error") {
+        const auto e = relay_config_errors("[relay]\nthreads = 5000\n[auth\n", "t.toml");
+        REQUIRE(e.size() == 1);
+        CHECK(e[0].message.find("TOML syntax error") != std::string::npos);
+    }
+
+    TEST_CASE("all errors: at most 100 are kept, then one says how many more") {
+        std::string text = "[auth]\nkeys = \"k\"\nallow_agents = [";
+        for (int i = 0; i < 150; ++i) {
+            text += "\"bad\", ";
+        }
+        text += "]\n";
+        const auto e = relay_config_errors(text, "t.toml");
+        REQUIRE(e.size() == 101);
+        CHECK(e[99].key == "auth.allow_agents[99]");
+        CHECK(e[100].message == "50 more errors not shown");
+        auto first = parse_relay_config(text, "t.toml");
+        REQUIRE_FALSE(first);
+        CHECK(first.error().key == "auth.allow_agents[0]");
+        CHECK(first.error().message.find("and 149 more errors") != std::string::npos);
+    }
+}
+
+TEST_SUITE("config.examples") {
+    TEST_CASE("examples: the packaged /etc/sallyport files are valid once uncommented") {
+        // debian/examples/*.toml ship with every setting commented out as
+        // "#key = value"; an admin uncomments lines, so each must be valid.
+        const fs::path dir = fs::path(SP_TEST_DATA) / ".." / ".." / "debian" / "examples";
+        for (const char* name : {"relay.toml", "agent.toml"}) {
+            CAPTURE(name);
+            std::istringstream in(read_text(dir / name));
+            std::string text;
+            for (std::string line; std::getline(in, line);) {
+                const bool setting =
+                    line.size() > 1 && line[0] == '#' &&
+                    (std::isalpha(static_cast<unsigned char>(line[1])) != 0 || line[1] == '[');
+                text += (setting ? line.substr(1) : line) + "\n";
+            }
+            REQUIRE(text.find("[") != std::string::npos);
+            const auto errors = std::string(name) == "relay.toml" ? relay_config_errors(text, name)
+                                                                  : agent_config_errors(text, name);
+            CHECK_MESSAGE(errors.empty(), (errors.empty() ? "" : errors.front().describe()));
         }
     }
 }
@@ -134,15 +266,34 @@ TEST_SUITE("config.relay") {
     }
 
     TEST_CASE("relay: relative key and certificate paths resolve against the config directory") {
+        auto k = parse_relay_config("[auth]\nkeys = \"my.keys\"\n", "/etc/sallyport/relay.toml");
+        REQUIRE(k);
+        CHECK(k->auth.keys == "/etc/sallyport/my.keys");
         auto c = parse_relay_config(
-            "[auth]\nkeys = \"relay.keys\"\ncertificate = \"c.pem\"\nprivate_key = \"/abs/k.pem\"\n"
+            "[auth]\ncertificate = \"c.pem\"\nprivate_key = \"/abs/k.pem\"\n"
             "agent_ca = \"ca/agents.pem\"\n",
             "/etc/sallyport/relay.toml");
         REQUIRE(c);
-        CHECK(c->auth.keys == "/etc/sallyport/relay.keys");
+        CHECK(c->auth.keys.empty());
         CHECK(c->auth.certificate == "/etc/sallyport/c.pem");
         CHECK(c->auth.private_key == "/abs/k.pem");
         CHECK(c->auth.agent_ca == "/etc/sallyport/ca/agents.pem");
+    }
+
+    TEST_CASE("relay: without a mode, keys default to relay.keys beside the file") {
+        for (const char* text : {"", "[relay]\nthreads = 1\n", "[auth]\nallow_agents = []\n",
+                                 "[auth]\ncertificate = \"\"\n"}) {
+            CAPTURE(text);
+            auto c = parse_relay_config(text, "/etc/sallyport/relay.toml");
+            REQUIRE(c);
+            CHECK(c->shared_key_mode());
+            CHECK(c->auth.keys == "/etc/sallyport/relay.keys");
+        }
+        auto cert =
+            load_relay_config(std::string(SP_TEST_DATA) + "/config/valid/relay-cert-mode.toml");
+        REQUIRE(cert);
+        CHECK_FALSE(cert->shared_key_mode());
+        CHECK(cert->auth.keys.empty());
     }
 
     TEST_CASE("relay: the example file carries every documented value") {
@@ -231,7 +382,7 @@ TEST_SUITE("config.relay") {
     }
 
     TEST_CASE("relay: an unknown key far from every allowed key gets no hint") {
-        const auto e = relay_error("[limits]\nzzzzzzzzzz = 1\n");
+        const auto e = relay_error("[auth]\nkeys = \"k\"\n[limits]\nzzzzzzzzzz = 1\n");
         CHECK(e.message == "unknown key \"zzzzzzzzzz\"");
     }
 
@@ -331,6 +482,66 @@ TEST_SUITE("config.agent") {
     }
 }
 
+TEST_SUITE("config.wire") {
+    TEST_CASE("wire: 4096 listen entries in all pass, the 4097th is refused where it is") {
+        std::string text = agent_head();
+        for (int i = 0; i < 16; ++i) {
+            text += service(i, 256);
+        }
+        CHECK(parse_agent_config(text, "t.toml"));
+        text += service(16, 1);
+        const auto e = agent_config_errors(text, "t.toml");
+        REQUIRE(e.size() == 1);
+        CHECK(e[0].key == "service[16].listen[0]");
+        CHECK(e[0].message.find("at most 4096") != std::string::npos);
+        CHECK(e[0].line > 16 * 4);
+    }
+
+    TEST_CASE("wire: 1024 services pass, the 1025th is refused at its [[service]]") {
+        std::string text = agent_head();
+        for (int i = 0; i < 1024; ++i) {
+            text += service(i, 1);
+        }
+        CHECK(parse_agent_config(text, "t.toml"));
+        const int line = static_cast<int>(std::count(text.begin(), text.end(), '\n')) + 1;
+        text += service(1024, 1);
+        const auto e = agent_config_errors(text, "t.toml");
+        REQUIRE(e.size() == 1);
+        CHECK(e[0].key == "service[1024]");
+        CHECK(e[0].line == line);
+        CHECK(e[0].message.find("at most 1024") != std::string::npos);
+    }
+
+    TEST_CASE("wire: a CONFIG over 1 MiB is refused at the service that crosses it") {
+        // 2 x 1024 IPv6 CIDRs of 39 bytes per service: 12 services make
+        // more than 1 MiB, though every list is within its own bound.
+        std::string cidrs = "[";
+        for (int j = 0; j < 1024; ++j) {
+            cidrs += fmt::format("\"2001:db8:{:x}:ffff:ffff:ffff:ffff:0/112\", ", j);
+        }
+        cidrs += "]";
+        const std::string lists =
+            fmt::format("allow_clients = {}\ndeny_clients = {}\n", cidrs, cidrs);
+        std::string text = agent_head();
+        auto one = parse_agent_config(text + service(0, 1, lists), "t.toml");
+        REQUIRE(one);
+        const size_t per_service = wire_config_size(*one) - sp::wire::kConfigFixed;
+        const size_t fit = (sp::wire::kMaxFrame - sp::wire::kConfigFixed) / per_service;
+        REQUIRE(fit < 20);
+        for (size_t i = 0; i < fit; ++i) {
+            text += service(static_cast<int>(i), 1, lists);
+        }
+        auto ok = parse_agent_config(text, "t.toml");
+        REQUIRE(ok);
+        CHECK(wire_config_size(*ok) <= sp::wire::kMaxFrame);
+        text += service(static_cast<int>(fit), 1, lists);
+        const auto e = agent_config_errors(text, "t.toml");
+        REQUIRE(e.size() == 1);
+        CHECK(e[0].key == fmt::format("service[{}]", fit));
+        CHECK(e[0].message.find("CONFIG message of") != std::string::npos);
+    }
+}
+
 TEST_SUITE("config.common") {
     TEST_CASE("common: data_path names round trip and unknown names are refused") {
         CHECK(parse_data_path("splice") == DataPath::Splice);
@@ -348,7 +559,8 @@ TEST_SUITE("config.toml") {
                                    "/config/valid/relay-non-ascii-text.toml");
         REQUIRE(c);
         CHECK(c->relay.status_socket == "/run/sallyport/caf\xc3\xa9.sock");
-        CHECK(c->auth.keys == "/etc/sallyport/r\xc3\xa9seau.keys");
+        CHECK(c->auth.certificate == "/etc/sallyport/\xd0\xba\xd0\xbb\xd1\x8e\xd1\x87.crt");
+        CHECK(c->auth.private_key == "/etc/sallyport/\xc3\xa9.pem");
         CHECK(c->auth.agent_ca == "/etc/sallyport/ca\xc3\xa9.pem");
     }
 
@@ -367,10 +579,10 @@ TEST_SUITE("config.toml") {
 
     TEST_CASE("toml: multi-line strings with extra closing quotes do not confuse the guard") {
         auto c = parse_relay_config(
-            "[auth]\nkeys = \"\"\"k\"\"\"\"\"\ncertificate = \"\xc3\xa9\"\n"
-            "private_key = 'p'\nagent_ca = 'c'\n",
+            "[auth]\ncertificate = \"\"\"k\"\"\"\"\"\nprivate_key = \"\xc3\xa9\"\n"
+            "agent_ca = 'c'\n",
             "/t.toml");
         REQUIRE(c);
-        CHECK(c->auth.keys == "/k\"\"");
+        CHECK(c->auth.certificate == "/k\"\"");
     }
 }

@@ -174,6 +174,33 @@ TEST_SUITE("config.keys") {
         CHECK(bad_id.message.find("invalid key ID") != std::string::npos);
     }
 
+    TEST_CASE("keys: check_key_file reports every bad line, load_keys the first") {
+        const std::string good = *generate_key_line("good");
+        const TempFile f("bad id! AAAA\n" + good + "short AAAA\nnosecret\n" +
+                             good.substr(0, good.size() - 1) + "\n",
+                         0600);
+        const auto errors = check_key_file(f.path(), false);
+        REQUIRE(errors.size() == 4);
+        CHECK(errors[0].line == 1);
+        CHECK(errors[1].line == 3);
+        CHECK(errors[1].key == "short");
+        CHECK(errors[2].line == 4);
+        CHECK(errors[3].line == 5);
+        CHECK(errors[3].message.find("duplicate key ID") != std::string::npos);
+        auto k = load_keys(f.path(), false);
+        REQUIRE_FALSE(k);
+        CHECK(k.error().line == 1);
+        CHECK(k.error().message.find("and 3 more errors") != std::string::npos);
+    }
+
+    TEST_CASE("keys: check_key_file is empty for a good file and applies the agent's rule") {
+        const TempFile f(*generate_key_line("a") + *generate_key_line("b"), 0600);
+        CHECK(check_key_file(f.path(), false).empty());
+        const auto errors = check_key_file(f.path(), true);
+        REQUIRE(errors.size() == 1);
+        CHECK(errors[0].message.find("exactly one") != std::string::npos);
+    }
+
     TEST_CASE("keys: load_keys reads a mode 600 file") {
         const TempFile f(slurp(data("relay.keys")), 0600);
         auto keys = load_keys(f.path(), false);
@@ -190,6 +217,23 @@ TEST_SUITE("config.keys") {
         CHECK(keys.error().message.find("0644") != std::string::npos);
         const TempFile g(slurp(data("agent.key")), 0640);
         CHECK_FALSE(load_keys(g.path(), true));
+    }
+
+    TEST_CASE("keys: load_keys refuses a file another user owns, with the chown fix") {
+        if (::geteuid() != 0) {
+            MESSAGE("not root: cannot give a file to another user; skipped");
+            return;
+        }
+        const TempFile f(*generate_key_line("a"), 0600);
+        REQUIRE(::chown(f.path().c_str(), 65534, 65534) == 0);
+        auto k = load_keys(f.path(), true);
+        REQUIRE_FALSE(k);
+        CHECK(k.error().kind == sp::ErrorKind::Config);
+        CHECK(k.error().message.find("uid 65534") != std::string::npos);
+        CHECK(k.error().message.find("chown ") != std::string::npos);
+        CHECK(check_key_file(f.path(), true).size() == 1);
+        REQUIRE(::chown(f.path().c_str(), 0, 0) == 0);
+        CHECK(load_keys(f.path(), true));
     }
 
     TEST_CASE("keys: an agent key file with two lines is refused") {

@@ -22,6 +22,26 @@ using namespace sp;
 using namespace sp::io;
 using namespace sp::io::test;
 
+namespace {
+
+// The sanitizers need file descriptors of their own: LLVM 14's UBSan probes
+// memory through a pipe the first time it checks a virtual call of a type,
+// so with every descriptor taken it reports valid objects as invalid. The
+// fd exhaustion test therefore runs in the plain builds only.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kSanitized = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool kSanitized = true;
+#else
+constexpr bool kSanitized = false;
+#endif
+#else
+constexpr bool kSanitized = false;
+#endif
+
+}  // namespace
+
 TEST_SUITE("io.threads") {
     TEST_CASE("threads: idle sessions do not add kernel threads when their count grows 10x") {
         DataPath path = DataPath::Splice;
@@ -108,7 +128,8 @@ TEST_SUITE("io.threads") {
         CHECK(pending <= before + 2);
     }
 
-    TEST_CASE("threads: fd exhaustion pauses accepting instead of spinning, then recovers") {
+    TEST_CASE("threads: fd exhaustion pauses accepting instead of spinning, then recovers" *
+              doctest::skip(kSanitized)) {
         Harness h(DataPath::Splice);
         auto front = listen_tcp(SocketAddress(IpAddress::v4(0x7f000001), 0), false, 64);
         REQUIRE(front);
@@ -150,7 +171,7 @@ TEST_SUITE("io.threads") {
                 [&](Worker&, UniqueFd, const SocketAddress&, const SocketAddress&) { ++accepted; },
                 [&](Worker&, int err, bool paused) {
                     ++errors;
-                    if (paused && (err == EMFILE || err == ENFILE)) {
+                    if (paused && (err == -EMFILE || err == -ENFILE)) {
                         ++paused_errors;
                     }
                 });
