@@ -9,7 +9,7 @@ _sallyportctl() {
     local commands="status agents listeners sessions close drain resume reload relays services metrics help"
     case $prev in
         -s | --socket)
-            COMPREPLY=($(compgen -f -- "$cur"))
+            mapfile -t COMPREPLY < <(compgen -f -- "$cur")
             return
             ;;
         -t | --timeout | --service | --client)
@@ -33,11 +33,11 @@ _sallyportctl() {
     if [[ $cur == -* ]]; then
         local opts="-s --socket --json -t --timeout -h --help --version"
         [[ $cmd == sessions ]] && opts+=" --service --client"
-        COMPREPLY=($(compgen -W "$opts" -- "$cur"))
+        mapfile -t COMPREPLY < <(compgen -W "$opts" -- "$cur")
         return
     fi
     if [[ -z $cmd ]]; then
-        COMPREPLY=($(compgen -W "$commands" -- "$cur"))
+        mapfile -t COMPREPLY < <(compgen -W "$commands" -- "$cur")
     fi
 }
 complete -F _sallyportctl sallyportctl

@@ -39,8 +39,8 @@ TEST_SUITE("config.metrics_listen") {
     }
 
     TEST_CASE("metrics_listen: a wrong type is refused at its position") {
-        auto r = parse_relay_config("[relay]\nmetrics_listen = 9750\n[auth]\nkeys = \"/k\"\n",
-                                    "t.toml");
+        auto r =
+            parse_relay_config("[relay]\nmetrics_listen = 9750\n[auth]\nkeys = \"/k\"\n", "t.toml");
         REQUIRE_FALSE(r);
         CHECK(r.error().key == "relay.metrics_listen");
         CHECK(r.error().line == 2);
