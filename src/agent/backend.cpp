@@ -5,6 +5,25 @@
 
 namespace sp::agent {
 
+namespace {
+
+// Rendezvous (highest random weight) score of backend `index` for a client:
+// every shard computes the same order from the same inputs, so a client's
+// connections agree on a backend without shared state (an FTP data
+// connection may arrive on another worker than its control connection).
+uint64_t rendezvous(const std::string& client, size_t index) noexcept {
+    uint64_t h = 0xcbf29ce484222325ULL;  // FNV-1a
+    for (const char c : client) {
+        h = (h ^ static_cast<uint8_t>(c)) * 0x100000001b3ULL;
+    }
+    h ^= (index + 1) * 0x9e3779b97f4a7c15ULL;  // splitmix64 finaliser
+    h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    h = (h ^ (h >> 27)) * 0x94d049bb133111ebULL;
+    return h ^ (h >> 31);
+}
+
+}  // namespace
+
 std::string BackendTarget::to_string() const {
     if (host.find(':') != std::string::npos) {
         return fmt::format("[{}]:{}", host, port);
@@ -58,6 +77,22 @@ std::optional<BackendTarget> BackendSelector::pick(const IpAddress& client, uint
         }
     }
     size_t chosen = next_ % backends_.size();
+    if (affinity_.count() > 0) {
+        // The healthy backend with the highest score; every backend if none is.
+        bool any_healthy = false;
+        uint64_t best = 0;
+        for (size_t idx = 0; idx < backends_.size(); ++idx) {
+            const bool healthy = failed_until_[idx] <= now;
+            const uint64_t score = rendezvous(key, idx);
+            if ((healthy && !any_healthy) || (healthy == any_healthy && score > best)) {
+                chosen = idx;
+                best = score;
+                any_healthy = any_healthy || healthy;
+            }
+        }
+        sticky_[key] = {chosen, now + affinity_};
+        return target(chosen, *offset);
+    }
     for (size_t i = 0; i < backends_.size(); ++i) {
         const size_t idx = (next_ + i) % backends_.size();
         if (failed_until_[idx] <= now) {
@@ -66,9 +101,6 @@ std::optional<BackendTarget> BackendSelector::pick(const IpAddress& client, uint
         }
     }
     next_ = chosen + 1;
-    if (affinity_.count() > 0) {
-        sticky_[key] = {chosen, now + affinity_};
-    }
     return target(chosen, *offset);
 }
 

@@ -31,8 +31,11 @@ public:
                     std::chrono::seconds affinity, std::chrono::seconds fail_hold);
 
     /// The backend for a client that reached listener port `listen_port`.
-    /// Returns nullopt when the port is in no listen entry. Candidates come
-    /// in rotation order; failed ones are skipped while another is healthy.
+    /// Returns nullopt when the port is in no listen entry. Without affinity,
+    /// candidates come in rotation order; with affinity, a new client gets
+    /// the healthy backend with the highest rendezvous score for its IP, so
+    /// every selector built from the same config (one per worker) agrees.
+    /// Failed backends are skipped while another is healthy.
     [[nodiscard]] std::optional<BackendTarget> pick(const IpAddress& client, uint16_t listen_port,
                                                     Clock::time_point now);
     /// The next candidate after `failed` for the same session (after a

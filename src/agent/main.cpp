@@ -2,20 +2,20 @@
 // sallyport-agent: the inside daemon. daemon::run_main does the common part.
 #include "daemon/main.hpp"
 
-#include "agent/agent.hpp"
+#include "agent/app.hpp"
 #include "config.h"
 #include "config/agent_config.hpp"
 
 namespace {
 
-const sp::daemon::Program<sp::config::AgentConfig, sp::agent::Agent> kProgram{
+const sp::daemon::Program<sp::config::AgentConfig, sp::agent::App> kProgram{
     {"sallyport-agent",
      "Inside agent: dials out to relays, pushes the service configuration and connects "
      "relayed clients to backends.",
      SP_SYSCONFDIR "/agent.toml", false},
     &sp::config::load_agent_config,
     &sp::config::check_agent_config,
-    &sp::agent::Agent::create,
+    &sp::agent::App::create,
 };
 
 }  // namespace

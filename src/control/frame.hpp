@@ -39,7 +39,10 @@ inline constexpr size_t kMaxTokens = wire::kMaxTokens;
 
 inline constexpr uint32_t kDefaultHeartbeatMs = 5000;
 inline constexpr uint32_t kMinHeartbeatMs = 100;
-inline constexpr uint32_t kMaxHeartbeatMs = 600000;
+// 30 s: a dead agent is noticed within kDeadAfterIntervals x this (90 s) and
+// its listeners close; a longer interval would let a vanished agent hold
+// public ports for many minutes (600 s allowed 30 minutes).
+inline constexpr uint32_t kMaxHeartbeatMs = 30000;
 inline constexpr int kDeadAfterIntervals = 3;  // a peer silent this many intervals is dead
 
 // ---- tokens -----------------------------------------------------------------

@@ -23,7 +23,7 @@ FramedPeer::ReadOutcome FramedPeer::read_frames(const std::function<bool(Message
             return {ReadStatus::Eof, "peer closed the connection", GoodbyeReason::Shutdown};
         }
         if (r.status != TlsStatus::Ok) {
-            return {ReadStatus::Error, r.reason, GoodbyeReason::ProtocolError};
+            return {ReadStatus::Error, r.reason, GoodbyeReason::ProtocolError, r.failure};
         }
         last_rx_ = Clock::now();
         rx_.insert(rx_.end(), buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(r.bytes));

@@ -31,6 +31,7 @@ public:
         ReadStatus status = ReadStatus::Open;
         std::string error;  // Error: for the log
         GoodbyeReason reason = GoodbyeReason::ProtocolError;
+        TlsFailure tls = TlsFailure::None;  // Error from TLS itself (an alert), not the codec
     };
 
     /// Reads what the socket has and hands each whole frame to `on_message`
@@ -50,6 +51,9 @@ public:
 
     /// Queues GOODBYE and makes one attempt to send it with close_notify.
     void goodbye(GoodbyeReason reason, std::string_view message);
+    /// After goodbye(): sends what is still queued, then close_notify. Done
+    /// when both are out; WantWrite/WantRead: call again on that readiness.
+    [[nodiscard]] TlsResult shutdown() { return stream_.shutdown(); }
 
     [[nodiscard]] Clock::time_point last_rx() const noexcept { return last_rx_; }
     [[nodiscard]] Clock::time_point last_tx() const noexcept { return last_tx_; }

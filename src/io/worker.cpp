@@ -316,18 +316,21 @@ uint64_t Worker::wait_fd(int fd, short events, std::chrono::milliseconds timeout
     w->fn = std::move(fn);
     // A timer of our own rather than a linked timeout: no pair of SQEs to
     // keep together, and it runs even if the poll had to wait for an SQE.
-    w->timer = add_timer(timeout, [id](Worker& wk) {
-        const auto it = wk.waiters_.find(id);
-        if (it == wk.waiters_.end()) {
-            return;
-        }
-        auto f = std::move(it->second->fn);
-        it->second->timer = 0;
-        wk.cancel_wait(id);
-        if (f) {
-            f(wk, -ETIMEDOUT);
-        }
-    });
+    // kNoTimeout: none at all (an idle pooled channel waits for days).
+    if (timeout > kNoTimeout) {
+        w->timer = add_timer(timeout, [id](Worker& wk) {
+            const auto it = wk.waiters_.find(id);
+            if (it == wk.waiters_.end()) {
+                return;
+            }
+            auto f = std::move(it->second->fn);
+            it->second->timer = 0;
+            wk.cancel_wait(id);
+            if (f) {
+                f(wk, -ETIMEDOUT);
+            }
+        });
+    }
     Waiter& ref = *w;
     waiters_.emplace(id, std::move(w));
     if (!arm_wait(id, ref)) {

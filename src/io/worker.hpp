@@ -34,6 +34,9 @@ class TimerList;
 
 enum class DataPath { Splice, Copy };
 
+/// Worker::wait_fd without a deadline (an idle pooled channel may wait for days).
+inline constexpr std::chrono::milliseconds kNoTimeout{0};
+
 struct WorkerOptions {
     unsigned index = 0;
     DataPath data_path = DataPath::Splice;
@@ -182,7 +185,8 @@ public:
     /// mask (> 0), -ETIMEDOUT, or -errno (-ECANCELED on stop_now). The caller
     /// keeps `fd` open until fn ran. Returns an id for cancel_wait, never 0.
     /// When the SQ refuses the poll the loop arms it later; the timeout runs
-    /// regardless.
+    /// regardless. `timeout` of kNoTimeout (or less): no deadline, and no
+    /// timer is kept for the wait.
     uint64_t wait_fd(int fd, short events, std::chrono::milliseconds timeout,
                      UniqueFunction<void(Worker&, int res)> fn);
     /// Cancels a pending wait_fd; fn is destroyed without running.

@@ -32,7 +32,21 @@ Verdict Admission::admit(const IpAddress& client, const std::string& service, ui
     if (service_max != 0 && svc >= service_max) {
         return Verdict::Limit;
     }
-    PerClient& pc = per_client_[key];
+    if (per_client_.size() > kSweepAbove && now - last_sweep_ >= std::chrono::seconds(1)) {
+        // A bucket untouched for a second is full again: the entry says
+        // nothing an absent one would not.
+        std::erase_if(per_client_, [&](const auto& kv) {
+            return kv.second.sessions == 0 && now - kv.second.refilled >= std::chrono::seconds(1);
+        });
+        last_sweep_ = now;
+    }
+    auto found = per_client_.find(key);
+    if (found == per_client_.end() && per_client_.size() >= kMaxClients) {
+        ++svc;
+        ++total_;
+        return Verdict::Admit;
+    }
+    PerClient& pc = found != per_client_.end() ? found->second : per_client_[key];
     if (limits_.max_sessions_per_client != 0 && pc.sessions >= limits_.max_sessions_per_client) {
         return Verdict::Limit;
     }
@@ -76,9 +90,11 @@ void Admission::release(const IpAddress& client, const std::string& service) noe
             per_client_.erase(it);
         }
     }
-    if (per_client_.size() > 200000) {
-        std::erase_if(per_client_, [](const auto& kv) { return kv.second.sessions == 0; });
-    }
+}
+
+size_t Admission::tracked_clients() const {
+    const std::lock_guard lock(mu_);
+    return per_client_.size();
 }
 
 void Admission::set_limits(AdmissionLimits limits) {

@@ -58,6 +58,18 @@ private:
     uint64_t total_ = 0;
     std::unordered_map<std::string, uint32_t> per_service_;
     std::unordered_map<std::string, PerClient> per_client_;
+    Clock::time_point last_sweep_{};
+
+public:
+    /// Past this many tracked addresses, admit() sweeps entries that hold no
+    /// session and whose rate bucket is full again, at most once a second:
+    /// amortized O(1) per call under a flood spread over many addresses.
+    static constexpr size_t kSweepAbove = 65536;
+    /// Hard bound: when a flood fills the table within one second, a new
+    /// address is admitted on the global and per-service limits alone until
+    /// the next sweep (its per-client limits cannot be tracked then).
+    static constexpr size_t kMaxClients = 262144;
+    [[nodiscard]] size_t tracked_clients() const;
 };
 
 using log::LogLimiter;  // moved to base; the relay names it unqualified

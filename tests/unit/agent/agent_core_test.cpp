@@ -4,7 +4,6 @@
 #include <doctest/doctest.h>
 
 #include "agent/backend.hpp"
-#include "agent/backoff.hpp"
 
 using namespace sp::agent;
 using namespace std::chrono_literals;
@@ -20,32 +19,6 @@ std::vector<sp::HostPorts> hps(std::initializer_list<const char*> l) {
 const sp::IpAddress kClientA = *sp::IpAddress::parse("203.0.113.9");
 const sp::IpAddress kClientB = *sp::IpAddress::parse("198.51.100.7");
 }  // namespace
-
-TEST_SUITE("agent.backoff") {
-    TEST_CASE("backoff: grows, stays within [d/2, d], caps and resets") {
-        Backoff b(500ms, 30s, 42);
-        auto expect = 500ms;
-        for (int i = 0; i < 12; ++i) {
-            const auto d = b.next();
-            CHECK(d >= expect / 2);
-            CHECK(d <= expect);
-            expect = std::min<std::chrono::milliseconds>(expect * 2, 30s);
-        }
-        CHECK(b.next() <= 30s);
-        b.reset();
-        CHECK(b.next() <= 500ms);
-    }
-
-    TEST_CASE("backoff: different seeds spread out") {
-        std::set<int64_t> seen;
-        for (uint64_t seed = 1; seed <= 20; ++seed) {
-            Backoff b(1000ms, 30s, seed * 7919);
-            (void)b.next();
-            seen.insert(b.next().count());
-        }
-        CHECK(seen.size() > 10);
-    }
-}
 
 TEST_SUITE("agent.backend") {
     TEST_CASE("backend: round-robin over backends") {
@@ -98,8 +71,29 @@ TEST_SUITE("agent.backend") {
         for (int i = 0; i < 5; ++i) {
             CHECK(s.pick(kClientA, 21, now + std::chrono::seconds(i))->host == first);
         }
-        CHECK(s.pick(kClientB, 21, now)->host != first);
         CHECK(s.pick(kClientA, 21, now + 200s)->host == s.pick(kClientA, 21, now + 200s)->host);
+    }
+
+    TEST_CASE("backend: with affinity every selector (one per worker) picks alike") {
+        const auto b = hps({"10.0.0.1:21", "10.0.0.2:21", "10.0.0.3:21"});
+        BackendSelector one(hps({"0.0.0.0:21"}), b, 60s, 5s);
+        BackendSelector two(hps({"0.0.0.0:21"}), b, 60s, 5s);
+        const auto now = BackendSelector::Clock::now();
+        (void)two.pick(kClientB, 21, now);  // different history
+        std::set<std::string> used;
+        for (int i = 1; i <= 50; ++i) {
+            const auto ip = *sp::IpAddress::parse("198.51.100." + std::to_string(i));
+            const auto a = one.pick(ip, 21, now)->host;
+            CHECK(two.pick(ip, 21, now)->host == a);
+            used.insert(a);
+        }
+        CHECK(used.size() == 3);  // clients spread over the backends
+        // A failed backend is avoided, alike on both.
+        const auto a = one.pick(kClientA, 21, now)->index;
+        one.mark_failed(a, now);
+        two.mark_failed(a, now);
+        const auto c = *sp::IpAddress::parse("192.0.2.77");
+        CHECK(one.pick(c, 21, now + 1s)->index == two.pick(c, 21, now + 1s)->index);
     }
 
     TEST_CASE("backend: IPv6 backends print with brackets") {

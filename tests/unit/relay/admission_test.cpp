@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "relay/admission.hpp"
 
+#include <string>
+
 #include <doctest/doctest.h>
 
 using namespace sp::relay;
@@ -60,5 +62,28 @@ TEST_SUITE("relay.admission") {
         CHECK(a.admit(ip("192.0.2.1"), "s", 0, t0) == Verdict::Rate);
         CHECK(a.admit(ip("192.0.2.2"), "s", 0, t0) == Verdict::Admit);  // others unaffected
         CHECK(a.admit(ip("192.0.2.1"), "s", 0, t0 + 1s) == Verdict::Admit);
+    }
+
+    TEST_CASE("admission: a flood over many addresses keeps the client table bounded") {
+        Admission a({0, 0, 5});
+        const auto t0 = Admission::Clock::now();
+        // Each address opens one session that ends at once: with a rate limit
+        // its bucket entry stays, until a sweep a second later drops it.
+        const size_t n = Admission::kSweepAbove + 1000;
+        for (size_t i = 0; i < n; ++i) {
+            const std::string text = "10." + std::to_string((i >> 16) & 255) + "." +
+                                     std::to_string((i >> 8) & 255) + "." + std::to_string(i & 255);
+            const auto addr = ip(text.c_str());
+            REQUIRE(a.admit(addr, "s", 0, t0) == Verdict::Admit);
+            a.release(addr, "s");
+        }
+        CHECK(a.tracked_clients() == n);
+        CHECK(a.admit(ip("192.0.2.7"), "s", 0, t0 + 2s) == Verdict::Admit);
+        CHECK(a.tracked_clients() == 1);
+        // Limits still hold for the address that is tracked.
+        for (int i = 0; i < 4; ++i) {
+            CHECK(a.admit(ip("192.0.2.7"), "s", 0, t0 + 2s) == Verdict::Admit);
+        }
+        CHECK(a.admit(ip("192.0.2.7"), "s", 0, t0 + 2s) == Verdict::Rate);
     }
 }

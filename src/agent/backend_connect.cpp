@@ -1,0 +1,244 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "agent/backend_connect.hpp"
+
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstdlib>
+
+#include "agent/proxy_header.hpp"
+#include "io/net.hpp"
+
+namespace sp::agent {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr std::chrono::milliseconds kConnectTimeout = 5s;  // per backend attempt
+constexpr std::chrono::seconds kFailHold = 5s;          // a refusing backend is skipped this long
+constexpr std::chrono::milliseconds kResolveWait = 5s;  // for a name not resolved yet
+
+}  // namespace
+
+struct BackendConnector::Attempt {
+    BoundChannel ch;
+    std::optional<BackendTarget> target;
+    size_t tried = 0;
+    UniqueFd backend;
+    uint64_t wait = 0;                                // wait_fd on the backend connect
+    uint64_t timer = 0;                               // while waiting for the resolver
+    std::vector<std::pair<std::string, int>> failed;  // backends that refused, with errno
+};
+
+BackendConnector::BackendConnector(ShardHost& host) : host_(host) {}
+
+BackendConnector::~BackendConnector() = default;
+
+void BackendConnector::set_services(std::shared_ptr<const ServiceTable> table) {
+    services_.clear();
+    for (const auto& s : table->services) {
+        services_.emplace(
+            s.name, Service{BackendSelector(s.listen, s.backend, std::chrono::seconds(s.affinity_s),
+                                            kFailHold),
+                            s.proxy_protocol});
+    }
+    table_ = std::move(table);
+}
+
+void BackendConnector::mark_down(uint64_t gen, const std::string& service, size_t index) {
+    if (!table_ || table_->generation != gen) {
+        return;  // the mark is for a configuration since replaced
+    }
+    if (const auto it = services_.find(service); it != services_.end()) {
+        it->second.selector.mark_failed(index, Clock::now());
+    }
+}
+
+void BackendConnector::place(io::Worker& w, BoundChannel ch) {
+    const uint64_t id = next_++;
+    auto a = std::make_unique<Attempt>();
+    a->ch = std::move(ch);
+    Attempt& at = *a;
+    attempts_.emplace(id, std::move(a));
+    const auto svc = services_.find(at.ch.info.service);
+    if (svc != services_.end()) {
+        at.target =
+            svc->second.selector.pick(at.ch.info.client.ip(), at.ch.listen.port(), Clock::now());
+    }
+    if (!at.target) {
+        give_up(w, id, at, EHOSTUNREACH);  // the listener port maps to no backend
+        return;
+    }
+    at.tried = 1;
+    connect(w, id, at);
+}
+
+void BackendConnector::connect(io::Worker& w, uint64_t id, Attempt& a) {
+    std::optional<SocketAddress> addr;
+    int err = EHOSTUNREACH;
+    if (auto ip = IpAddress::parse(a.target->host)) {
+        addr = SocketAddress(*ip, a.target->port);
+    } else if (const auto known = addresses_.find(a.target->host); known == addresses_.end()) {
+        // Not resolved yet (a name first used, or a new config): the
+        // resolver answers every shard; bounded by kResolveWait.
+        host_.resolve(a.target->host);
+        resolving_[a.target->host].push_back(id);
+        a.timer = w.add_timer(kResolveWait, [this, id](io::Worker& wk) {
+            const auto it = attempts_.find(id);
+            if (it != attempts_.end() && it->second->timer != 0) {
+                Attempt& at = *it->second;
+                at.timer = 0;
+                std::erase(resolving_[at.target->host], id);
+                attempt_failed(wk, id, at, ETIMEDOUT);
+            }
+        });
+        return;
+    } else if (known->second) {
+        addr = SocketAddress(*known->second, a.target->port);
+    }
+    if (addr) {
+        UniqueFd fd;
+        const int rc = io::connect_tcp_nonblocking(*addr, fd);
+        if (rc == 0 || rc == -EINPROGRESS) {
+            a.backend = std::move(fd);
+            a.wait = w.wait_fd(a.backend.get(), POLLOUT, kConnectTimeout,
+                               [this, id](io::Worker& wk, int r) { on_connected(wk, id, r); });
+            return;
+        }
+        err = -rc;
+    }
+    attempt_failed(w, id, a, err);
+}
+
+void BackendConnector::set_address(io::Worker& w, const std::string& host,
+                                   std::optional<IpAddress> ip) {
+    addresses_[host] = ip;
+    auto waiting = resolving_.extract(host);
+    if (waiting.empty()) {
+        return;
+    }
+    for (const uint64_t id : waiting.mapped()) {
+        const auto it = attempts_.find(id);
+        if (it == attempts_.end() || it->second->timer == 0) {
+            continue;
+        }
+        Attempt& a = *it->second;
+        w.cancel_timer(a.timer);
+        a.timer = 0;
+        connect(w, id, a);
+    }
+}
+
+void BackendConnector::on_connected(io::Worker& w, uint64_t id, int res) {
+    const auto it = attempts_.find(id);
+    if (it == attempts_.end()) {
+        return;
+    }
+    Attempt& a = *it->second;
+    a.wait = 0;
+    const int err = res < 0 ? -res : -io::socket_error(a.backend.get());
+    if (err != 0) {
+        a.backend.reset();
+        attempt_failed(w, id, a, err);
+        return;
+    }
+    start(w, id, a);
+}
+
+// The failed backend is skipped here and, by message, on every other shard;
+// the session moves to the next backend of its service, each tried once.
+void BackendConnector::attempt_failed(io::Worker& w, uint64_t id, Attempt& a, int err) {
+    a.failed.emplace_back(a.target->to_string(), err);
+    const auto svc = services_.find(a.ch.info.service);
+    if (svc == services_.end()) {
+        give_up(w, id, a, err);  // withdrawn by a reload meanwhile
+        return;
+    }
+    svc->second.selector.mark_failed(a.target->index, Clock::now());
+    host_.backend_down(table_->generation, a.ch.info.service, a.target->index);
+    auto next = svc->second.selector.next_after(*a.target, a.ch.listen.port(), a.tried);
+    if (!next) {
+        give_up(w, id, a, err);
+        return;
+    }
+    a.target = std::move(next);
+    ++a.tried;
+    connect(w, id, a);
+}
+
+void BackendConnector::give_up(io::Worker& w, uint64_t id, Attempt& a, int err) {
+    for (const auto& [addr, e] : a.failed) {
+        log_backend_failed(a.ch.info, addr, e, {});
+    }
+    if (a.failed.empty()) {
+        log_backend_failed(a.ch.info, {}, err, {});
+    }
+    const std::string last = a.failed.empty() ? std::string() : a.failed.back().first;
+    // The wire carries a positive errno.
+    host_.backend_failed(a.ch.link,
+                         control::BackendFailed{a.ch.info.session_id, std::abs(err), last});
+    forget(w, id);  // the relay sees the channel close and closes the client
+}
+
+void BackendConnector::start(io::Worker& w, uint64_t id, Attempt& a) {
+    const auto svc = services_.find(a.ch.info.service);
+    if (svc != services_.end() && svc->second.proxy != config::ProxyProtocol::None) {
+        const auto header = svc->second.proxy == config::ProxyProtocol::V1
+                                ? proxy_v1(a.ch.info.client, a.ch.listen)
+                                : proxy_v2(a.ch.info.client, a.ch.listen);
+        // Just connected: the send buffer is empty and takes it whole.
+        if (::send(a.backend.get(), header.data(), header.size(), MSG_NOSIGNAL | MSG_DONTWAIT) !=
+            static_cast<ssize_t>(header.size())) {
+            a.backend.reset();
+            attempt_failed(w, id, a, EPIPE);
+            return;
+        }
+    }
+    a.ch.info.backend_addr = a.target->to_string();
+    for (const auto& [addr, e] : a.failed) {
+        log_backend_failed(a.ch.info, addr, e, a.ch.info.backend_addr);
+    }
+    log_session_open(a.ch.info);
+    host_.session_count(+1);
+    // session-close repeats every field of session-open.
+    w.start_session(
+        std::move(a.ch.fd), std::move(a.backend),
+        [this, info = std::move(a.ch.info)](io::Worker&, io::SessionId, const io::SessionEnd& end) {
+            log_session_close(info, end);
+            host_.session_count(-1);
+        },
+        0);
+    attempts_.erase(id);
+}
+
+void BackendConnector::forget(io::Worker& w, uint64_t id) {
+    const auto it = attempts_.find(id);
+    if (it == attempts_.end()) {
+        return;
+    }
+    Attempt& a = *it->second;
+    if (a.wait != 0) {
+        w.cancel_wait(a.wait);  // before the fd closes with the attempt
+    }
+    if (a.timer != 0) {
+        w.cancel_timer(a.timer);
+        std::erase(resolving_[a.target->host], id);
+    }
+    attempts_.erase(it);
+}
+
+void BackendConnector::close_all(io::Worker& w) {
+    std::vector<uint64_t> ids;
+    ids.reserve(attempts_.size());
+    for (const auto& [id, a] : attempts_) {
+        ids.push_back(id);
+    }
+    for (const uint64_t id : ids) {
+        forget(w, id);
+    }
+}
+
+}  // namespace sp::agent

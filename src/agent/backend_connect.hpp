@@ -1,0 +1,86 @@
+// SPDX-License-Identifier: Apache-2.0
+// Places a bound data channel on a backend, on the worker that read its
+// binding header: picks a backend of the service (its own BackendSelector
+// copies), connects with retries over the service's backends, writes the
+// PROXY header, and starts the splice session on the same ring.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "agent/backend.hpp"
+#include "agent/link_id.hpp"
+#include "agent/session_log.hpp"
+#include "agent/shard_host.hpp"
+#include "base/addr.hpp"
+#include "base/unique_fd.hpp"
+#include "io/worker.hpp"
+
+namespace sp::agent {
+
+/// A data channel the relay bound to a client.
+struct BoundChannel {
+    LinkId link{};
+    UniqueFd fd;       // client bytes follow the binding header on it
+    SessionInfo info;  // backend_addr still empty
+    SocketAddress listen;
+};
+
+/// Worker thread only, like its Shard.
+class BackendConnector final {
+public:
+    explicit BackendConnector(ShardHost& host);
+    ~BackendConnector();
+    BackendConnector(const BackendConnector&) = delete;
+    BackendConnector& operator=(const BackendConnector&) = delete;
+
+    /// Fresh selectors for a new configuration; attempts under way finish
+    /// with the services they started with, or fail if theirs is gone.
+    void set_services(std::shared_ptr<const ServiceTable> table);
+    [[nodiscard]] bool knows(std::string_view service) const {
+        return services_.find(service) != services_.end();
+    }
+    /// A resolver answer (nullopt: did not resolve); resumes the attempts
+    /// waiting for `host`.
+    void set_address(io::Worker& w, const std::string& host, std::optional<IpAddress> ip);
+    /// Another shard found backend `index` of `service` refusing.
+    void mark_down(uint64_t gen, const std::string& service, size_t index);
+
+    /// Takes the channel. Either a session starts on `w` (session-open,
+    /// backend-failed for every backend that refused first), or no backend
+    /// took it: backend-failed, BACKEND_FAILED to the relay, channel closed.
+    void place(io::Worker& w, BoundChannel ch);
+    /// Drain: abandons every attempt (their clients are closed by the relay).
+    void close_all(io::Worker& w);
+    [[nodiscard]] size_t attempts() const noexcept { return attempts_.size(); }
+
+    struct Attempt;
+
+private:
+    struct Service {
+        BackendSelector selector;
+        config::ProxyProtocol proxy = config::ProxyProtocol::None;
+    };
+    void connect(io::Worker& w, uint64_t id, Attempt& a);
+    void on_connected(io::Worker& w, uint64_t id, int res);
+    void attempt_failed(io::Worker& w, uint64_t id, Attempt& a, int err);
+    void give_up(io::Worker& w, uint64_t id, Attempt& a, int err);
+    void start(io::Worker& w, uint64_t id, Attempt& a);
+    void forget(io::Worker& w, uint64_t id);
+
+    ShardHost& host_;
+    std::shared_ptr<const ServiceTable> table_;
+    std::map<std::string, Service, std::less<>> services_;
+    std::unordered_map<std::string, std::optional<IpAddress>> addresses_;
+    std::unordered_map<std::string, std::vector<uint64_t>> resolving_;  // host -> attempts
+    std::unordered_map<uint64_t, std::unique_ptr<Attempt>> attempts_;
+    uint64_t next_ = 1;
+};
+
+}  // namespace sp::agent

@@ -1,0 +1,205 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "relay/agents.hpp"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "base/event.hpp"
+#include "base/events.hpp"
+
+namespace sp::relay {
+
+using log::Level;
+
+Agents::Agents(Poller& poller, Listeners& listeners, io::Sharded<Shard>& shards,
+               LogLimiter& reject_log, control::TlsContext tls, Options options)
+    : poller_(poller),
+      listeners_(listeners),
+      shards_(shards),
+      reject_log_(reject_log),
+      tls_(std::move(tls)),
+      options_(std::move(options)),
+      preauth_(kMaxHandshaking, kMaxHandshaking / kHandshakingPerAddressDivisor) {}
+
+Agents::~Agents() = default;
+
+void Agents::adopt_tls(UniqueFd fd, const SocketAddress& peer, Poller::Clock::time_point accepted) {
+    if (stopping_) {
+        return;
+    }
+    if (!preauth_.enter(peer.ip())) {
+        const int64_t held = reject_log_.allow(peer.ip().to_string(), Poller::Clock::now());
+        if (held >= 0) {
+            log::event(Level::Warn, log::Ev::AgentRejected,
+                       {{"AGENT_ADDR", peer.ip().to_string()},
+                        {"REASON", "handshake-limit"},
+                        {"SUPPRESSED", held > 0 ? std::to_string(held) : std::string()}},
+                       fmt::format("TLS connection from {} closed: too many handshakes from this "
+                                   "address or in total{}",
+                                   peer.to_string(), LogLimiter::held_note(held)));
+        }
+        return;
+    }
+    const uint64_t id = next_id_++;
+    auto s = AgentSession::create(*this, poller_, reject_log_, tls_, std::move(fd), peer,
+                                  {id, options_.software_version, accepted + handshake_timeout_});
+    if (!s) {
+        preauth_.leave(peer.ip());
+        log::event(Level::Warn, log::Ev::AgentRejected,
+                   {{"AGENT_ADDR", peer.ip().to_string()}, {"REASON", "protocol"}},
+                   s.error().describe());
+        return;
+    }
+    agents_.emplace(id, Agent{std::move(*s), true, 0, {}});
+}
+
+void Agents::leave_handshake(Agent& a, const AgentSession& s) {
+    if (a.handshaking) {
+        a.handshaking = false;
+        preauth_.leave(s.address().ip());
+    }
+}
+
+void Agents::tick(Poller::Clock::time_point now) {
+    std::vector<uint64_t> ids;
+    for (const auto& [id, a] : agents_) {
+        ids.push_back(id);
+    }
+    for (const uint64_t id : ids) {
+        if (const auto it = agents_.find(id); it != agents_.end()) {
+            it->second.session->tick(now);
+        }
+    }
+}
+
+void Agents::revoke(const std::function<bool(const std::string& identity)>& revoked) {
+    std::vector<uint64_t> ids;
+    for (const auto& [id, a] : agents_) {
+        const AgentSession& s = *a.session;
+        if ((s.state() == control::RelayState::AwaitHello || s.ready()) && revoked(s.identity())) {
+            ids.push_back(id);
+        }
+    }
+    for (const uint64_t id : ids) {
+        if (const auto it = agents_.find(id); it != agents_.end()) {
+            it->second.session->revoke_key();
+        }
+    }
+}
+
+void Agents::shutdown() {
+    stopping_ = true;
+    std::vector<uint64_t> ids;
+    for (const auto& [id, a] : agents_) {
+        ids.push_back(id);
+    }
+    for (const uint64_t id : ids) {
+        if (const auto it = agents_.find(id); it != agents_.end()) {
+            it->second.session->shutdown();
+        }
+    }
+}
+
+size_t Agents::ready_count() const {
+    return static_cast<size_t>(std::count_if(
+        agents_.begin(), agents_.end(), [](const auto& kv) { return kv.second.session->ready(); }));
+}
+
+bool Agents::claim(AgentSession& s) {
+    const auto c = directory_.claim(s.name(), s.identity(), s.id());
+    if (c.verdict == control::AgentDirectory::Verdict::Conflict) {
+        return false;
+    }
+    if (c.verdict == control::AgentDirectory::Verdict::Replaces) {
+        // A restarted agent may reach us before its old connection is
+        // noticed dead: the newer one wins, as the old one cannot be
+        // answering anyway.
+        if (const auto it = agents_.find(c.holder); it != agents_.end()) {
+            it->second.session->replace();
+        }
+    }
+    return true;
+}
+
+void Agents::ready(AgentSession& s) {
+    const auto it = agents_.find(s.id());
+    if (it == agents_.end()) {
+        return;
+    }
+    leave_handshake(it->second, s);
+    // Each worker keeps its share of the pool: pool / workers, the first
+    // pool % workers one more, so the shares add up to pool exactly.
+    const auto workers = static_cast<unsigned>(shards_.size());
+    for (unsigned i = 0; i < workers; ++i) {
+        const unsigned cap = s.pool() / workers + (i < s.pool() % workers ? 1 : 0);
+        shards_.invoke_on(i, [id = s.id(), name = s.name(), cap](Shard& sh, io::Worker&) {
+            sh.add_agent(id, name, cap);
+        });
+    }
+}
+
+control::ConfigResult Agents::apply_config(AgentSession& s, const control::Config& cfg) {
+    return listeners_.apply(s.id(), s.name(), cfg);
+}
+
+void Agents::issue_tokens(AgentSession& s, unsigned count) {
+    const auto it = agents_.find(s.id());
+    if (it == agents_.end() || count == 0) {
+        return;
+    }
+    // The HELLO pool, spread over the workers as ready() split the caps, so
+    // every worker can pair its first clients without asking. Each worker
+    // makes its share; the answers are gathered into one OPEN_CHANNELS.
+    const auto workers = static_cast<unsigned>(shards_.size());
+    for (unsigned i = 0; i < workers; ++i) {
+        const unsigned n = count / workers + (i < count % workers ? 1 : 0);
+        if (n > 0) {
+            ++it->second.initial_left;
+            shards_.invoke_on(i, [id = s.id(), n](Shard& sh, io::Worker&) { sh.issue(id, n); });
+        }
+    }
+}
+
+void Agents::send_tokens(unsigned /*worker*/, uint64_t agent, std::vector<control::Token> tokens,
+                         bool initial) {
+    const auto it = agents_.find(agent);
+    if (it == agents_.end() || !it->second.session->ready()) {
+        return;
+    }
+    Agent& a = it->second;
+    if (!initial) {
+        if (!tokens.empty()) {
+            a.session->send_tokens(tokens);
+        }
+        return;
+    }
+    a.initial.insert(a.initial.end(), tokens.begin(), tokens.end());
+    if (a.initial_left > 0 && --a.initial_left == 0) {
+        a.session->send_tokens(a.initial);
+        a.initial.clear();
+        a.initial.shrink_to_fit();
+    }
+}
+
+void Agents::gone(AgentSession& s) {
+    const uint64_t id = s.id();
+    directory_.release(s.name(), id);
+    // Drop what it served: unused tokens, idle channels, listeners of
+    // services nobody else serves. Sessions already paired run on.
+    shards_.invoke_on_all([id](Shard& sh, io::Worker& w) { sh.drop_agent(w, id); });
+    listeners_.remove_agent(id, s.name(), stopping_);
+}
+
+void Agents::finished(AgentSession& s) {
+    const uint64_t id = s.id();
+    const auto it = agents_.find(id);
+    if (it == agents_.end()) {
+        return;
+    }
+    leave_handshake(it->second, s);
+    // Not now: the session is inside one of its own methods.
+    poller_.add_timer(std::chrono::milliseconds(0), [this, id] { agents_.erase(id); });
+}
+
+}  // namespace sp::relay

@@ -1,0 +1,95 @@
+// SPDX-License-Identifier: Apache-2.0
+// The relay's connected agents, on the control thread: one AgentSession per
+// control connection, the directory of names they hold, and what a session
+// asks of the rest of the relay (listeners for its CONFIG, tokens for its
+// pool, cleanup when it leaves). Tokens are made and registered by the
+// worker that will verify them (relay/channels.hpp); this thread only sends
+// them.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/poller.hpp"
+#include "control/agent_directory.hpp"
+#include "control/tls.hpp"
+#include "io/sharded.hpp"
+#include "relay/admission.hpp"
+#include "relay/agent_session.hpp"
+#include "relay/listeners.hpp"
+#include "relay/preauth.hpp"
+#include "relay/shard.hpp"
+
+namespace sp::relay {
+
+class Agents final : public AgentSession::Host {
+public:
+    struct Options {
+        std::string software_version;
+    };
+
+    /// All borrowed; `tls` is the context new sessions handshake with.
+    Agents(Poller& poller, Listeners& listeners, io::Sharded<Shard>& shards, LogLimiter& reject_log,
+           control::TlsContext tls, Options options);
+    ~Agents() override;
+
+    /// Once a second: heartbeats and liveness per session, token expiry.
+    void tick(Poller::Clock::time_point now);
+    /// Sends GOODBYE(bad-key) to every authenticated session for which
+    /// `revoked(identity)` is true (a reload removed or changed its key).
+    void revoke(const std::function<bool(const std::string& identity)>& revoked);
+    /// SIGTERM: GOODBYE(shutdown) to every session; no new ones after.
+    void shutdown();
+    [[nodiscard]] size_t ready_count() const;
+
+    /// From a worker's front door: a TLS connection accepted at `accepted`.
+    /// Starts its session, unless too many are mid-handshake (in total or
+    /// from that address).
+    void adopt_tls(UniqueFd fd, const SocketAddress& peer, Poller::Clock::time_point accepted);
+    /// From a worker: tokens it made and registered for `agent`. Sent in one
+    /// OPEN_CHANNELS, or, for the HELLO pool (`initial`), gathered from all
+    /// workers into one. Dropped when the agent is gone (its tokens are void
+    /// on the workers already).
+    void send_tokens(unsigned worker, uint64_t agent, std::vector<control::Token> tokens,
+                     bool initial);
+    void set_handshake_timeout(std::chrono::milliseconds t) { handshake_timeout_ = t; }
+
+    // AgentSession::Host
+    bool claim(AgentSession& s) override;
+    void ready(AgentSession& s) override;
+    control::ConfigResult apply_config(AgentSession& s, const control::Config& cfg) override;
+    void issue_tokens(AgentSession& s, unsigned count) override;
+    void gone(AgentSession& s) override;
+    void finished(AgentSession& s) override;
+
+private:
+    struct Agent {
+        std::unique_ptr<AgentSession> session;
+        bool handshaking = true;    // holds a slot in preauth_
+        unsigned initial_left = 0;  // workers yet to answer for the HELLO pool
+        std::vector<control::Token> initial;
+    };
+
+    void leave_handshake(Agent& a, const AgentSession& s);
+
+    Poller& poller_;
+    Listeners& listeners_;
+    io::Sharded<Shard>& shards_;
+    LogLimiter& reject_log_;
+    control::TlsContext tls_;
+    Options options_;
+    std::chrono::milliseconds handshake_timeout_{5000};
+    std::map<uint64_t, Agent> agents_;
+    control::AgentDirectory directory_;
+    PreAuth preauth_;
+    uint64_t next_id_ = 1;
+    bool stopping_ = false;
+};
+
+}  // namespace sp::relay

@@ -1,0 +1,306 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "relay/app.hpp"
+
+#include <sys/epoll.h>
+#include <sys/random.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "base/event.hpp"
+#include "base/events.hpp"
+#include "base/notify.hpp"
+#include "config.h"
+#include "config/keys.hpp"
+#include "io/net.hpp"
+
+namespace sp::relay {
+
+using log::Level;
+
+namespace {
+
+constexpr int kBacklog = 1024;
+
+// sallyport.toml(5): setting certificate (with private_key and agent_ca)
+// selects certificate mode; keys is then not used.
+bool psk_mode(const config::RelayConfig& cfg) {
+    return cfg.auth.certificate.empty() && cfg.shared_key_mode();
+}
+
+// Each session holds two descriptors (client and data channel); idle
+// channels, waiting clients, listeners and the control port need more.
+constexpr uint64_t kFdsPerSession = 2;
+constexpr uint64_t kFdReserve = 1024;
+
+// issue 16: a max_sessions the open-file limit cannot back fails later, one
+// EMFILE at a time; say so once, at start and on reload.
+void warn_fd_budget(const config::RelayConfig& cfg) {
+    rlimit rl{};
+    if (cfg.limits.max_sessions == 0 || ::getrlimit(RLIMIT_NOFILE, &rl) != 0 ||
+        rl.rlim_cur == RLIM_INFINITY) {
+        return;
+    }
+    const uint64_t need = uint64_t{cfg.limits.max_sessions} * kFdsPerSession + kFdReserve;
+    if (need <= rl.rlim_cur) {
+        return;
+    }
+    log::event(
+        log::Ev::ResourceLimit, {{"REASON", "RLIMIT_NOFILE"}},
+        fmt::format("max_sessions = {} needs about {} open files, but the limit is {}: "
+                    "sessions beyond about {} will fail; raise LimitNOFILE= or lower "
+                    "max_sessions",
+                    cfg.limits.max_sessions, need, rl.rlim_cur,
+                    rl.rlim_cur > kFdReserve ? (rl.rlim_cur - kFdReserve) / kFdsPerSession : 0));
+}
+
+Result<uint64_t> random_u64() {
+    uint64_t v = 0;
+    if (::getrandom(&v, sizeof v, 0) != static_cast<ssize_t>(sizeof v)) {
+        return errno_error("getrandom");
+    }
+    return v;
+}
+
+}  // namespace
+
+App::App(const Private& /*key*/, config::RelayConfig cfg) : cfg_(std::move(cfg)) {}
+
+App::~App() {
+    // The agent sessions hold the poller's callbacks: they go before the
+    // daemon that owns it. The workers use the shards and admission: the
+    // daemon (which joins them) goes before those.
+    agents_.reset();
+    shell_.reset();
+}
+
+Result<std::unique_ptr<App>> App::create(config::RelayConfig cfg) {
+    auto app = std::make_unique<App>(Private{}, std::move(cfg));
+    if (auto s = app->setup(); !s) {
+        return Unexpected(s.error());
+    }
+    return app;
+}
+
+Result<void> App::load_keys() {
+    auto keys = config::load_keys(cfg_.auth.keys, false);
+    if (!keys) {
+        return Unexpected(keys.error());
+    }
+    keys_.clear();
+    for (auto& k : *keys) {
+        keys_[k.id] = std::move(k.secret);
+    }
+    return {};
+}
+
+Result<control::TlsContext> App::make_tls() {
+    if (!psk_mode(cfg_)) {
+        return control::TlsContext::cert_server(cfg_.auth.certificate, cfg_.auth.private_key,
+                                                cfg_.auth.agent_ca);
+    }
+    if (auto k = load_keys(); !k) {
+        return Unexpected(k.error());
+    }
+    // Looked up per handshake on this thread, so a reload that swaps keys_
+    // applies to the next agent without touching connected ones.
+    return control::TlsContext::psk_server(
+        [this](std::string_view id) -> std::optional<std::vector<uint8_t>> {
+            const auto it = keys_.find(std::string(id));
+            if (it == keys_.end()) {
+                return std::nullopt;
+            }
+            return it->second;
+        });
+}
+
+std::shared_ptr<const AgentRules> App::agent_rules() const {
+    return std::make_shared<const AgentRules>(
+        AgentRules{cfg_.auth.allow_agents, cfg_.auth.deny_agents,
+                   std::chrono::milliseconds(cfg_.limits.handshake_timeout_ms)});
+}
+
+Result<void> App::listen_control() {
+    // One SO_REUSEPORT socket per worker and address: every worker accepts
+    // agents' connections itself, so data channels never touch this thread.
+    for (const auto& addr : cfg_.relay.control_listen) {
+        for (unsigned i = 0; i < shards_.size(); ++i) {
+            auto fd = io::listen_tcp(addr, true, kBacklog);
+            if (!fd) {
+                log::event(Level::Error, log::Ev::BindFailed,
+                           {{"LISTEN_ADDR", addr.to_string()}, {"REASON", fd.error().describe()}},
+                           fmt::format("cannot listen on control address {}: {}", addr.to_string(),
+                                       fd.error().describe()));
+                return Unexpected(fd.error());
+            }
+            shards_.invoke_on(i, [f = std::move(*fd), addr](Shard& s, io::Worker& w) mutable {
+                s.add_control_listener(w, std::move(f), addr);
+            });
+        }
+        log::event(Level::Info, log::Ev::ControlListen, {{"LISTEN_ADDR", addr.to_string()}},
+                   fmt::format("accepting agents on {}", addr.to_string()));
+    }
+    return {};
+}
+
+ShardLimits App::shard_limits() const {
+    return {std::chrono::milliseconds(cfg_.limits.pending_timeout_ms), cfg_.limits.idle_timeout_s,
+            2 * std::chrono::milliseconds(cfg_.limits.handshake_timeout_ms)};
+}
+
+Result<void> App::setup() {
+    auto shell = daemon::Shell::create(
+        cfg_.relay.threads,
+        cfg_.relay.data_path == config::DataPath::Copy ? io::DataPath::Copy : io::DataPath::Splice);
+    if (!shell) {
+        return Unexpected(shell.error());
+    }
+    shell_ = std::move(*shell);
+    shell_->set_hooks({[this] { reload(); }, [this] { begin_drain(); }, [this] { tick(); },
+                       [this] { return admission_->sessions(); }});
+    auto tls = make_tls();
+    if (!tls) {
+        return Unexpected(tls.error());
+    }
+    warn_fd_budget(cfg_);
+    const auto session_base = random_u64();
+    const auto hash_key = random_u64();
+    if (!session_base || !hash_key) {
+        return Unexpected(!session_base ? session_base.error() : hash_key.error());
+    }
+
+    admission_ = std::make_unique<Admission>(
+        AdmissionLimits{cfg_.limits.max_sessions, cfg_.limits.max_sessions_per_client,
+                        cfg_.limits.max_new_sessions_per_client_per_s});
+    const auto workers = shell_->workers();
+    const auto rules = agent_rules();
+    shards_.start(workers, [&](unsigned i) {
+        ShardHooks hooks{
+            [this](UniqueFd fd, const SocketAddress& peer, Poller::Clock::time_point accepted) {
+                shell_->post([this, f = std::move(fd), peer, accepted]() mutable {
+                    agents_->adopt_tls(std::move(f), peer, accepted);
+                });
+            },
+            [this](unsigned worker, uint64_t agent, std::vector<control::Token> tokens,
+                   bool initial) {
+                shell_->post([this, worker, agent, t = std::move(tokens), initial]() mutable {
+                    agents_->send_tokens(worker, agent, std::move(t), initial);
+                });
+            }};
+        return std::make_unique<Shard>(i, shards_, SessionIds{*session_base, workers.size()},
+                                       *admission_, std::move(hooks), shard_limits(), rules,
+                                       *hash_key + i);
+    });
+    shards_.invoke_on_all([](Shard& s, io::Worker& w) { s.start(w); });
+    listeners_ = std::make_unique<Listeners>(shards_, [this](const HostPorts& hp) {
+        // The default allow_listen covers every port, the control port
+        // included: an agent must never be able to take that one over.
+        for (const auto& c : cfg_.relay.control_listen) {
+            if (overlaps(hp, HostPorts{c.ip().to_string(), c.ip(), {c.port(), c.port()}})) {
+                return false;
+            }
+        }
+        return config::listen_allowed(cfg_, hp);
+    });
+    agents_ = std::make_unique<Agents>(shell_->poller(), *listeners_, shards_, reject_log_,
+                                       std::move(*tls), Agents::Options{SP_VERSION});
+    agents_->set_handshake_timeout(std::chrono::milliseconds(cfg_.limits.handshake_timeout_ms));
+    return listen_control();
+}
+
+void App::tick() {
+    agents_->tick(Poller::Clock::now());
+    shell_->status(fmt::format("{} agents, {} sessions, {} listeners", agents_->ready_count(),
+                               admission_->sessions(), listeners_->count()));
+}
+
+void App::reload() {
+    notify::reloading();
+    log::event(Level::Info, log::Ev::Reload, {}, "reloading configuration");
+    auto fresh = config::load_relay_config(cfg_.path);
+    if (!fresh) {
+        log::event(Level::Error, log::Ev::ReloadFailed, {{"REASON", fresh.error().describe()}},
+                   fmt::format("reload failed, keeping the running configuration: {}",
+                               fresh.error().describe()));
+        notify::ready();
+        return;
+    }
+    if (fresh->relay.control_listen != cfg_.relay.control_listen ||
+        fresh->relay.threads != cfg_.relay.threads ||
+        fresh->relay.data_path != cfg_.relay.data_path || psk_mode(*fresh) != psk_mode(cfg_)) {
+        log::event(Level::Warn, log::Ev::Reload, {},
+                   "control_listen, threads, data_path and the auth mode change only on "
+                   "restart, ignoring");
+    }
+    const auto old_keys = keys_;
+    const bool psk = psk_mode(cfg_);
+    // Restart-only settings keep their running values; the auth mode too
+    // (certificate files are read once, at start).
+    fresh->relay.control_listen = cfg_.relay.control_listen;
+    fresh->relay.threads = cfg_.relay.threads;
+    fresh->relay.data_path = cfg_.relay.data_path;
+    if (psk_mode(*fresh) != psk) {
+        fresh->auth.keys = cfg_.auth.keys;
+        fresh->auth.certificate = cfg_.auth.certificate;
+        fresh->auth.private_key = cfg_.auth.private_key;
+        fresh->auth.agent_ca = cfg_.auth.agent_ca;
+    }
+    cfg_ = std::move(*fresh);
+    admission_->set_limits({cfg_.limits.max_sessions, cfg_.limits.max_sessions_per_client,
+                            cfg_.limits.max_new_sessions_per_client_per_s});
+    warn_fd_budget(cfg_);
+    shards_.invoke_on_all([l = shard_limits()](Shard& s, io::Worker&) { s.set_limits(l); });
+    // allow_agents applies to agents that connect from now on, as with any
+    // firewall change; connected ones keep their channel.
+    shards_.invoke_on_all([r = agent_rules()](Shard& s, io::Worker&) { s.set_agent_rules(r); });
+    agents_->set_handshake_timeout(std::chrono::milliseconds(cfg_.limits.handshake_timeout_ms));
+    if (psk) {
+        if (auto k = load_keys(); !k) {
+            keys_ = old_keys;
+            log::event(Level::Error, log::Ev::ReloadFailed, {{"REASON", k.error().describe()}},
+                       fmt::format("key file not reloaded, keeping the old keys: {}",
+                                   k.error().describe()));
+        } else {
+            // Agents whose key is gone or changed lose their channel now.
+            agents_->revoke([&](const std::string& id) {
+                const auto now_it = keys_.find(id);
+                const auto old_it = old_keys.find(id);
+                return now_it == keys_.end() || old_it == old_keys.end() ||
+                       now_it->second != old_it->second;
+            });
+        }
+    }
+    log::event(Level::Info, log::Ev::ConfigApplied, {}, "relay configuration reloaded");
+    notify::ready();
+}
+
+void App::begin_drain() {
+    if (stopping_) {
+        return;
+    }
+    stopping_ = true;
+    log::event(Level::Info, log::Ev::Stopping, {},
+               fmt::format("stopping: draining {} sessions for up to {} s", admission_->sessions(),
+                           cfg_.relay.drain_timeout_s));
+    agents_->shutdown();
+    // Listeners go first, the control port's included: the workers stop
+    // once their inbox has run.
+    shards_.invoke_on_all([](Shard& s, io::Worker& w) { s.remove_all_listeners(w); });
+    shell_->begin_drain(std::chrono::seconds(cfg_.relay.drain_timeout_s));
+}
+
+int App::run() {
+    log::event(Level::Info, log::Ev::Started, {},
+               fmt::format("sallyport-relay {} started with {} workers ({} data path)", SP_VERSION,
+                           shards_.size(), config::data_path_name(cfg_.relay.data_path)));
+    const bool forced = shell_->run();
+    log::event(Level::Info, log::Ev::Stopping, {},
+               forced ? "drain timeout reached: remaining sessions closed; exiting"
+                      : "all sessions drained; exiting");
+    return 0;
+}
+
+}  // namespace sp::relay

@@ -1,0 +1,72 @@
+// SPDX-License-Identifier: Apache-2.0
+// sallyport-relay's composition root: builds the daemon shell, the TLS
+// context, the per-worker shards, the listener set, the agents and the
+// control port, wires them together, and orchestrates reload and drain.
+// Behaviour lives in those objects; this file only connects them.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/result.hpp"
+#include "base/unique_fd.hpp"
+#include "config/relay_config.hpp"
+#include "control/tls.hpp"
+#include "daemon/shell.hpp"
+#include "io/sharded.hpp"
+#include "relay/admission.hpp"
+#include "relay/agents.hpp"
+#include "relay/listeners.hpp"
+#include "relay/shard.hpp"
+
+namespace sp::relay {
+
+class App final {
+    struct Private {  // passkey: only create() constructs one
+        explicit Private() = default;
+    };
+
+public:
+    /// Sets up everything that can fail at start (TLS context, keys, control
+    /// sockets, workers) so main() can exit 1 or 2 with the reason.
+    [[nodiscard]] static Result<std::unique_ptr<App>> create(config::RelayConfig cfg);
+
+    App(const Private&, config::RelayConfig cfg);
+    App(const App&) = delete;
+    App& operator=(const App&) = delete;
+    ~App();
+
+    /// Runs until SIGTERM/SIGINT and the drain finish; returns the exit code.
+    int run();
+
+private:
+    [[nodiscard]] Result<void> setup();
+    [[nodiscard]] Result<control::TlsContext> make_tls();
+    [[nodiscard]] Result<void> load_keys();
+
+    void tick();
+    void reload();
+    void begin_drain();
+    [[nodiscard]] Result<void> listen_control();
+    [[nodiscard]] std::shared_ptr<const AgentRules> agent_rules() const;
+    [[nodiscard]] ShardLimits shard_limits() const;
+
+    config::RelayConfig cfg_;
+    // Declared first so it is destroyed last: the workers it owns use the
+    // shards and the admission below until they are joined.
+    std::unique_ptr<daemon::Shell> shell_;
+    std::map<std::string, std::vector<uint8_t>> keys_;  // shared-key mode
+    std::unique_ptr<Admission> admission_;
+    io::Sharded<Shard> shards_;
+    std::unique_ptr<Listeners> listeners_;
+    LogLimiter reject_log_{5, std::chrono::milliseconds(1000)};
+    std::unique_ptr<Agents> agents_;
+    bool stopping_ = false;
+};
+
+}  // namespace sp::relay

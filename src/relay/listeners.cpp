@@ -1,0 +1,211 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "relay/listeners.hpp"
+
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "base/event.hpp"
+#include "base/events.hpp"
+#include "io/net.hpp"
+
+namespace sp::relay {
+
+using log::Level;
+
+namespace {
+
+constexpr int kBacklog = 1024;
+
+/// The wire's services as Registry specs. A service with an unparsable
+/// listen string or CIDR is not applied: each of its listen strings gets an
+/// Invalid result instead.
+struct Parsed {
+    std::vector<ServiceSpec> specs;
+    std::vector<control::ListenResult> invalid;
+};
+
+Parsed parse(const control::Config& cfg) {
+    Parsed p;
+    for (const auto& s : cfg.services) {
+        ServiceSpec spec;
+        spec.name = s.name;
+        spec.max_sessions = s.max_sessions;
+        spec.affinity_s = s.affinity_s;
+        std::string bad;
+        for (const auto& l : s.listen) {
+            auto hp = HostPorts::parse(l, true);
+            if (!hp || !hp->ip) {
+                bad = fmt::format("invalid listen address \"{}\"", l);
+                break;
+            }
+            spec.listen.push_back(*hp);
+        }
+        for (const auto* list : {&s.allow_clients, &s.deny_clients}) {
+            for (const auto& text : *list) {
+                auto cidr = Cidr::parse(text);
+                if (!cidr) {
+                    bad = cidr.error().message;
+                    break;
+                }
+                (list == &s.allow_clients ? spec.allow_clients : spec.deny_clients)
+                    .push_back(*cidr);
+            }
+        }
+        if (!bad.empty()) {
+            for (const auto& l : s.listen) {
+                p.invalid.push_back({s.name, l, control::ListenStatus::Invalid, 0, bad});
+            }
+            continue;
+        }
+        p.specs.push_back(std::move(spec));
+    }
+    return p;
+}
+
+}  // namespace
+
+Listeners::Listeners(io::Sharded<Shard>& shards, Registry::ListenPolicy policy)
+    : shards_(shards), registry_(std::move(policy)) {}
+
+control::ConfigResult Listeners::apply(uint64_t agent, const std::string& agent_name,
+                                       const control::Config& cfg) {
+    Parsed parsed = parse(cfg);
+    const ApplyOutcome out = registry_.apply(agent, parsed.specs);
+    std::map<std::string, int> bind_failed;  // service -> errno
+    for (const auto& a : out.actions) {
+        if (a.kind == ListenerAction::Kind::Close) {
+            close(a.address, a.service);
+        } else if (!bind_failed.contains(a.service)) {
+            if (const int err = open(a.address, a.service); err != 0) {
+                bind_failed[a.service] = err;
+                log::event(Level::Error, log::Ev::BindFailed,
+                           {{"SERVICE", a.service},
+                            {"LISTEN_ADDR", a.address.to_string()},
+                            {"AGENT", agent_name},
+                            {"REASON", std::strerror(err)}},
+                           fmt::format("cannot listen on {} for {}: {}", a.address.to_string(),
+                                       a.service, std::strerror(err)));
+            }
+        }
+    }
+    // A service is served whole or not at all: roll back what did bind.
+    for (const auto& [service, err] : bind_failed) {
+        for (const auto& action : registry_.drop_service(service)) {
+            close(action.address, action.service);
+        }
+    }
+    broadcast();
+
+    control::ConfigResult result;
+    result.generation = cfg.generation;
+    size_t ok = 0;
+    for (const auto& r : out.results) {
+        control::ListenResult lr{r.service, r.listen, r.status, 0, r.message};
+        if (const auto bf = bind_failed.find(r.service); bf != bind_failed.end()) {
+            lr.status = control::ListenStatus::BindFailed;
+            lr.error = bf->second;
+            lr.message = std::strerror(bf->second);
+        }
+        if (lr.status == control::ListenStatus::Ok) {
+            ++ok;
+        } else {
+            log::event(Level::Warn, log::Ev::ConfigRejected,
+                       {{"AGENT", agent_name},
+                        {"SERVICE", lr.service},
+                        {"LISTEN_ADDR", lr.listen},
+                        {"REASON", std::string(control::to_string(lr.status))}},
+                       fmt::format("agent \"{}\" service \"{}\" listen {}: {}", agent_name,
+                                   lr.service, lr.listen, lr.message));
+        }
+        result.results.push_back(std::move(lr));
+    }
+    for (auto& r : parsed.invalid) {
+        log::event(
+            Level::Warn, log::Ev::ConfigRejected,
+            {{"AGENT", agent_name}, {"SERVICE", r.service}, {"REASON", "invalid"}},
+            fmt::format("agent \"{}\" service \"{}\": {}", agent_name, r.service, r.message));
+        result.results.push_back(std::move(r));
+    }
+    log::event(Level::Info, log::Ev::ConfigApplied, {{"AGENT", agent_name}},
+               fmt::format("agent \"{}\" config generation {}: {} of {} listen entries active",
+                           agent_name, cfg.generation, ok, result.results.size()));
+    return result;
+}
+
+void Listeners::remove_agent(uint64_t agent, const std::string& agent_name, bool stopping) {
+    const bool had = count() > 0;
+    for (const auto& action : registry_.remove_agent(agent)) {
+        close(action.address, action.service);
+    }
+    broadcast();
+    if (had && count() == 0 && !stopping) {
+        log::event(Level::Warn, log::Ev::ListenersSuspended, {{"AGENT", agent_name}},
+                   "no agent left: public listeners closed until an agent connects");
+    }
+}
+
+int Listeners::open(const SocketAddress& addr, const std::string& service) {
+    // Bound here, on the control thread, so a failure is known before any
+    // worker starts accepting and the whole service can be rolled back.
+    std::vector<UniqueFd> fds;
+    for (size_t i = 0; i < shards_.size(); ++i) {
+        auto fd = io::listen_tcp(addr, true, kBacklog);
+        if (!fd) {
+            return fd.error().code != 0 ? fd.error().code : EINVAL;
+        }
+        fds.push_back(std::move(*fd));
+    }
+    const uint64_t key = next_key_++;
+    keys_[addr.to_string()] = key;
+    for (unsigned i = 0; i < shards_.size(); ++i) {
+        shards_.invoke_on(
+            i, [key, service, addr, f = std::move(fds[i])](Shard& s, io::Worker& w) mutable {
+                s.add_listener(w, key, std::move(f), service, addr);
+            });
+    }
+    log::event(Level::Info, log::Ev::ListenerOpen,
+               {{"SERVICE", service}, {"LISTEN_ADDR", addr.to_string()}},
+               fmt::format("listening on {} for {}", addr.to_string(), service));
+    return 0;
+}
+
+void Listeners::close(const SocketAddress& addr, const std::string& service) {
+    const auto it = keys_.find(addr.to_string());
+    if (it == keys_.end()) {
+        return;
+    }
+    const uint64_t key = it->second;
+    keys_.erase(it);
+    shards_.invoke_on_all([key](Shard& s, io::Worker& w) { s.remove_listener(w, key); });
+    log::event(Level::Info, log::Ev::ListenerClosed,
+               {{"SERVICE", service}, {"LISTEN_ADDR", addr.to_string()}},
+               fmt::format("stopped listening on {} for {}", addr.to_string(), service));
+}
+
+void Listeners::broadcast() {
+    std::set<std::string> now;
+    for (const auto& [addr, name] : registry_.listeners()) {
+        now.insert(name);
+    }
+    for (const auto& name : now) {
+        const ServiceSpec* spec = registry_.service(name);
+        auto policy = std::make_shared<ServicePolicy>();
+        policy->name = name;
+        policy->allow_clients = spec->allow_clients;
+        policy->deny_clients = spec->deny_clients;
+        policy->max_sessions = spec->max_sessions;
+        policy->affinity_s = spec->affinity_s;
+        policy->agents = registry_.agents_of(name);
+        std::shared_ptr<const ServicePolicy> shared = std::move(policy);
+        shards_.invoke_on_all([shared](Shard& s, io::Worker&) { s.set_service(shared); });
+    }
+    for (const auto& gone : broadcast_names_) {
+        if (!now.contains(gone)) {
+            shards_.invoke_on_all([gone](Shard& s, io::Worker& w) { s.remove_service(w, gone); });
+        }
+    }
+    broadcast_names_ = std::move(now);
+}
+
+}  // namespace sp::relay

@@ -1,0 +1,60 @@
+// SPDX-License-Identifier: Apache-2.0
+// The relay's public listener set: turns agents' CONFIGs into Registry
+// actions, carries those out as SO_REUSEPORT groups (one socket per worker,
+// so the kernel spreads clients and no accept crosses threads), and keeps
+// every worker's copy of the service policies current. Control thread only.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "base/addr.hpp"
+#include "control/frame.hpp"
+#include "io/sharded.hpp"
+#include "relay/registry.hpp"
+#include "relay/shard.hpp"
+
+namespace sp::relay {
+
+class Listeners final {
+public:
+    /// `shards` is borrowed; `policy` says what allow_listen permits.
+    Listeners(io::Sharded<Shard>& shards, Registry::ListenPolicy policy);
+
+    /// Replaces what `agent` serves with `cfg`: parses the wire form, opens
+    /// and closes listeners (a service whose listener fails to bind is
+    /// dropped whole, for every agent), updates the workers' policies, logs
+    /// listener-open/closed, bind-failed and config-applied/rejected, and
+    /// returns the CONFIG_RESULT (one entry per listen string).
+    [[nodiscard]] control::ConfigResult apply(uint64_t agent, const std::string& agent_name,
+                                              const control::Config& cfg);
+
+    /// Forgets `agent` (it left Ready): services nobody else serves close.
+    /// Logs listeners-suspended when that closed the last listener and
+    /// `stopping` is false.
+    void remove_agent(uint64_t agent, const std::string& agent_name, bool stopping);
+
+    /// Agents serving `service`, in join order.
+    [[nodiscard]] std::vector<uint64_t> agents_of(const std::string& service) const {
+        return registry_.agents_of(service);
+    }
+    /// Public addresses held now.
+    [[nodiscard]] size_t count() const noexcept { return registry_.listeners().size(); }
+
+private:
+    /// Returns 0 or a positive errno (the wire's ListenResult.error).
+    [[nodiscard]] int open(const SocketAddress& addr, const std::string& service);
+    void close(const SocketAddress& addr, const std::string& service);
+    void broadcast();
+
+    io::Sharded<Shard>& shards_;
+    Registry registry_;
+    std::set<std::string> broadcast_names_;
+    std::map<std::string, uint64_t> keys_;  // "ip:port" -> key the workers know it by
+    uint64_t next_key_ = 1;
+};
+
+}  // namespace sp::relay

@@ -1,0 +1,355 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "relay/shard.hpp"
+
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "base/event.hpp"
+#include "base/events.hpp"
+#include "relay/session_events.hpp"
+
+namespace sp::relay {
+
+namespace {
+
+using log::Level;
+using namespace std::chrono_literals;
+
+// Where in a service's agent list a client starts looking: with affinity the
+// same client IP always tries the same agent first (its backend choice is
+// sticky there); otherwise the shard rotates across agents.
+size_t first_agent(const ServicePolicy& policy, const SocketAddress& peer, size_t& rotate) {
+    if (policy.affinity_s > 0) {
+        return std::hash<std::string>{}(peer.ip().unmapped().to_string());
+    }
+    return rotate++;
+}
+
+}  // namespace
+
+Shard::Shard(unsigned worker_index, io::Sharded<Shard>& peers, SessionIds ids, Admission& admission,
+             ShardHooks hooks, ShardLimits limits, std::shared_ptr<const AgentRules> rules,
+             uint64_t hash_key)
+    : index_(worker_index),
+      peers_(peers),
+      ids_(ids),
+      admission_(admission),
+      hooks_(std::move(hooks)),
+      limits_(limits),
+      door_(*this, kMaxHandshaking / ids.stride,
+            std::max<size_t>(16, kMaxHandshaking / ids.stride / kHandshakingPerAddressDivisor),
+            std::move(rules)),
+      channels_(worker_index, hash_key, [this](uint64_t agent, std::vector<control::Token> tokens) {
+          hooks_.send_tokens(index_, agent, std::move(tokens), false);
+      }) {
+    channels_.set_token_lifetime(limits.token_lifetime);
+}
+
+void Shard::start(io::Worker& w) {
+    w.add_timer(1s, [this](io::Worker& wk) { on_tick(wk); });
+}
+
+void Shard::on_tick(io::Worker& w) {
+    const auto now = Clock::now();
+    channels_.tick(now, [this](uint64_t agent) { return waiting_for(agent); });
+    door_.sweep(w, now);
+    w.add_timer(1s, [this](io::Worker& wk) { on_tick(wk); });
+}
+
+void Shard::add_listener(io::Worker& w, uint64_t key, UniqueFd fd, std::string service,
+                         SocketAddress listen) {
+    if (stopping_) {
+        return;
+    }
+    const uint64_t id = w.add_listener(
+        std::move(fd),
+        [this, service = std::move(service)](
+            io::Worker& wk, UniqueFd client, const SocketAddress& peer,
+            const SocketAddress& local) { on_accept(wk, service, std::move(client), peer, local); },
+        [this, listen](io::Worker&, int err, bool paused) {
+            on_accept_error(listen, err, paused);
+        });
+    listeners_[key] = id;
+}
+
+void Shard::remove_listener(io::Worker& w, uint64_t key) {
+    if (const auto it = listeners_.find(key); it != listeners_.end()) {
+        w.remove_listener(it->second);
+        listeners_.erase(it);
+    }
+}
+
+void Shard::remove_all_listeners(io::Worker& w) {
+    stopping_ = true;
+    for (const auto& [key, id] : listeners_) {
+        w.remove_listener(id);
+    }
+    listeners_.clear();
+    door_.close(w);
+}
+
+void Shard::set_service(std::shared_ptr<const ServicePolicy> policy) {
+    services_[policy->name] = std::move(policy);
+}
+
+void Shard::remove_service(io::Worker& w, const std::string& name) {
+    services_.erase(name);
+    // Clients still waiting for this service will never get a channel.
+    for (auto it = pending_.begin(); it != pending_.end();) {
+        if (it->service == name) {
+            w.cancel_timer(it->timer);
+            admission_.release(it->peer.ip(), it->service);
+            reject(it->peer, it->local, name, "no-agent", "service withdrawn while waiting");
+            it = pending_.erase(it);
+        } else {
+            ++it;
+        }
+    }
+}
+
+void Shard::add_agent(uint64_t agent, std::string name, unsigned cap) {
+    channels_.add_agent(agent, std::move(name), cap);
+}
+
+void Shard::drop_agent(io::Worker& w, uint64_t agent) {
+    channels_.drop_agent(agent);
+    // Clients that were waiting on its channels ask another agent of their
+    // service, if one is left (remove_service handles the case of none).
+    for (auto& p : pending_) {
+        if (p.agent != agent) {
+            continue;
+        }
+        const auto svc = services_.find(p.service);
+        if (svc == services_.end()) {
+            continue;
+        }
+        for (const uint64_t other : svc->second->agents) {
+            if (other != agent && channels_.serves(other)) {
+                p.agent = other;
+                refill(w, other);
+                break;
+            }
+        }
+    }
+}
+
+void Shard::issue(uint64_t agent, unsigned count) {
+    hooks_.send_tokens(index_, agent, channels_.issue(agent, count, Clock::now()), true);
+}
+
+void Shard::tls(UniqueFd fd, const SocketAddress& peer, Clock::time_point accepted) {
+    hooks_.adopt_tls(std::move(fd), peer, accepted);
+}
+
+void Shard::channel(io::Worker& w, UniqueFd fd, const SocketAddress& peer, const control::Token& t,
+                    bool early) {
+    const unsigned owner = token_owner(t);
+    if (owner == index_) {
+        arrive(w, std::move(fd), peer, t, early);
+        return;
+    }
+    if (owner >= peers_.size()) {
+        channels_.reject_token(peer);  // no worker of ours made it
+        return;
+    }
+    // The kernel spread the connection here; the token's worker verifies it
+    // and keeps the channel, where its clients wait. One post, no lock.
+    peers_.invoke_on(owner, [f = std::move(fd), peer, t, early](Shard& s, io::Worker& wk) mutable {
+        s.arrive(wk, std::move(f), peer, t, early);
+    });
+}
+
+void Shard::arrive(io::Worker& w, UniqueFd fd, const SocketAddress& peer, const control::Token& t,
+                   bool early) {
+    auto ch = channels_.redeem(std::move(fd), peer, t, early, Clock::now());
+    if (!ch) {
+        return;
+    }
+    const uint64_t agent = ch->agent;
+    // The oldest waiting client whose service this agent serves gets it. A
+    // channel that turns out dead is dropped; the client keeps waiting,
+    // within its own deadline.
+    for (auto it = pending_.begin(); it != pending_.end(); ++it) {
+        const auto svc = services_.find(it->service);
+        if (svc == services_.end()) {
+            continue;
+        }
+        const auto& agents = svc->second->agents;
+        if (std::find(agents.begin(), agents.end(), agent) == agents.end()) {
+            continue;
+        }
+        if (bind(w, *svc->second, *ch, it->client, it->peer, it->local)) {
+            w.cancel_timer(it->timer);
+            pending_.erase(it);
+        } else {
+            channels_.dead(agent);
+        }
+        refill(w, agent);
+        return;
+    }
+    channels_.keep(std::move(*ch));
+    refill(w, agent);
+}
+
+void Shard::refill(io::Worker& w, uint64_t agent) {
+    if (std::find(refill_.begin(), refill_.end(), agent) == refill_.end()) {
+        refill_.push_back(agent);
+    }
+    if (!refill_posted_) {
+        refill_posted_ = true;
+        w.post([this](io::Worker&) { run_refills(); });
+    }
+}
+
+void Shard::run_refills() {
+    refill_posted_ = false;
+    std::vector<uint64_t> agents;
+    agents.swap(refill_);
+    for (const uint64_t agent : agents) {
+        channels_.replenish(agent, waiting_for(agent));
+    }
+}
+
+size_t Shard::waiting_for(uint64_t agent) const {
+    return static_cast<size_t>(std::count_if(pending_.begin(), pending_.end(),
+                                             [&](const Pending& p) { return p.agent == agent; }));
+}
+
+void Shard::reject(const SocketAddress& peer, const SocketAddress& local,
+                   const std::string& service, std::string_view reason, std::string_view message) {
+    const int64_t held = reject_log_.allow(peer.ip().to_string(), LogLimiter::Clock::now());
+    if (held < 0) {
+        return;
+    }
+    log::event(Level::Warn, log::Ev::ClientRejected,
+               {{"CLIENT_ADDR", peer.ip().to_string()},
+                {"CLIENT_PORT", std::to_string(peer.port())},
+                {"LISTEN_ADDR", local.to_string()},
+                {"SERVICE", service},
+                {"REASON", std::string(reason)},
+                {"SUPPRESSED", held > 0 ? std::to_string(held) : std::string()}},
+               fmt::format("{}{}", message, LogLimiter::held_note(held)));
+}
+
+void Shard::on_accept(io::Worker& w, const std::string& service, UniqueFd client,
+                      const SocketAddress& peer, const SocketAddress& local) {
+    const auto it = services_.find(service);
+    if (it == services_.end() || it->second->agents.empty()) {
+        reject(peer, local, service, "no-agent", "no agent serves this service");
+        return;  // closing `client` refuses it at once
+    }
+    const ServicePolicy& policy = *it->second;
+    if (!client_allowed(peer.ip(), policy.allow_clients, policy.deny_clients)) {
+        reject(peer, local, service, "denied", "client address not allowed");
+        return;
+    }
+    switch (admission_.admit(peer.ip(), service, policy.max_sessions, Admission::Clock::now())) {
+        case Verdict::Admit:
+            break;
+        case Verdict::Limit:
+            reject(peer, local, service, "limit", "session limit reached");
+            return;
+        case Verdict::Rate:
+            reject(peer, local, service, "rate", "too many new sessions from this address");
+            return;
+    }
+    if (try_pair(w, policy, client, peer, local)) {
+        return;
+    }
+    // No idle channel: the client's bytes wait in its socket buffer while an
+    // agent dials one for us. Its pool asks for tokens in one batch for all
+    // the clients waiting, not one control round trip per client.
+    const auto& agents = policy.agents;
+    const size_t start = first_agent(policy, peer, rotate_);
+    uint64_t agent = agents[start % agents.size()];
+    for (size_t i = 0; i < agents.size(); ++i) {
+        if (channels_.serves(agents[(start + i) % agents.size()])) {
+            agent = agents[(start + i) % agents.size()];
+            break;
+        }
+    }
+    const uint64_t id = next_pending_++;
+    const uint64_t timer =
+        w.add_timer(limits_.pending_timeout, [this, id](io::Worker&) { on_pending_timeout(id); });
+    pending_.push_back({id, std::move(client), peer, local, service, agent, timer});
+    refill(w, agent);
+}
+
+void Shard::on_pending_timeout(uint64_t pending_id) {
+    const auto it = std::find_if(pending_.begin(), pending_.end(),
+                                 [&](const Pending& p) { return p.id == pending_id; });
+    if (it == pending_.end()) {
+        return;
+    }
+    admission_.release(it->peer.ip(), it->service);
+    reject(it->peer, it->local, it->service, "pending-timeout",
+           "no data channel within pending_timeout_ms");
+    pending_.erase(it);
+}
+
+bool Shard::try_pair(io::Worker& w, const ServicePolicy& policy, UniqueFd& client,
+                     const SocketAddress& peer, const SocketAddress& local) {
+    const auto& agents = policy.agents;
+    if (agents.empty()) {
+        return false;
+    }
+    const size_t start = first_agent(policy, peer, rotate_);
+    for (size_t i = 0; i < agents.size(); ++i) {
+        const uint64_t agent = agents[(start + i) % agents.size()];
+        while (auto ch = channels_.take(agent)) {
+            if (bind(w, policy, *ch, client, peer, local)) {
+                refill(w, agent);
+                return true;
+            }
+            channels_.dead(agent);
+        }
+    }
+    return false;
+}
+
+bool Shard::bind(io::Worker& w, const ServicePolicy& policy, Channels::Channel& ch,
+                 UniqueFd& client, const SocketAddress& peer, const SocketAddress& local) {
+    // base + n * workers + index: distinct across workers and never
+    // repeated within 2^64 / workers sessions (an OR of a 32-bit counter
+    // into the worker bits repeated after 2^32).
+    const uint64_t sid = ids_.base + next_session_ * ids_.stride + index_;
+    auto header = control::encode_binding({sid, policy.name, peer.to_string(), local.to_string()});
+    if (!header) {
+        return false;
+    }
+    // A fresh, idle socket has an empty send buffer, so the small header
+    // goes out whole or the channel is broken.
+    const ssize_t n =
+        ::send(ch.fd.get(), header->data(), header->size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n != static_cast<ssize_t>(header->size())) {
+        return false;
+    }
+    ++next_session_;
+    channels_.paired(ch.agent);
+    SessionInfo info{sid, policy.name, peer, local, std::move(ch.agent_name)};
+    log_session_open(info);
+    w.start_session(
+        std::move(client), std::move(ch.fd),
+        [this, info = std::move(info)](io::Worker&, io::SessionId, const io::SessionEnd& end) {
+            admission_.release(info.client.ip(), info.service);
+            log_session_close(info, end);
+        },
+        limits_.idle_timeout_s);
+    return true;
+}
+
+void Shard::on_accept_error(const SocketAddress& listen, int err, bool paused) {
+    if (resource_log_.allow(listen.to_string(), LogLimiter::Clock::now()) < 0) {
+        return;
+    }
+    log::event(Level::Warn, log::Ev::ResourceLimit,
+               {{"LISTEN_ADDR", listen.to_string()}, {"REASON", std::strerror(-err)}},
+               fmt::format("accept on {} failed: {}{}", listen.to_string(), std::strerror(-err),
+                           paused ? "; accepting paused briefly" : ""));
+}
+
+}  // namespace sp::relay

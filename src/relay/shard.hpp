@@ -1,0 +1,178 @@
+// SPDX-License-Identifier: Apache-2.0
+// The relay's per-worker state: the worker's public listeners and service
+// policies, its control-port front door, its data channels, and the clients
+// waiting for one. Pairs each admitted client with a channel, writes the
+// binding header and hands both sockets to the worker's splice pump. Lives
+// on one worker thread; others reach it only by message (Shards::invoke_on).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "base/addr.hpp"
+#include "base/unique_fd.hpp"
+#include "control/frame.hpp"
+#include "io/sharded.hpp"
+#include "io/worker.hpp"
+#include "relay/admission.hpp"
+#include "relay/channels.hpp"
+#include "relay/front_door.hpp"
+
+namespace sp::relay {
+
+/// What a worker needs to know of a service: immutable, replaced whole.
+struct ServicePolicy {
+    std::string name;
+    std::vector<Cidr> allow_clients;
+    std::vector<Cidr> deny_clients;
+    uint32_t max_sessions = 0;
+    uint32_t affinity_s = 0;
+    std::vector<uint64_t> agents;  // connection ids, in join order
+};
+
+/// Calls to the control thread. Both are posted there, never run inline,
+/// and may be called from any worker.
+struct ShardHooks {
+    /// A TLS connection for an agent session (FrontDoor::Host::tls).
+    std::function<void(UniqueFd fd, const SocketAddress& peer,
+                       std::chrono::steady_clock::time_point accepted)>
+        adopt_tls;
+    /// Tokens this worker made and registered for `agent`: send them in
+    /// OPEN_CHANNELS. `initial`: the share of the HELLO pool that issue()
+    /// was asked for (the control thread gathers those into one frame).
+    std::function<void(unsigned worker, uint64_t agent, std::vector<control::Token> tokens,
+                       bool initial)>
+        send_tokens;
+};
+
+/// SESSION_IDs: `base` is random per process start (so ids stay unique
+/// across restarts in the journal), `stride` the number of workers.
+struct SessionIds {
+    uint64_t base = 0;
+    uint64_t stride = 1;
+};
+
+struct ShardLimits {
+    std::chrono::milliseconds pending_timeout{10000};
+    uint32_t idle_timeout_s = 0;
+    std::chrono::milliseconds token_lifetime{10000};  // 2 x handshake_timeout_ms
+};
+
+/// Unauthenticated control-port connections per relay, and the share one
+/// address may hold (split evenly over the workers).
+inline constexpr size_t kMaxHandshaking = 4096;
+inline constexpr size_t kHandshakingPerAddressDivisor = 8;
+
+class Shard final : public FrontDoor::Host {
+public:
+    using Clock = std::chrono::steady_clock;
+
+    /// `peers` (borrowed) reaches the other workers' shards, for channels
+    /// whose token another worker issued.
+    Shard(unsigned worker_index, io::Sharded<Shard>& peers, SessionIds ids, Admission& admission,
+          ShardHooks hooks, ShardLimits limits, std::shared_ptr<const AgentRules> rules,
+          uint64_t hash_key);
+
+    // --- worker thread only (from others: Shards::invoke_on) ---
+    /// Arms the 1 s tick (token expiry, pool upkeep, handshake sweep).
+    void start(io::Worker& w);
+    void add_control_listener(io::Worker& w, UniqueFd fd, const SocketAddress& addr) {
+        door_.add_listener(w, std::move(fd), addr);
+    }
+    void set_agent_rules(std::shared_ptr<const AgentRules> rules) {
+        door_.set_rules(std::move(rules));
+    }
+    void add_listener(io::Worker& w, uint64_t key, UniqueFd fd, std::string service,
+                      SocketAddress listen);
+    void remove_listener(io::Worker& w, uint64_t key);
+    /// Drain: stops accepting, clients and agents alike; sessions go on.
+    void remove_all_listeners(io::Worker& w);
+    void set_service(std::shared_ptr<const ServicePolicy> policy);
+    void remove_service(io::Worker& w, const std::string& name);
+    void set_limits(ShardLimits limits) {
+        limits_ = limits;
+        channels_.set_token_lifetime(limits.token_lifetime);
+    }
+
+    /// The agent is Ready (`cap`: this worker's share of its pool) / gone
+    /// (its tokens are void and idle channels close; paired sessions go on).
+    void add_agent(uint64_t agent, std::string name, unsigned cap);
+    void drop_agent(io::Worker& w, uint64_t agent);
+    /// Makes `count` tokens of `agent` (this worker's share of its HELLO
+    /// pool), registers them, and sends them back through send_tokens.
+    void issue(uint64_t agent, unsigned count);
+    /// A channel whose token this worker issued: verify it, then give it to
+    /// the oldest waiting client its agent can serve, or keep it idle.
+    void arrive(io::Worker& w, UniqueFd fd, const SocketAddress& peer, const control::Token& t,
+                bool early);
+
+    // FrontDoor::Host
+    void tls(UniqueFd fd, const SocketAddress& peer, Clock::time_point accepted) override;
+    void channel(io::Worker& w, UniqueFd fd, const SocketAddress& peer, const control::Token& t,
+                 bool early) override;
+
+    [[nodiscard]] size_t idle_channels() const noexcept { return channels_.idle(); }
+    [[nodiscard]] size_t pending_clients() const noexcept { return pending_.size(); }
+
+private:
+    struct Pending {
+        uint64_t id;
+        UniqueFd client;
+        SocketAddress peer;
+        SocketAddress local;
+        std::string service;
+        uint64_t agent;  // asked for a channel on this client's behalf
+        uint64_t timer;
+    };
+
+    void on_tick(io::Worker& w);
+    void on_accept(io::Worker& w, const std::string& service, UniqueFd client,
+                   const SocketAddress& peer, const SocketAddress& local);
+    void on_accept_error(const SocketAddress& listen, int err, bool paused);
+    /// Pairs a client with an idle channel of one of `policy`'s agents.
+    /// Returns false (client untouched) when no usable channel is idle.
+    bool try_pair(io::Worker& w, const ServicePolicy& policy, UniqueFd& client,
+                  const SocketAddress& peer, const SocketAddress& local);
+    /// Sends the binding header on `ch` and starts the session; false when
+    /// the channel turned out dead (client untouched).
+    bool bind(io::Worker& w, const ServicePolicy& policy, Channels::Channel& ch, UniqueFd& client,
+              const SocketAddress& peer, const SocketAddress& local);
+    [[nodiscard]] size_t waiting_for(uint64_t agent) const;
+    /// Lets `agent`'s pool issue tokens once this loop iteration is done,
+    /// so every client and channel event of one batch of completions is
+    /// answered by one OPEN_CHANNELS rather than one each.
+    void refill(io::Worker& w, uint64_t agent);
+    void run_refills();
+    void reject(const SocketAddress& peer, const SocketAddress& local, const std::string& service,
+                std::string_view reason, std::string_view message);
+    void on_pending_timeout(uint64_t pending_id);
+
+    unsigned index_;
+    io::Sharded<Shard>& peers_;
+    SessionIds ids_;
+    uint64_t next_session_ = 0;
+    uint64_t next_pending_ = 1;
+    Admission& admission_;
+    ShardHooks hooks_;
+    ShardLimits limits_;
+    FrontDoor door_;
+    Channels channels_;
+    std::map<uint64_t, uint64_t> listeners_;  // key -> io listener id
+    std::unordered_map<std::string, std::shared_ptr<const ServicePolicy>> services_;
+    std::deque<Pending> pending_;
+    size_t rotate_ = 0;
+    std::vector<uint64_t> refill_;  // agents whose pool may issue tokens
+    bool refill_posted_ = false;
+    bool stopping_ = false;
+    LogLimiter reject_log_{5, std::chrono::milliseconds(1000)};
+    LogLimiter resource_log_{1, std::chrono::milliseconds(5000)};
+};
+
+}  // namespace sp::relay

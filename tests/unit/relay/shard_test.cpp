@@ -1,0 +1,349 @@
+// SPDX-License-Identifier: Apache-2.0
+// The per-worker shard on real workers and loopback sockets: channels are
+// verified on the worker that issued their token, kept idle or given to a
+// waiting client, and a burst of clients asks for tokens in batches.
+#include "relay/shard.hpp"
+
+#include <sys/socket.h>
+
+#include <future>
+#include <mutex>
+#include <thread>
+#include <tuple>
+
+#include <doctest/doctest.h>
+
+#include "io/net.hpp"
+#include "net.hpp"
+#include "relay/tokens.hpp"
+
+using namespace sp;
+using namespace sp::relay;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+const SocketAddress kLoopback(*IpAddress::parse("127.0.0.1"), 0);
+
+struct Sent {
+    unsigned worker;
+    uint64_t agent;
+    std::vector<control::Token> tokens;
+    bool initial;
+};
+
+struct Fixture {
+    std::vector<std::unique_ptr<io::Worker>> workers;
+    std::vector<io::Worker*> ptrs;
+    io::Sharded<Shard> shards;
+    Admission admission{AdmissionLimits{}};
+    std::mutex mu;
+    std::vector<Sent> sent;
+
+    explicit Fixture(unsigned n) {
+        for (unsigned i = 0; i < n; ++i) {
+            io::WorkerOptions o;
+            o.index = i;
+            auto w = io::Worker::create(o);
+            REQUIRE(w);
+            workers.push_back(std::move(*w));
+            ptrs.push_back(workers.back().get());
+        }
+        auto rules = std::make_shared<const AgentRules>();
+        shards.start(ptrs, [&](unsigned i) {
+            ShardHooks hooks{[](UniqueFd, const SocketAddress&, Clock::time_point) {},
+                             [this](unsigned worker, uint64_t agent,
+                                    std::vector<control::Token> tokens, bool initial) {
+                                 const std::lock_guard lock(mu);
+                                 sent.push_back({worker, agent, std::move(tokens), initial});
+                             }};
+            return std::make_unique<Shard>(i, shards, SessionIds{1000, n}, admission,
+                                           std::move(hooks), ShardLimits{5s, 0}, rules, 77 + i);
+        });
+        for (auto& w : workers) {
+            w->start();
+        }
+    }
+    ~Fixture() {
+        for (auto& w : workers) {
+            w->stop_now();
+            w->join();
+        }
+    }
+
+    /// Runs fn(shard, worker) on worker `i` and waits for it (bounded).
+    template <class Fn>
+    auto call(unsigned i, Fn fn) {
+        using R = decltype(fn(std::declval<Shard&>(), std::declval<io::Worker&>()));
+        auto prom = std::make_shared<std::promise<R>>();
+        auto fut = prom->get_future();
+        shards.invoke_on(i, [prom, fn = std::move(fn)](Shard& s, io::Worker& w) mutable {
+            if constexpr (std::is_void_v<R>) {
+                fn(s, w);
+                prom->set_value();
+            } else {
+                prom->set_value(fn(s, w));
+            }
+        });
+        REQUIRE(fut.wait_for(10s) == std::future_status::ready);
+        return fut.get();
+    }
+
+    void agent(uint64_t id, unsigned cap, const std::string& service = "svc") {
+        for (unsigned i = 0; i < shards.size(); ++i) {
+            call(i, [=](Shard& s, io::Worker&) {
+                s.add_agent(id, "agent-" + std::to_string(id), cap);
+                auto p = std::make_shared<ServicePolicy>();
+                p->name = service;
+                p->agents = {id};
+                s.set_service(p);
+            });
+        }
+    }
+
+    /// `n` tokens of `agent` issued by worker `worker`.
+    std::vector<control::Token> issue(unsigned worker, uint64_t agent, unsigned n) {
+        call(worker, [=](Shard& s, io::Worker&) { s.issue(agent, n); });
+        const std::lock_guard lock(mu);
+        REQUIRE(!sent.empty());
+        REQUIRE(sent.back().initial);
+        return sent.back().tokens;
+    }
+    control::Token grant(unsigned worker, uint64_t agent) {
+        auto t = issue(worker, agent, 1);
+        REQUIRE(t.size() == 1);
+        CHECK(token_owner(t[0]) == worker);
+        return t[0];
+    }
+    /// Batches the pools sent on their own (not issue()'s).
+    std::vector<size_t> refills() {
+        const std::lock_guard lock(mu);
+        std::vector<size_t> out;
+        for (const auto& s : sent) {
+            if (!s.initial) {
+                out.push_back(s.tokens.size());
+            }
+        }
+        return out;
+    }
+
+    /// Presents a channel on worker `at`; returns the agent's end.
+    UniqueFd present(unsigned at, const control::Token& t, bool early = false) {
+        auto [agent_end, relay_end] = pair();
+        auto f = std::make_shared<UniqueFd>(std::move(relay_end));
+        call(at,
+             [=](Shard& s, io::Worker& w) { s.channel(w, std::move(*f), kLoopback, t, early); });
+        return std::move(agent_end);
+    }
+
+    /// A client listener of `service` on worker `at`; returns its port.
+    uint16_t listen(unsigned at, const std::string& service) {
+        auto fd = io::listen_tcp(kLoopback, false, 64);
+        REQUIRE(fd);
+        const auto addr = io::local_address(fd->get());
+        REQUIRE(addr);
+        auto f = std::make_shared<UniqueFd>(std::move(*fd));
+        call(at, [=](Shard& s, io::Worker& w) {
+            s.add_listener(w, addr->port(), std::move(*f), service, *addr);
+        });
+        return addr->port();
+    }
+
+    static std::pair<UniqueFd, UniqueFd> pair() {
+        auto l = io::listen_tcp(kLoopback, false, 8);
+        REQUIRE(l);
+        const auto addr = io::local_address(l->get());
+        UniqueFd a = test::connect_to("127.0.0.1", addr->port());
+        REQUIRE(a);
+        UniqueFd b(::accept4(l->get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+        REQUIRE(b);
+        test::set_timeouts(a.get(), 5s);
+        return {std::move(a), std::move(b)};
+    }
+};
+
+control::Binding read_binding(int fd) {
+    std::string head = test::recv_n(fd, control::kBindingFixedSize);
+    REQUIRE(head.size() == control::kBindingFixedSize);
+    const size_t len = (static_cast<uint8_t>(head[4]) << 8) | static_cast<uint8_t>(head[5]);
+    head += test::recv_n(fd, len);
+    const auto r = control::decode_binding(
+        std::span(reinterpret_cast<const uint8_t*>(head.data()), head.size()));
+    REQUIRE(r.status == control::DecodeStatus::Ok);
+    return r.binding;
+}
+
+bool closed_by_relay(int fd) {
+    char b = 0;
+    return ::recv(fd, &b, 1, 0) == 0;
+}
+
+template <class Pred>
+bool eventually(Pred pred) {
+    for (int i = 0; i < 500; ++i) {
+        if (pred()) {
+            return true;
+        }
+        std::this_thread::sleep_for(10ms);
+    }
+    return false;
+}
+
+}  // namespace
+
+TEST_SUITE("relay.shard") {
+    TEST_CASE("shard: a verified channel is kept idle and carries the next client") {
+        Fixture f(2);
+        f.agent(1, 2);
+        const auto t = f.grant(0, 1);
+        UniqueFd agent_end = f.present(0, t);
+        CHECK(f.call(0, [](Shard& s, io::Worker&) { return s.idle_channels(); }) == 1);
+        const uint16_t port = f.listen(0, "svc");
+        UniqueFd client = test::connect_to("127.0.0.1", port);
+        REQUIRE(client);
+        test::set_timeouts(client.get(), 5s);
+        const auto b = read_binding(agent_end.get());
+        CHECK(b.service == "svc");
+        CHECK(b.session_id == 1000);  // base + 0 x 2 workers + worker 0
+        REQUIRE(test::send_all(client.get(), "ping", 4));
+        CHECK(test::recv_n(agent_end.get(), 4) == "ping");
+        REQUIRE(test::send_all(agent_end.get(), "pong", 4));
+        CHECK(test::recv_n(client.get(), 4) == "pong");
+    }
+
+    TEST_CASE("shard: a channel landing on another worker goes to the token's worker") {
+        Fixture f(2);
+        f.agent(1, 2);
+        const auto t = f.grant(1, 1);
+        UniqueFd agent_end = f.present(0, t);
+        CHECK(f.call(1, [](Shard& s, io::Worker&) { return s.idle_channels(); }) == 1);
+        CHECK(f.call(0, [](Shard& s, io::Worker&) { return s.idle_channels(); }) == 0);
+    }
+
+    TEST_CASE("shard: unknown, reused, foreign and expired tokens close the channel") {
+        Fixture f(2);
+        f.agent(1, 2);
+        const auto t = f.grant(0, 1);
+        UniqueFd first = f.present(0, t);
+        UniqueFd again = f.present(0, t);
+        CHECK(closed_by_relay(again.get()));
+        auto forged = t;
+        forged[31] ^= 1;
+        CHECK(closed_by_relay(f.present(0, forged).get()));
+        auto foreign = t;
+        foreign[0] = 0x7f;  // a worker this relay does not have
+        CHECK(closed_by_relay(f.present(1, foreign).get()));
+        f.call(0, [](Shard& s, io::Worker&) { s.set_limits({5s, 0, 1ms}); });
+        const auto stale = f.grant(0, 1);
+        std::this_thread::sleep_for(5ms);
+        CHECK(closed_by_relay(f.present(0, stale).get()));
+        CHECK(f.call(0, [](Shard& s, io::Worker&) { return s.idle_channels(); }) == 1);
+    }
+
+    TEST_CASE("shard: a channel that spoke before its binding header is dropped") {
+        Fixture f(1);
+        f.agent(1, 2);
+        const auto t = f.grant(0, 1);
+        UniqueFd agent_end = f.present(0, t, true);
+        CHECK(closed_by_relay(agent_end.get()));
+        CHECK(f.call(0, [](Shard& s, io::Worker&) { return s.idle_channels(); }) == 0);
+        // Its token is used up.
+        CHECK(closed_by_relay(f.present(0, t).get()));
+    }
+
+    TEST_CASE("shard: waiting clients get tokens at once, never more than they need") {
+        Fixture f(1);
+        f.agent(1, 0);  // pool 0: every channel on demand
+        const uint16_t port = f.listen(0, "svc");
+        std::vector<UniqueFd> clients;
+        for (int i = 0; i < 3; ++i) {
+            clients.push_back(test::connect_to("127.0.0.1", port));
+            REQUIRE(clients.back());
+        }
+        REQUIRE(eventually([&] {
+            const auto r = f.refills();
+            size_t n = 0;
+            for (const size_t k : r) {
+                n += k;
+            }
+            return n == 3;
+        }));
+        CHECK(f.call(0, [](Shard& s, io::Worker&) { return s.pending_clients(); }) == 3);
+        std::vector<control::Token> tokens;
+        {
+            const std::lock_guard lock(f.mu);
+            for (const auto& s : f.sent) {
+                tokens.insert(tokens.end(), s.tokens.begin(), s.tokens.end());
+            }
+        }
+        UniqueFd agent_end = f.present(0, tokens[0]);
+        const auto b = read_binding(agent_end.get());
+        CHECK(b.service == "svc");
+        CHECK(f.call(0, [](Shard& s, io::Worker&) { return s.pending_clients(); }) == 2);
+        REQUIRE(test::send_all(clients[0].get(), "first", 5));
+        CHECK(test::recv_n(agent_end.get(), 5) == "first");
+        // Nothing more was asked for: the other two have their tokens out.
+        std::this_thread::sleep_for(50ms);
+        size_t total = 0;
+        for (const size_t k : f.refills()) {
+            total += k;
+        }
+        CHECK(total == 3);
+    }
+
+    TEST_CASE("shard: a pool refills in one batch at its low-water mark, not per session") {
+        Fixture f(1);
+        f.agent(1, 8);
+        const auto tokens = f.issue(0, 1, 8);  // the HELLO pool
+        REQUIRE(tokens.size() == 8);
+        std::vector<UniqueFd> agent_ends;
+        for (const auto& t : tokens) {
+            agent_ends.push_back(f.present(0, t));
+        }
+        REQUIRE(f.call(0, [](Shard& s, io::Worker&) { return s.idle_channels(); }) == 8);
+        const uint16_t port = f.listen(0, "svc");
+        std::vector<UniqueFd> clients;
+        for (int i = 0; i < 4; ++i) {
+            clients.push_back(test::connect_to("127.0.0.1", port));
+            REQUIRE(eventually([&] {
+                return f.call(0, [](Shard& s, io::Worker&) { return s.idle_channels(); }) ==
+                       static_cast<size_t>(7 - i);
+            }));
+        }
+        std::this_thread::sleep_for(50ms);
+        // Four sessions, at most one refill, of several tokens.
+        const auto r = f.refills();
+        CHECK(r.size() <= 1);
+        for (const size_t k : r) {
+            CHECK(k >= 2);
+        }
+    }
+
+    TEST_CASE("shard: an agent that leaves takes its idle channels and tokens along") {
+        Fixture f(1);
+        f.agent(1, 4);
+        const auto used = f.grant(0, 1);
+        const auto unused = f.grant(0, 1);
+        UniqueFd idle = f.present(0, used);
+        REQUIRE(f.call(0, [](Shard& s, io::Worker&) { return s.idle_channels(); }) == 1);
+        f.call(0, [](Shard& s, io::Worker& w) { s.drop_agent(w, 1); });
+        CHECK(closed_by_relay(idle.get()));
+        CHECK(closed_by_relay(f.present(0, unused).get()));
+    }
+
+    TEST_CASE("shard: session ids differ across workers and count by the worker stride") {
+        Fixture f(2);
+        f.agent(1, 4);
+        std::vector<uint64_t> ids;
+        for (unsigned w = 0; w < 2; ++w) {
+            const uint16_t port = f.listen(w, "svc");
+            for (int i = 0; i < 2; ++i) {
+                UniqueFd agent_end = f.present(w, f.grant(w, 1));
+                UniqueFd client = test::connect_to("127.0.0.1", port);
+                ids.push_back(read_binding(agent_end.get()).session_id);
+            }
+        }
+        CHECK(ids == std::vector<uint64_t>{1000, 1002, 1001, 1003});
+    }
+}
