@@ -2,7 +2,8 @@
 # is missing. Needs root (or sudo) only when something is missing.
 sp_build_packages=(meson ninja-build pkg-config g++ clang lld libclang-rt-14-dev clang-format
     clang-tidy liburing-dev libsystemd-dev libfmt-dev libtomlplusplus-dev doctest-dev libssl-dev
-    libexpected-dev scdoc mandoc man-db groff-base python3 openssl iproute2 procps)
+    libexpected-dev scdoc mandoc man-db groff-base python3 openssl iproute2 procps
+    nlohmann-json3-dev libmicrohttpd-dev prometheus)
 
 sp_ensure_packages() {
     local missing=()

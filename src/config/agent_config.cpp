@@ -9,6 +9,7 @@
 
 #include "base/wire_limits.hpp"
 #include "config/keys.hpp"
+#include "config/metrics_listen.hpp"
 #include "config/parse_util.hpp"
 #include "config/toml_include.hpp"
 
@@ -38,8 +39,8 @@ constexpr uint32_t kMaxSessions = 10'000'000;
 constexpr uint32_t kMaxAffinityS = 2'592'000;
 
 constexpr std::array<std::string_view, 4> kRootKeys = {"agent", "relay", "service", "outbound"};
-constexpr std::array<std::string_view, 5> kAgentKeys = {"name", "status_socket", "pool", "threads",
-                                                        "data_path"};
+constexpr std::array<std::string_view, 6> kAgentKeys = {"name", "status_socket", "metrics_listen",
+                                                        "pool", "threads",       "data_path"};
 constexpr std::array<std::string_view, 6> kRelayKeys = {"address",     "key",      "certificate",
                                                         "private_key", "relay_ca", "standby"};
 constexpr std::array<std::string_view, 8> kServiceKeys = {
@@ -79,6 +80,7 @@ void parse_agent_section(const TableReader& r, AgentSection& a, Diagnostics& d) 
             a.status_socket = (*sock)->value;
         }
     }
+    d.ok(detail::read_metrics_listen(r, a.metrics_listen));
     d.ok(r.read_uint("pool", 0, kMaxPool, a.pool));
     d.ok(r.read_uint("threads", 0, kMaxThreads, a.threads));
     d.ok(detail::read_data_path(r, a.data_path));

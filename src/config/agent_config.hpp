@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -20,6 +21,7 @@ enum class ProxyProtocol { None, V1, V2 };
 struct AgentSection {
     std::string name;  // required; letters, digits, '-', '_', '.'; at most 64
     std::string status_socket = "/run/sallyport/agent.sock";
+    std::optional<SocketAddress> metrics_listen;  // as on the relay
     uint32_t pool = 8;  // idle data channels kept per relay; 0 = on demand
     unsigned threads = 0;
     DataPath data_path = DataPath::Splice;

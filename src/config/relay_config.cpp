@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "config/keys.hpp"
+#include "config/metrics_listen.hpp"
 #include "config/parse_util.hpp"
 #include "config/toml_include.hpp"
 
@@ -36,8 +37,9 @@ constexpr uint32_t kMaxRate = 1'000'000;
 constexpr std::string_view kDefaultKeys = "relay.keys";
 
 constexpr std::array<std::string_view, 4> kRootKeys = {"relay", "auth", "limits", "outbound"};
-constexpr std::array<std::string_view, 6> kRelayKeys = {
-    "threads", "data_path", "control_listen", "allow_listen", "status_socket", "drain_timeout_s"};
+constexpr std::array<std::string_view, 7> kRelayKeys = {
+    "threads",       "data_path",      "control_listen", "allow_listen",
+    "status_socket", "metrics_listen", "drain_timeout_s"};
 constexpr std::array<std::string_view, 6> kAuthKeys = {"keys",     "certificate",  "private_key",
                                                        "agent_ca", "allow_agents", "deny_agents"};
 constexpr std::array<std::string_view, 6> kLimitsKeys = {
@@ -62,6 +64,7 @@ void parse_relay_section(const TableReader& r, RelaySection& s, Diagnostics& d) 
             s.status_socket = (*sock)->value;
         }
     }
+    d.ok(detail::read_metrics_listen(r, s.metrics_listen));
 
     if (auto control = r.strings("control_listen"); d.ok(control) && *control) {
         if ((*control)->empty()) {

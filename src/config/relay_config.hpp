@@ -36,6 +36,7 @@ struct RelaySection {
     std::vector<HostPorts> allow_listen;        // literal IPs only; default 0.0.0.0:1-65535;
                                                 // an explicit [] lets agents open nothing
     std::string status_socket = "/run/sallyport/relay.sock";
+    std::optional<SocketAddress> metrics_listen;  // Prometheus GET /metrics; empty = off
     uint32_t drain_timeout_s = 30;
 };
 

@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "daemon/shell.hpp"
 
+#include <errno.h>
 #include <signal.h>
 #include <sys/epoll.h>
 
 #include <algorithm>
 #include <thread>
 
+#include "base/events.hpp"
 #include "base/notify.hpp"
 #include "base/signals.hpp"
 #include "io/pipe_pool.hpp"
@@ -36,6 +38,8 @@ Result<std::unique_ptr<Shell>> Shell::create(unsigned threads, DataPath data_pat
         return Unexpected(inbox.error());
     }
     d->inbox_.emplace(std::move(*inbox));
+    // glibc's short name of argv[0]: "sallyport-relay" as installed.
+    d->admin_ = std::make_unique<Admin>(*d, program_invocation_short_name);
     Shell* self = d.get();
     if (auto r =
             d->poller_->add(d->inbox_->fd(), EPOLLIN, [self](uint32_t) { self->inbox_->drain(); });
@@ -75,6 +79,9 @@ Result<std::unique_ptr<Shell>> Shell::create(unsigned threads, DataPath data_pat
 }
 
 Shell::~Shell() {
+    // Closed first: its handlers may name objects of the daemon, and its
+    // socket path must go even when run() was never reached.
+    admin_.reset();
     for (auto& w : workers_) {
         w->stop_now();
         w->join();
@@ -98,6 +105,30 @@ void Shell::status(const std::string& text) {
         notify::status(text);
         last_status_ = text;
     }
+}
+
+Result<void> Shell::enable_admin(const std::string& status_socket,
+                                 const std::optional<SocketAddress>& metrics_listen,
+                                 AdminLimits limits) {
+    if (!status_socket.empty()) {
+        if (auto r = admin_->open_socket(status_socket, limits); !r) {
+            log::event(log::Ev::BindFailed,
+                       {{"LISTEN_ADDR", status_socket}, {"REASON", r.error().describe()}},
+                       fmt::format("cannot open the status socket: {}", r.error().describe()));
+            return r;
+        }
+    }
+    if (metrics_listen) {
+        if (auto r = admin_->start_metrics_http(*metrics_listen); !r) {
+            const std::string addr = metrics_listen->to_string();
+            log::event(log::Ev::BindFailed,
+                       {{"LISTEN_ADDR", addr}, {"REASON", r.error().describe()}},
+                       fmt::format("cannot serve metrics on {}: {}", addr, r.error().describe()));
+            admin_->stop_serving();
+            return r;
+        }
+    }
+    return {};
 }
 
 bool Shell::run() {
@@ -130,6 +161,9 @@ bool Shell::run() {
             break;
         }
     }
+    // Nothing is answered once the loop is gone: close the socket (removing
+    // its path) and the metrics endpoint before the workers are joined.
+    admin_->stop_serving();
     const bool forced = live() != 0;
     for (auto& w : workers_) {
         if (forced) {

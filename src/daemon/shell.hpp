@@ -2,8 +2,10 @@
 // The process shell both daemons share: the control thread's poll loop with
 // its once-a-second tick and the systemd watchdog, HUP/TERM/INT from a
 // signalfd, an inbox other threads post to, the data-plane workers (sized to
-// the CPUs and the pipe budget), and the drain that ends the process. The
-// relay and the agent plug in their behaviour through ShellHooks.
+// the CPUs and the pipe budget), the drain that ends the process, and the
+// operator interface (status socket, metrics endpoint: daemon/admin.hpp).
+// The relay and the agent plug in their behaviour through ShellHooks and
+// their commands, status fields and metrics through admin().
 #pragma once
 
 #include <chrono>
@@ -14,12 +16,16 @@
 #include <string>
 #include <vector>
 
+#include "base/addr.hpp"
 #include "base/poller.hpp"
 #include "base/result.hpp"
 #include "base/unique_fd.hpp"
 #include "base/unique_function.hpp"
+#include "daemon/admin.hpp"
 #include "io/inbox.hpp"
+#include "io/sharded.hpp"
 #include "io/worker.hpp"
+#include "obs/metrics.hpp"
 
 namespace sp::daemon {
 
@@ -31,7 +37,7 @@ struct ShellHooks {
     std::function<uint64_t()> live_sessions;  // the drain ends when this is 0
 };
 
-class Shell final {
+class Shell final : public AdminHost {
 public:
     /// Blocks HUP/TERM/INT (call before any other thread starts), creates
     /// the poller and `threads` workers (0 = one per online CPU) with a pipe
@@ -41,18 +47,50 @@ public:
     Shell(const Shell&) = delete;
     Shell& operator=(const Shell&) = delete;
     /// Stops and joins the workers (closing their sessions) if run() did not.
-    ~Shell();
+    ~Shell() override;
 
     void set_hooks(ShellHooks hooks) { hooks_ = std::move(hooks); }
     /// The control thread's poller; control thread only.
-    [[nodiscard]] Poller& poller() noexcept { return *poller_; }
+    [[nodiscard]] Poller& poller() noexcept override { return *poller_; }
     /// The workers, borrowed: valid until the Shell is destroyed (after
     /// run() returns they have exited and take no more posts).
     [[nodiscard]] std::span<io::Worker* const> workers() const noexcept { return worker_ptrs_; }
-    [[nodiscard]] bool stopping() const noexcept { return stopping_; }
+    [[nodiscard]] bool stopping() const noexcept override { return stopping_; }
 
     /// Any thread: runs `fn` on the control thread, in posting order.
-    void post(UniqueFunction<void()> fn) { inbox_->post(std::move(fn)); }
+    void post(UniqueFunction<void()> fn) override { inbox_->post(std::move(fn)); }
+
+    /// The operator interface: register commands, status fields and metrics
+    /// here (control thread, before or during run()). It answers help,
+    /// status, reload and metrics itself.
+    [[nodiscard]] Admin& admin() noexcept { return *admin_; }
+
+    /// Control thread, before run(): opens the status socket at
+    /// `status_socket` ("" = none) and, when `metrics_listen` is set, the
+    /// HTTP metrics endpoint; both are served from the control loop (the
+    /// endpoint on its own threads) until run() ends, when the socket's path
+    /// is removed. A failure (say, another live daemon holds the path) is
+    /// logged as bind-failed and returned: the daemon should exit.
+    [[nodiscard]] Result<void> enable_admin(const std::string& status_socket,
+                                            const std::optional<SocketAddress>& metrics_listen,
+                                            AdminLimits limits = {});
+
+    /// Adds a metrics source that snapshots every shard of `shards` on its
+    /// worker (`snapshot(T&)` returns a copy of that shard's obs::MetricSet)
+    /// and merges the copies here. `shards` must outlive the Shell's run().
+    template <class T, class Snapshot>
+    void add_sharded_metrics(io::Sharded<T>& shards, Snapshot snapshot) {
+        admin_->add_metrics([this, &shards, snapshot](UniqueFunction<void(obs::MetricSet)> done) {
+            shards.map_reduce(
+                *this, [snapshot](T& t, io::Worker& /*w*/) { return snapshot(t); },
+                obs::MetricSet{},
+                [](obs::MetricSet acc, const obs::MetricSet& part) {
+                    acc.merge(part);
+                    return acc;
+                },
+                std::move(done));
+        });
+    }
 
     /// Starts the workers, sends READY=1 and runs until a drain finished.
     /// Returns true when sessions were still open at the drain deadline
@@ -71,6 +109,16 @@ private:
         explicit Private() = default;
     };
 
+    // AdminHost
+    [[nodiscard]] unsigned worker_count() const noexcept override {
+        return static_cast<unsigned>(workers_.size());
+    }
+    void reload() override {
+        if (hooks_.reload) {
+            hooks_.reload();
+        }
+    }
+
 public:
     explicit Shell(Private /*unused*/) {}
 
@@ -84,6 +132,7 @@ private:
     bool stopping_ = false;
     Poller::Clock::time_point drain_deadline_{};
     std::string last_status_;
+    std::unique_ptr<Admin> admin_;
 };
 
 }  // namespace sp::daemon

@@ -4,6 +4,8 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -80,6 +82,92 @@ TEST_SUITE("io.sharded") {
             CHECK(sharded.local(1).calls == 8);
             CHECK(sharded.local(0).owner != sharded.local(1).owner);
             CHECK(sharded.local(0).owner != std::this_thread::get_id());
+        }
+    }
+
+    TEST_CASE("sharded: map_reduce runs each map on its shard's thread and folds at home") {
+        std::vector<std::unique_ptr<Worker>> owned;
+        std::vector<Worker*> workers;
+        for (unsigned i = 0; i < 3; ++i) {
+            WorkerOptions o;
+            o.index = i;
+            auto w = Worker::create(o);
+            REQUIRE(w);
+            workers.push_back(w->get());
+            owned.push_back(std::move(*w));
+        }
+        auto home = Inbox::create();
+        REQUIRE(home);
+        {
+            Sharded<Counter> sharded;
+            sharded.start(workers, [](unsigned i) {
+                auto c = std::make_unique<Counter>();
+                c->index = i;
+                c->calls = static_cast<int>(10 * (i + 1));
+                return c;
+            });
+            for (auto& w : owned) {
+                w->start();
+            }
+            const auto home_thread = std::this_thread::get_id();
+            std::vector<std::thread::id> map_threads;
+            std::mutex mu;
+            std::optional<std::vector<unsigned>> result;
+            sharded.map_reduce(
+                *home,
+                [&](Counter& c, Worker& w) {
+                    const std::lock_guard lock(mu);
+                    map_threads.push_back(std::this_thread::get_id());
+                    CHECK(w.index() == c.index);
+                    return std::vector<unsigned>{c.index, static_cast<unsigned>(c.calls)};
+                },
+                std::vector<unsigned>{},
+                [&](std::vector<unsigned> acc, std::vector<unsigned> part) {
+                    CHECK(std::this_thread::get_id() == home_thread);
+                    acc.insert(acc.end(), part.begin(), part.end());
+                    return acc;
+                },
+                [&](std::vector<unsigned> all) { result = std::move(all); });
+            CHECK(eventually([&] {
+                home->drain();
+                return result.has_value();
+            }));
+            REQUIRE(result);
+            REQUIRE(result->size() == 6);
+            unsigned sum = 0;
+            for (size_t i = 1; i < result->size(); i += 2) {
+                sum += (*result)[i];
+            }
+            CHECK(sum == 60);
+            {
+                const std::lock_guard lock(mu);
+                CHECK(map_threads.size() == 3);
+                for (const auto& t : map_threads) {
+                    CHECK(t != home_thread);
+                }
+            }
+
+            // A shard whose worker has exited still counts once its queued
+            // work is destroyed (with the Worker): done runs with what the
+            // others gave.
+            owned[1]->request_stop();
+            owned[1]->join();
+            std::optional<int> partial;
+            sharded.map_reduce(
+                *home, [](Counter&, Worker&) { return 1; }, 0, [](int a, int b) { return a + b; },
+                [&](int n) { partial = n; });
+            owned[1].reset();
+            CHECK(eventually([&] {
+                home->drain();
+                return partial.has_value();
+            }));
+            CHECK(partial == 2);
+            for (auto& w : owned) {
+                if (w) {
+                    w->request_stop();
+                    w->join();
+                }
+            }
         }
     }
 
