@@ -96,6 +96,15 @@ SessionId SessionPump::start(UniqueFd client, UniqueFd peer, Worker::CloseFn on_
     return id;
 }
 
+std::optional<SessionProgress> SessionPump::progress(SessionId id) const noexcept {
+    const Session* s = sessions_.get(id);
+    if (s == nullptr || s->closing) {
+        return std::nullopt;
+    }
+    return SessionProgress{s->dir[Dir::Up].bytes, s->dir[Dir::Down].bytes, s->start,
+                           s->last_activity};
+}
+
 void SessionPump::close(SessionId id, std::string_view reason) noexcept {
     if (Session* s = sessions_.get(id)) {
         end(id, *s, EndReason::Closed, reason);

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -76,6 +77,8 @@ public:
     [[nodiscard]] bool retry() noexcept;
 
     [[nodiscard]] size_t open() const noexcept { return open_; }
+    /// See Worker::session_progress.
+    [[nodiscard]] std::optional<SessionProgress> progress(SessionId id) const noexcept;
     [[nodiscard]] const PipePool& pipes() const noexcept { return pipes_; }
     [[nodiscard]] const BufferPool& buffers() const noexcept { return buffers_; }
     [[nodiscard]] size_t buffers_in_use() const noexcept {

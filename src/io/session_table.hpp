@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <deque>
 #include <optional>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -46,16 +47,8 @@ public:
 
     /// The live value for `id`, or nullptr when the slot is free or its
     /// generation moved on (the id is stale).
-    [[nodiscard]] T* get(SessionId id) noexcept {
-        if (id.slot >= slots_.size()) {
-            return nullptr;
-        }
-        Slot& s = slots_[id.slot];
-        if (s.gen != id.gen || !s.value) {
-            return nullptr;
-        }
-        return &*s.value;
-    }
+    [[nodiscard]] T* get(SessionId id) noexcept { return lookup(*this, id); }
+    [[nodiscard]] const T* get(SessionId id) const noexcept { return lookup(*this, id); }
 
     /// Destroys the value and bumps the slot's generation so every id and
     /// in-flight tag naming it becomes stale. Returns false if `id` was stale.
@@ -97,6 +90,19 @@ public:
     }
 
 private:
+    template <typename Self>
+    static auto* lookup(Self& self, SessionId id) noexcept {
+        using Value = std::conditional_t<std::is_const_v<Self>, const T, T>;
+        if (id.slot >= self.slots_.size()) {
+            return static_cast<Value*>(nullptr);
+        }
+        auto& s = self.slots_[id.slot];
+        if (s.gen != id.gen || !s.value) {
+            return static_cast<Value*>(nullptr);
+        }
+        return static_cast<Value*>(&*s.value);
+    }
+
     struct Slot {
         std::optional<T> value;
         uint16_t gen = 0;

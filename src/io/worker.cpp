@@ -133,6 +133,10 @@ size_t Worker::session_count() const noexcept {
     return pump_->open();
 }
 
+std::optional<SessionProgress> Worker::session_progress(SessionId id) const noexcept {
+    return pump_->progress(id);
+}
+
 const PipePool& Worker::pipe_pool() const noexcept {
     return pump_->pipes();
 }

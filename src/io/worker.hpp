@@ -11,6 +11,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string_view>
 #include <thread>
 #include <unordered_map>
@@ -93,6 +94,15 @@ struct SessionEnd {
     EndReason cause = EndReason::Closed;
 };
 
+/// A live session's progress so far, for status listings; bytes are those
+/// delivered to the other side.
+struct SessionProgress {
+    uint64_t bytes_up = 0;
+    uint64_t bytes_down = 0;
+    std::chrono::steady_clock::time_point start;
+    std::chrono::steady_clock::time_point last_activity;
+};
+
 /// Counters for tests and status; read on the worker thread.
 struct WorkerStats {
     uint64_t stale_completions = 0;   // CQEs dropped because their generation moved on
@@ -172,6 +182,9 @@ public:
     void close_session(SessionId id, std::string_view reason);
     /// Open sessions (closing ones not counted).
     [[nodiscard]] size_t session_count() const noexcept;
+    /// The progress of an open session; nullopt for a stale id or one that
+    /// is closing. Worker thread.
+    [[nodiscard]] std::optional<SessionProgress> session_progress(SessionId id) const noexcept;
 
     /// Runs `fn` once after `delay` (on the loop's next turn at or after the
     /// deadline). Returns an id for cancel_timer, never 0. Never fails: the
