@@ -159,7 +159,8 @@ Result<void> App::setup() {
         return Unexpected(shell.error());
     }
     shell_ = std::move(*shell);
-    shell_->set_hooks({[this] { reload(); }, [this] { begin_drain(); }, [this] { tick(); },
+    shell_->set_hooks({[this] { (void)reload(); },  // logged there
+                       [this] { begin_drain(); }, [this] { tick(); },
                        [this] { return admission_->sessions(); }});
     auto tls = make_tls();
     if (!tls) {
@@ -208,6 +209,14 @@ Result<void> App::setup() {
     agents_ = std::make_unique<Agents>(shell_->poller(), *listeners_, shards_, reject_log_,
                                        std::move(*tls), Agents::Options{SP_VERSION});
     agents_->set_handshake_timeout(std::chrono::milliseconds(cfg_.limits.handshake_timeout_ms));
+    admin_ = std::make_unique<AdminCommands>(*shell_, shards_, *agents_, *listeners_);
+    admin_->install();
+    shell_->admin().set_reload([this] { return reload(); });
+    // Before the control port: a second relay started on the same
+    // configuration stops here, naming the live one that holds the socket.
+    if (auto r = shell_->enable_admin(cfg_.relay.status_socket, cfg_.relay.metrics_listen); !r) {
+        return Unexpected(r.error());
+    }
     return listen_control();
 }
 
@@ -217,7 +226,7 @@ void App::tick() {
                                admission_->sessions(), listeners_->count()));
 }
 
-void App::reload() {
+Result<void> App::reload() {
     notify::reloading();
     log::event(Level::Info, log::Ev::Reload, {}, "reloading configuration");
     auto fresh = config::load_relay_config(cfg_.path);
@@ -226,7 +235,7 @@ void App::reload() {
                    fmt::format("reload failed, keeping the running configuration: {}",
                                fresh.error().describe()));
         notify::ready();
-        return;
+        return Unexpected(fresh.error());
     }
     if (fresh->relay.control_listen != cfg_.relay.control_listen ||
         fresh->relay.threads != cfg_.relay.threads ||
@@ -235,6 +244,16 @@ void App::reload() {
                    "control_listen, threads, data_path and the auth mode change only on "
                    "restart, ignoring");
     }
+    // The status socket and the metrics endpoint stay where they are: a
+    // reload that moved them could lose the one socket the operator is
+    // using to run it.
+    if (fresh->relay.status_socket != cfg_.relay.status_socket ||
+        fresh->relay.metrics_listen != cfg_.relay.metrics_listen) {
+        log::event(Level::Warn, log::Ev::Reload, {},
+                   "status_socket and metrics_listen change only on restart, ignoring");
+    }
+    fresh->relay.status_socket = cfg_.relay.status_socket;
+    fresh->relay.metrics_listen = cfg_.relay.metrics_listen;
     const auto old_keys = keys_;
     const bool psk = psk_mode(cfg_);
     // Restart-only settings keep their running values; the auth mode too
@@ -275,6 +294,7 @@ void App::reload() {
     }
     log::event(Level::Info, log::Ev::ConfigApplied, {}, "relay configuration reloaded");
     notify::ready();
+    return {};
 }
 
 void App::begin_drain() {
