@@ -170,7 +170,8 @@ public:
     [[nodiscard]] size_t listener_count() const noexcept;
 
     using CloseFn = std::function<void(Worker&, SessionId, const SessionEnd&)>;
-    /// Takes both connected, non-blocking sockets and moves bytes both ways
+    /// Takes both connected sockets, which must be non-blocking (checked in
+    /// debug builds only), and moves bytes both ways
     /// (client->peer is "up") until both sides finished or one failed.
     /// `on_close` runs exactly once, on this thread, when the session ends.
     /// `idle_timeout_s`: 0 = none; checked on a 1 s tick, so it fires within
