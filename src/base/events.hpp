@@ -110,7 +110,7 @@ inline constexpr std::array kEvents = {
     EventSpec{Ev::ConfigApplied, "config-applied", Level::Info, Side::Both,
               {"", "AGENT", "RELAY_ADDR", ""}},
     EventSpec{Ev::ConfigRejected, "config-rejected", Level::Warn, Side::Both,
-              {"SERVICE LISTEN_ADDR REASON", "AGENT", "RELAY_ADDR", ""}},
+              {"REASON", "AGENT", "RELAY_ADDR", "SERVICE LISTEN_ADDR"}},
     EventSpec{Ev::ListenerOpen, "listener-open", Level::Info, Side::Relay,
               {"SERVICE LISTEN_ADDR AGENT", "", "", ""}},
     EventSpec{Ev::ListenerClosed, "listener-closed", Level::Info, Side::Relay,
