@@ -465,8 +465,7 @@ check relay "$relay_pid" client-rejected CLIENT_ADDR="$wait_ip" REASON=pending-t
 idle2_pid=$!
 pids+=("$idle2_pid")
 check relay "$relay_pid" agent-disconnected AGENT=journal-idle REASON=replaced
-kill -KILL "$idle_pid"
-wait "$idle_pid" 2>/dev/null
+{ kill -KILL "$idle_pid" && wait "$idle_pid"; } 2>/dev/null # no "Killed" line
 if ! wait_for -n 2 "$relay_pid" listener-open SERVICE=journal-wait; then
     fail "journal-wait did not reopen for the agent that took over"
 fi
@@ -483,8 +482,7 @@ check relay "$relay_pid" reload
 check relay "$relay_pid" agent-disconnected AGENT=journal-idle REASON=key-removed KEY_ID=journal-idle
 check relay "$relay_pid" client-rejected CLIENT_ADDR="$gone_ip" REASON=no-agent
 check relay "$relay_pid" listener-closed SERVICE=journal-wait REASON=no-agent
-kill -KILL "$idle2_pid"
-wait "$idle2_pid" 2>/dev/null
+{ kill -KILL "$idle2_pid" && wait "$idle2_pid"; } 2>/dev/null # no "Killed" line
 
 echo "== relay reload-failed"
 cp "$dir/relay.toml" "$dir/relay.toml.good"
