@@ -243,7 +243,6 @@ void App::tick() {
 
 void App::reload() {
     notify::reloading();
-    log::event(Ev::Reload, {}, "reloading configuration");
     auto fresh = config::load_agent_config(cfg_.path);
     if (!fresh) {
         log::event(Ev::ReloadFailed, {{f::kReason, fresh.error().describe()}},
@@ -299,7 +298,7 @@ void App::reload() {
     publish_services();
     resolve_backends();
     apply_policy();
-    log::event(Ev::ConfigApplied, {},
+    log::event(Ev::Reload, {},
                fmt::format("agent configuration reloaded: {} relays, {} services, generation {}",
                            links_.size(), cfg_.services.size(), generation_));
     notify::ready();

@@ -228,7 +228,6 @@ void App::tick() {
 
 Result<void> App::reload() {
     notify::reloading();
-    log::event(Level::Info, log::Ev::Reload, {}, "reloading configuration");
     auto fresh = config::load_relay_config(cfg_.path);
     if (!fresh) {
         log::event(Level::Error, log::Ev::ReloadFailed, {{"REASON", fresh.error().describe()}},
@@ -237,21 +236,14 @@ Result<void> App::reload() {
         notify::ready();
         return Unexpected(fresh.error());
     }
-    if (fresh->relay.control_listen != cfg_.relay.control_listen ||
-        fresh->relay.threads != cfg_.relay.threads ||
-        fresh->relay.data_path != cfg_.relay.data_path || psk_mode(*fresh) != psk_mode(cfg_)) {
-        log::event(Level::Warn, log::Ev::Reload, {},
-                   "control_listen, threads, data_path and the auth mode change only on "
-                   "restart, ignoring");
-    }
-    // The status socket and the metrics endpoint stay where they are: a
-    // reload that moved them could lose the one socket the operator is
-    // using to run it.
-    if (fresh->relay.status_socket != cfg_.relay.status_socket ||
-        fresh->relay.metrics_listen != cfg_.relay.metrics_listen) {
-        log::event(Level::Warn, log::Ev::Reload, {},
-                   "status_socket and metrics_listen change only on restart, ignoring");
-    }
+    // The status socket and the metrics endpoint are restart-only too: a
+    // reload that moved them could cut off the sallyportctl that asked for it.
+    const bool restart_only = fresh->relay.control_listen != cfg_.relay.control_listen ||
+                              fresh->relay.threads != cfg_.relay.threads ||
+                              fresh->relay.data_path != cfg_.relay.data_path ||
+                              psk_mode(*fresh) != psk_mode(cfg_) ||
+                              fresh->relay.status_socket != cfg_.relay.status_socket ||
+                              fresh->relay.metrics_listen != cfg_.relay.metrics_listen;
     fresh->relay.status_socket = cfg_.relay.status_socket;
     fresh->relay.metrics_listen = cfg_.relay.metrics_listen;
     const auto old_keys = keys_;
@@ -292,7 +284,13 @@ Result<void> App::reload() {
             });
         }
     }
-    log::event(Level::Info, log::Ev::ConfigApplied, {}, "relay configuration reloaded");
+    // One reload event once the new configuration is in effect; warning
+    // priority when part of the file waits for a restart.
+    log::event(restart_only ? Level::Warn : Level::Info, log::Ev::Reload, {},
+               restart_only ? "relay configuration reloaded; control_listen, threads, data_path, "
+                              "the auth mode, status_socket and metrics_listen change only on "
+                              "restart, ignoring those"
+                            : "relay configuration reloaded");
     notify::ready();
     return {};
 }

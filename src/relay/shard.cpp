@@ -19,7 +19,6 @@ namespace sp::relay {
 
 namespace {
 
-using log::Level;
 using namespace std::chrono_literals;
 
 double seconds(std::chrono::steady_clock::duration d) {
@@ -251,7 +250,7 @@ void Shard::reject(const SocketAddress& peer, const SocketAddress& local,
     if (held < 0) {
         return;
     }
-    log::event(Level::Warn, log::Ev::ClientRejected,
+    log::event(log::Ev::ClientRejected,
                {{"CLIENT_ADDR", peer.ip().to_string()},
                 {"CLIENT_PORT", std::to_string(peer.port())},
                 {"LISTEN_ADDR", local.to_string()},
@@ -492,8 +491,8 @@ void Shard::on_accept_error(const SocketAddress& listen, int err, bool paused) {
     if (resource_log_.allow(listen.to_string(), LogLimiter::Clock::now()) < 0) {
         return;
     }
-    log::event(Level::Warn, log::Ev::ResourceLimit,
-               {{"LISTEN_ADDR", listen.to_string()}, {"REASON", std::strerror(-err)}},
+    log::event(log::Ev::ResourceLimit,
+               {{"LISTEN_ADDR", listen.to_string()}, {"REASON", log::errno_reason(err)}},
                fmt::format("accept on {} failed: {}{}", listen.to_string(), std::strerror(-err),
                            paused ? "; accepting paused briefly" : ""));
 }
