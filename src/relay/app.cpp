@@ -268,9 +268,14 @@ Result<void> App::reload() {
     // firewall change; connected ones keep their channel.
     shards_.invoke_on_all([r = agent_rules()](Shard& s, io::Worker&) { s.set_agent_rules(r); });
     agents_->set_handshake_timeout(std::chrono::milliseconds(cfg_.limits.handshake_timeout_ms));
+    // The listen policy reads cfg_: listeners a narrowed allow_listen no
+    // longer permits close now, not at each agent's next CONFIG.
+    listeners_->reapply();
+    std::optional<Error> key_error;
     if (psk) {
         if (auto k = load_keys(); !k) {
             keys_ = old_keys;
+            key_error = k.error();
             log::event(Level::Error, log::Ev::ReloadFailed, {{"REASON", k.error().describe()}},
                        fmt::format("key file not reloaded, keeping the old keys: {}",
                                    k.error().describe()));
@@ -292,6 +297,11 @@ Result<void> App::reload() {
                               "restart, ignoring those"
                             : "relay configuration reloaded");
     notify::ready();
+    if (key_error) {
+        // The rest of the file applied; sallyportctl reload still says the
+        // keys did not.
+        return Unexpected(*key_error);
+    }
     return {};
 }
 

@@ -69,6 +69,7 @@ Listeners::Listeners(io::Sharded<Shard>& shards, Registry::ListenPolicy policy)
 control::ConfigResult Listeners::apply(uint64_t agent, const std::string& agent_name,
                                        const control::Config& cfg) {
     generations_[agent] = cfg.generation;
+    applied_.insert_or_assign(agent, Applied{agent_name, cfg});
     Parsed parsed = parse(cfg);
     const ApplyOutcome out = registry_.apply(agent, parsed.specs);
     std::map<std::string, int> bind_failed;  // service -> errno
@@ -142,8 +143,17 @@ control::ConfigResult Listeners::apply(uint64_t agent, const std::string& agent_
     return result;
 }
 
+void Listeners::reapply() {
+    // A copy: apply() stores into applied_ as it goes.
+    const auto all = applied_;
+    for (const auto& [agent, a] : all) {
+        (void)apply(agent, a.agent_name, a.config);
+    }
+}
+
 void Listeners::remove_agent(uint64_t agent, const std::string& agent_name, bool stopping) {
     generations_.erase(agent);
+    applied_.erase(agent);
     const bool had = count() > 0;
     for (const auto& action : registry_.remove_agent(agent)) {
         close(action.address);

@@ -34,6 +34,13 @@ public:
     [[nodiscard]] control::ConfigResult apply(uint64_t agent, const std::string& agent_name,
                                               const control::Config& cfg);
 
+    /// Re-applies every agent's last CONFIG under the ListenPolicy as it is
+    /// now: after a reload narrowed allow_listen, the listeners it no longer
+    /// permits close (config-rejected REASON=not-allowed, listener-closed).
+    /// No CONFIG_RESULT goes out (the protocol answers CONFIGs only); an
+    /// agent hears of it with its next CONFIG.
+    void reapply();
+
     /// Forgets `agent` (it left Ready): services nobody else serves close
     /// (listener-closed REASON=no-agent, or stopping when `stopping`).
     /// Logs listeners-suspended when that closed the last listener and
@@ -78,6 +85,11 @@ private:
     std::map<std::string, uint64_t> keys_;      // "ip:port" -> key the workers know it by
     std::map<std::string, Entry> announced_;    // first "ip:port" of an entry -> the entry
     std::map<uint64_t, uint32_t> generations_;  // agent -> last CONFIG generation applied
+    struct Applied {
+        std::string agent_name;
+        control::Config config;
+    };
+    std::map<uint64_t, Applied> applied_;  // each Ready agent's last CONFIG, for reapply()
     uint64_t next_key_ = 1;
 };
 

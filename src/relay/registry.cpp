@@ -91,7 +91,11 @@ ApplyOutcome Registry::apply(uint64_t agent, const std::vector<ServiceSpec>& ser
     for (const auto& name : services_of(agent)) {
         const auto want = std::find_if(services.begin(), services.end(),
                                        [&](const ServiceSpec& s) { return s.name == name; });
-        if (want != services.end() && same_listen_set(*want, services_.at(name).spec)) {
+        // Kept only while allow_listen still permits every entry: a reload
+        // may have narrowed it (Listeners::reapply).
+        if (want != services.end() && same_listen_set(*want, services_.at(name).spec) &&
+            std::all_of(want->listen.begin(), want->listen.end(),
+                        [&](const HostPorts& e) { return !e.ip || policy_(e); })) {
             // The listeners stay; the client rules and limits are the ones
             // just pushed, or a tightened deny_clients would never apply.
             services_.at(name).spec = *want;

@@ -237,6 +237,31 @@ TEST_SUITE("integration.control_plane") {
         (void)second.stop();
     }
 
+    TEST_CASE("control: a reload that narrows allow_listen closes what it no longer permits") {
+        TestServer a(TestServer::Mode::Echo);
+        Deployment d;
+        d.make_keys({"agent1"});
+        d.start_relay();
+        REQUIRE(d.relay.wait_for_output(" started ", 10s));
+        const uint16_t p1 = free_port();
+        const uint16_t p2 = free_port();
+        d.start_agent(svc("one", p1, a.port()) + svc("two", p2, a.port()));
+        REQUIRE(connect_retry("127.0.0.1", p1, 10s));
+        REQUIRE(connect_retry("127.0.0.1", p2, 10s));
+        // The same file with only p1 allowed (sallyport-relay(8), SIGHUP).
+        std::string cfg = read_file(d.dir.path() + "/relay.toml");
+        const std::string wide = R"(allow_listen = ["127.0.0.1:1024-65535", "[::1]:1024-65535"])";
+        const auto at = cfg.find(wide);
+        REQUIRE(at != std::string::npos);
+        cfg.replace(at, wide.size(), fmt::format(R"(allow_listen = ["127.0.0.1:{}"])", p1));
+        d.dir.write("relay.toml", cfg, 0600);
+        d.relay.signal(SIGHUP);
+        CHECK(d.relay.wait_for_output("REASON=not-allowed", 10s));
+        CHECK(d.relay.wait_for_output("listener-closed", 10s));
+        CHECK(wait_refused(p2, 5s));
+        CHECK(echo_ok(p1, "still allowed"));
+    }
+
     TEST_CASE("control: a silent agent is found dead within three heartbeats") {
         TestServer a(TestServer::Mode::Echo);
         Deployment d;
