@@ -35,6 +35,8 @@ enum class Ev : uint8_t {
     RelayConnected,
     RelayDisconnected,
     ResourceLimit,
+    AgentDrain,
+    AgentResume,
 };
 
 /// Which daemon emits an event.
@@ -89,6 +91,8 @@ inline constexpr std::array kEvents = {
     EventSpec{Ev::RelayConnected, "relay-connected", Level::Info, Side::Agent},
     EventSpec{Ev::RelayDisconnected, "relay-disconnected", Level::Warn, Side::Agent},
     EventSpec{Ev::ResourceLimit, "resource-limit", Level::Warn, Side::Both},
+    EventSpec{Ev::AgentDrain, "agent-drain", Level::Info, Side::Both},
+    EventSpec{Ev::AgentResume, "agent-resume", Level::Info, Side::Both},
 };
 
 [[nodiscard]] constexpr const EventSpec& spec(Ev e) noexcept {
