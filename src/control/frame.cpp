@@ -523,6 +523,75 @@ std::string_view to_string(OutboundStatus s) noexcept {
     return "unknown";
 }
 
+namespace {
+
+// Payload bytes of a CONFIG_RESULT as put() lays it out: u32 generation, u16
+// count, then per result three u16-prefixed strings, a u8 and an i32.
+constexpr size_t kResultFixed = 4 + 2;
+constexpr size_t kPerResult = 2 + 2 + 1 + 4 + 2;
+
+size_t result_size(const ListenResult& x, size_t message_cap) {
+    return kPerResult + x.service.size() + x.listen.size() +
+           std::min(x.message.size(), message_cap);
+}
+
+size_t results_size(const ConfigResult& r, size_t message_cap) {
+    size_t n = kResultFixed;
+    for (const auto& x : r.results) {
+        n += result_size(x, message_cap);
+    }
+    return n;
+}
+
+void truncate_utf8(std::string& s, size_t cap) {
+    if (s.size() <= cap) {
+        return;
+    }
+    size_t end = cap;
+    // Never cut inside a multi-byte sequence: back off continuation bytes.
+    while (end > 0 && (static_cast<unsigned char>(s[end]) & 0xC0U) == 0x80U) {
+        --end;
+    }
+    s.resize(end);
+}
+
+}  // namespace
+
+size_t fit_to_frame(ConfigResult& r) {
+    const size_t before = r.results.size();
+    for (auto& x : r.results) {
+        truncate_utf8(x.message, kMaxString);
+    }
+    if (r.results.size() > kMaxListenResults) {
+        r.results.resize(kMaxListenResults);
+    }
+    if (results_size(r, kMaxString) > kMaxFrame) {
+        std::erase_if(r.results,
+                      [](const ListenResult& x) { return x.status == ListenStatus::Ok; });
+    }
+    while (!r.results.empty() && results_size(r, 0) > kMaxFrame) {
+        r.results.pop_back();
+    }
+    if (results_size(r, kMaxString) > kMaxFrame) {
+        // The largest per-message cap that fits: messages shorter than it
+        // keep every byte, the rest are cut to it.
+        size_t lo = 0;
+        size_t hi = kMaxString;
+        while (lo < hi) {
+            const size_t mid = (lo + hi + 1) / 2;
+            if (results_size(r, mid) <= kMaxFrame) {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        for (auto& x : r.results) {
+            truncate_utf8(x.message, lo);
+        }
+    }
+    return before - r.results.size();
+}
+
 Result<void> encode(const Message& m, std::vector<uint8_t>& out) {
     Writer w;
     std::visit([&w](const auto& msg) { put(w, msg); }, m);

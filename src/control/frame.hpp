@@ -156,6 +156,12 @@ struct ConfigResult {
     bool operator==(const ConfigResult&) const = default;
 };
 
+/// Keeps `r` within one frame (kMaxFrame), whatever the CONFIG it answers
+/// held: messages are shortened first (on a UTF-8 boundary), then Ok results
+/// are left out, then trailing results (control-protocol.md, CONFIG_RESULT).
+/// Returns how many results were left out.
+size_t fit_to_frame(ConfigResult& r);
+
 /// relay -> agent: dial one data channel per token.
 struct OpenChannels {
     std::vector<Token> tokens;  // 1..kMaxTokens

@@ -130,6 +130,13 @@ control::ConfigResult Listeners::apply(uint64_t agent, const std::string& agent_
     log::event(Level::Info, log::Ev::ConfigApplied, {{"AGENT", agent_name}},
                fmt::format("agent \"{}\" config generation {}: {} of {} listen entries active",
                            agent_name, cfg.generation, ok, result.results.size()));
+    if (const size_t left_out = control::fit_to_frame(result); left_out > 0) {
+        log::event(Level::Warn, log::Ev::ConfigRejected,
+                   {{"AGENT", agent_name}, {"REASON", "too-large"}},
+                   fmt::format("agent \"{}\" config generation {}: the answer leaves out {} "
+                               "results to fit one frame; the events above name every failure",
+                               agent_name, cfg.generation, left_out));
+    }
     return result;
 }
 

@@ -478,4 +478,57 @@ TEST_SUITE("control.channel") {
         c[31] ^= 1;
         CHECK_FALSE(token_equal(*a, c));
     }
+
+    TEST_CASE("frame: a CONFIG_RESULT for the largest CONFIG is fitted into one frame") {
+        // 4096 listen strings, each failing with a long message: far more
+        // than one frame as it stands.
+        ConfigResult r;
+        r.generation = 7;
+        for (int i = 0; i < 4096; ++i) {
+            r.results.push_back(
+                {std::string(64, 's'),
+                 "10.0.0." + std::to_string(i % 250) + ":" + std::to_string(1000 + i),
+                 i % 2 == 0 ? ListenStatus::Ok : ListenStatus::Conflict, 0,
+                 std::string(4000, 'm')});
+        }
+        std::vector<uint8_t> out;
+        REQUIRE_FALSE(encode(r, out));
+        const size_t left_out = fit_to_frame(r);
+        CHECK(left_out == 2048);  // every Ok result, no failure
+        CHECK(std::all_of(r.results.begin(), r.results.end(), [](const ListenResult& x) {
+            return x.status == ListenStatus::Conflict;
+        }));
+        REQUIRE(encode(r, out));
+        CHECK(out.size() <= kFrameHeaderSize + kMaxFrame);
+        // Messages were cut to one common length, and not to nothing.
+        CHECK(r.results.front().message.size() == r.results.back().message.size());
+        CHECK(r.results.front().message.size() > 100);
+    }
+
+    TEST_CASE("frame: fitting leaves a CONFIG_RESULT that fits alone untouched") {
+        ConfigResult r;
+        r.generation = 1;
+        r.results.push_back({"svc", "0.0.0.0:22", ListenStatus::Ok, 0, "é" + std::string(10, 'x')});
+        const ConfigResult before = r;
+        CHECK(fit_to_frame(r) == 0);
+        CHECK(r == before);
+    }
+
+    TEST_CASE("frame: fitting never cuts a UTF-8 sequence") {
+        ConfigResult r;
+        for (int i = 0; i < 4096; ++i) {
+            std::string msg;
+            for (int k = 0; k < 1500; ++k) {
+                msg += "\xc3\xa9";  // é, two bytes
+            }
+            r.results.push_back(
+                {std::string(200, 's'), std::string(200, 'l'), ListenStatus::BindFailed, 98, msg});
+        }
+        fit_to_frame(r);
+        std::vector<uint8_t> out;
+        REQUIRE(encode(r, out));
+        for (const auto& x : r.results) {
+            REQUIRE(x.message.size() % 2 == 0);
+        }
+    }
 }
