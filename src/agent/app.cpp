@@ -278,7 +278,6 @@ void App::reload() {
 
 Result<void> App::apply_reload() {
     notify::reloading();
-    log::event(Ev::Reload, {}, "reloading configuration");
     auto fresh = config::load_agent_config(cfg_.path);
     if (!fresh) {
         log::event(Ev::ReloadFailed, {{f::kReason, fresh.error().describe()}},
@@ -343,7 +342,7 @@ Result<void> App::apply_reload() {
     publish_services();
     resolve_backends();
     apply_policy();
-    log::event(Ev::ConfigApplied, {},
+    log::event(Ev::Reload, {},
                fmt::format("agent configuration reloaded: {} relays, {} services, generation {}{}",
                            links_.size(), cfg_.services.size(), generation_,
                            admin_changed ? "; status_socket and metrics_listen keep their running "

@@ -3,6 +3,7 @@
 #include "daemon/main.hpp"
 
 #include "agent/app.hpp"
+#include "base/events.hpp"
 #include "config.h"
 #include "config/agent_config.hpp"
 
@@ -21,5 +22,6 @@ const sp::daemon::Program<sp::config::AgentConfig, sp::agent::App> kProgram{
 }  // namespace
 
 int main(int argc, char** argv) {
+    sp::log::set_side(sp::log::Side::Agent);
     return sp::daemon::run_main(kProgram, argc, argv);
 }

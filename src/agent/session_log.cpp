@@ -14,10 +14,6 @@ namespace sp::agent {
 using log::Ev;
 namespace f = log::f;
 
-// Not in the shared table: the backend that took a session after another
-// failed (backend-failed).
-constexpr std::string_view kFallbackAddr = "FALLBACK_ADDR";
-
 namespace {
 
 std::string hex_id(uint64_t id) {
@@ -27,14 +23,7 @@ std::string hex_id(uint64_t id) {
 }  // namespace
 
 std::string errno_reason(int err) {
-    err = std::abs(err);
-    if (err == ETIMEDOUT) {
-        return "timeout";
-    }
-    if (const char* name = ::strerrorname_np(err)) {
-        return name;
-    }
-    return fmt::format("errno-{}", err);
+    return log::errno_reason(err);
 }
 
 void log_session_open(const SessionInfo& s) {
@@ -78,7 +67,7 @@ void log_backend_failed(const SessionInfo& s, std::string_view failed, int err,
                 {f::kService, s.service},
                 {f::kClientAddr, s.client.ip().to_string()},
                 {f::kBackendAddr, std::string(failed)},
-                {kFallbackAddr, std::string(taken_by)},
+                {f::kFallbackAddr, std::string(taken_by)},
                 {f::kRelayAddr, s.relay_addr},
                 {f::kReason, reason}},
                taken_by.empty()

@@ -77,7 +77,8 @@ Result<DaemonOptions> parse_daemon_args(const DaemonSpec& spec, std::span<const 
             }
             opt.log_level = log::parse_level(*v);
             if (!opt.log_level) {
-                return usage_error("invalid --log-level \"{}\" (error, warn, info or debug)", *v);
+                return usage_error(
+                    "invalid --log-level \"{}\" (error, warn, notice, info or debug)", *v);
             }
         } else if (arg == "--log-target") {
             auto v = take_value(args, i, arg, attached);
@@ -124,7 +125,7 @@ std::string daemon_help(const DaemonSpec& spec) {
         "Options:\n"
         "  -c, --config FILE        configuration file (default {})\n"
         "      --check-config       validate the configuration, print OK or the errors, exit\n"
-        "      --log-level LEVEL    error, warn, info (default) or debug\n"
+        "      --log-level LEVEL    error, warn, notice, info (default) or debug\n"
         "      --log-target TARGET  auto (default: journal under systemd), journal or stderr\n",
         spec.program, spec.summary, spec.default_config);
     if (spec.has_gen_key) {

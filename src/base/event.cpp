@@ -124,6 +124,9 @@ std::optional<Level> parse_level(std::string_view s) noexcept {
     if (s == "warn" || s == "warning") {
         return Level::Warn;
     }
+    if (s == "notice") {
+        return Level::Notice;
+    }
     if (s == "info") {
         return Level::Info;
     }
@@ -152,6 +155,8 @@ std::string_view level_name(Level l) noexcept {
             return "error";
         case Level::Warn:
             return "warn";
+        case Level::Notice:
+            return "notice";
         case Level::Info:
             return "info";
         case Level::Debug:

@@ -13,7 +13,9 @@
 namespace sp::log {
 
 /// Values are syslog priorities, as the journal's PRIORITY= field wants.
-enum class Level : int { Error = 3, Warn = 4, Info = 6, Debug = 7 };
+/// Notice: normal but worth an admin's eye (refusals of strangers, agents
+/// coming and going), shown by `journalctl -p notice`, not by `-p warning`.
+enum class Level : int { Error = 3, Warn = 4, Notice = 5, Info = 6, Debug = 7 };
 
 enum class Target { Auto, Journal, Stderr };
 

@@ -75,6 +75,8 @@ std::string_view to_string(CloseReason r) noexcept {
             return "handshake-timeout";
         case CloseReason::NameConflict:
             return "name-conflict";
+        case CloseReason::KeyRemoved:
+            return "key-removed";
     }
     return "?";
 }
@@ -307,8 +309,10 @@ std::vector<RelayAction> RelayFsm::on_ready(RelayInput& input) {
                 return {};
             },
             [&](relay_in::KeyRevoked&) {
-                return leave(GoodbyeReason::BadKey, CE::AgentRejected, CR::BadKey,
-                             "key removed or changed by reload: agent disconnected");
+                // It was connected: the admin sees it go (agent-disconnected,
+                // paired with its agent-connected), not as a stranger refused.
+                return leave(GoodbyeReason::BadKey, CE::AgentDisconnected, CR::KeyRemoved,
+                             "key removed or changed by reload");
             },
             [&](relay_in::Replaced&) {
                 return leave(GoodbyeReason::Replaced, CE::AgentDisconnected, CR::Replaced,

@@ -50,9 +50,10 @@ enum class CloseReason : uint8_t {
     Closed,            // the peer closed, or the socket failed, without a GOODBYE
     HandshakeTimeout,  // no HELLO within handshake_timeout_ms of accept
     NameConflict,      // the name is held by a connection with another peer identity
+    KeyRemoved,        // Ready, and a reload removed or changed its key (GOODBYE bad-key)
 };
 /// "shutdown" ... "internal" as GoodbyeReason, "closed", "handshake-timeout",
-/// "name-conflict".
+/// "name-conflict", "key-removed".
 [[nodiscard]] std::string_view to_string(CloseReason r) noexcept;
 [[nodiscard]] CloseReason close_reason_of(GoodbyeReason r) noexcept;
 

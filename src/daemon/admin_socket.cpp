@@ -172,7 +172,7 @@ void AdminSocket::on_accept() {
                 // connection at once: pause accepting for a moment instead.
                 if (busy_log_.allow("fds", log::LogLimiter::Clock::now()) >= 0) {
                     log::event(log::Ev::ResourceLimit,
-                               {{"REASON", std::strerror(err)}, {"LISTEN_ADDR", path_}},
+                               {{"REASON", log::errno_reason(err)}, {"LISTEN_ADDR", path_}},
                                fmt::format("status socket {}: accept failed: {}; pausing 100 ms",
                                            path_, std::strerror(err)));
                 }

@@ -32,7 +32,10 @@ uint64_t Listeners::add(UniqueFd fd, Worker::AcceptFn on_accept, Worker::AcceptE
     }
     auto l = std::make_unique<Listener>();
     l->fd = std::move(fd);
-    l->on_accept = std::move(on_accept);
+    if (auto local = local_address(l->fd.get()); local && !local->ip().is_unspecified()) {
+        l->local = *local;
+    }
+    l->on_accept = std::make_shared<const Worker::AcceptFn>(std::move(on_accept));
     l->on_error = std::move(on_error);
     Listener& ref = *l;
     listeners_.emplace(id, std::move(l));
@@ -164,11 +167,11 @@ void Listeners::on_accept(const Tag& tag, const Completion& c) noexcept {
         // this accept) continues here.
         maybe_arm(id, l);
         auto peer = peer_address(fd.get());
-        auto local = local_address(fd.get());
+        auto local = l.local ? l.local : local_address(fd.get());
         if (peer && local) {
-            // A copy: the callback may remove this listener.
-            Worker::AcceptFn fn = l.on_accept;
-            fn(owner_, std::move(fd), *peer, *local);
+            // Held here: the callback may remove this listener.
+            const std::shared_ptr<const Worker::AcceptFn> fn = l.on_accept;
+            (*fn)(owner_, std::move(fd), *peer, *local);
         }
         // else the client is already gone (ENOTCONN): drop it quietly.
         return;

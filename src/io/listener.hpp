@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <unordered_map>
 #include <vector>
 
@@ -47,7 +48,14 @@ public:
 private:
     struct Listener {
         UniqueFd fd;
-        Worker::AcceptFn on_accept;
+        // Shared, so an accept copies a pointer, not the callback and what
+        // it captured, to stay safe against the callback removing its
+        // listener.
+        std::shared_ptr<const Worker::AcceptFn> on_accept;
+        // The listening address when it is a specific one: every accepted
+        // socket has it as its local address, and a getsockname(2) per
+        // accept is saved. Unset for a wildcard bind.
+        std::optional<SocketAddress> local;
         Worker::AcceptErrorFn on_error;
         bool armed = false;    // a multishot accept is in flight (until its CQE without F_MORE)
         bool paused = false;   // a resource error: the resume timer is pending

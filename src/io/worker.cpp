@@ -98,12 +98,18 @@ void Worker::join() {
 }
 
 void Worker::post(UniqueFunction<void(Worker&)> fn) {
+    if (loop_thread_.load(std::memory_order_relaxed) == std::this_thread::get_id()) {
+        local_posts_.push_back(std::move(fn));  // run before the loop next waits
+        return;
+    }
     {
         std::lock_guard<std::mutex> lock(inbox_mutex_);
         inbox_.push_back(std::move(fn));
     }
-    uint64_t one = 1;
-    (void)!write(event_fd_.get(), &one, sizeof(one));
+    if (!wake_pending_.exchange(true, std::memory_order_acq_rel)) {
+        uint64_t one = 1;
+        (void)!write(event_fd_.get(), &one, sizeof(one));
+    }
 }
 
 // --- delegation to the parts ---
@@ -174,6 +180,7 @@ void Worker::run() noexcept {
     sigemptyset(&set);
     sigaddset(&set, SIGPIPE);
     pthread_sigmask(SIG_BLOCK, &set, nullptr);
+    loop_thread_.store(std::this_thread::get_id(), std::memory_order_relaxed);
 
     if (ring_->enable() < 0) {
         return;
@@ -207,10 +214,11 @@ void Worker::run() noexcept {
         starved = arm_waiters() || starved;
         starved = ring_->flush_cancels() || starved;
         pump_->run_deferred();
+        const bool more_posts = run_local_posts();
 
         // With work left over from a budget, only collect what is ready.
         // Otherwise sleep until a CQE, the next timer, or a retry is due.
-        if (pump_->has_deferred()) {
+        if (pump_->has_deferred() || more_posts) {
             (void)ring_->submit_and_get_events();
         } else {
             std::chrono::nanoseconds wait = kTick;
@@ -289,6 +297,9 @@ bool Worker::arm_inbox() noexcept {
 
 void Worker::drain_inbox() noexcept {
     (void)!read(event_fd_.get(), &inbox_value_, sizeof(inbox_value_));
+    // Cleared before the queue is taken: a post that misses this drain
+    // finds the flag clear and wakes us again.
+    wake_pending_.store(false, std::memory_order_release);
     std::vector<UniqueFunction<void(Worker&)>> work;
     {
         std::lock_guard<std::mutex> lock(inbox_mutex_);
@@ -299,6 +310,20 @@ void Worker::drain_inbox() noexcept {
             fn(*this);
         }
     }
+}
+
+bool Worker::run_local_posts() noexcept {
+    if (local_posts_.empty()) {
+        return false;
+    }
+    std::vector<UniqueFunction<void(Worker&)>> work;
+    work.swap(local_posts_);
+    for (auto& fn : work) {
+        if (fn) {
+            fn(*this);
+        }
+    }
+    return !local_posts_.empty();
 }
 
 void Worker::on_tick() noexcept {

@@ -170,7 +170,8 @@ public:
     [[nodiscard]] size_t listener_count() const noexcept;
 
     using CloseFn = std::function<void(Worker&, SessionId, const SessionEnd&)>;
-    /// Takes both connected, non-blocking sockets and moves bytes both ways
+    /// Takes both connected sockets, which must be non-blocking (checked in
+    /// debug builds only), and moves bytes both ways
     /// (client->peer is "up") until both sides finished or one failed.
     /// `on_close` runs exactly once, on this thread, when the session ends.
     /// `idle_timeout_s`: 0 = none; checked on a 1 s tick, so it fires within
@@ -229,6 +230,8 @@ private:
     void dispatch(const Completion& c) noexcept;
     [[nodiscard]] bool arm_inbox() noexcept;
     void drain_inbox() noexcept;
+    /// Runs the worker's posts to itself; returns true when they posted more.
+    bool run_local_posts() noexcept;
     void on_tick() noexcept;
     /// Arms the polls of waiters the SQ refused; true while some still wait.
     [[nodiscard]] bool arm_waiters() noexcept;
@@ -249,6 +252,13 @@ private:
 
     std::mutex inbox_mutex_;
     std::vector<UniqueFunction<void(Worker&)>> inbox_;  // guarded by inbox_mutex_
+    // Set by the first post after a drain: later posts skip the eventfd
+    // write(2) the worker has not read yet.
+    std::atomic<bool> wake_pending_{false};
+    // The worker thread's id, set by run(): a post from the worker to
+    // itself (a refill after a pairing) needs neither the lock nor a wakeup.
+    std::atomic<std::thread::id> loop_thread_{};
+    std::vector<UniqueFunction<void(Worker&)>> local_posts_;  // worker thread only
     std::atomic<bool> stop_requested_{false};
     std::atomic<bool> stop_now_{false};
     uint64_t inbox_value_ = 0;

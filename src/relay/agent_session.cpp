@@ -296,7 +296,7 @@ void AgentSession::run(std::vector<control::RelayAction> actions) {
                                {{"SESSION_ID", fmt::format("{:016x}", b.failure.session_id)},
                                 {"AGENT", name()},
                                 {"BACKEND_ADDR", b.failure.backend},
-                                {"REASON", std::strerror(b.failure.error)}},
+                                {"REASON", log::errno_reason(b.failure.error)}},
                                fmt::format("agent \"{}\" could not reach backend {}: {}", name(),
                                            b.failure.backend, std::strerror(b.failure.error)));
                 },
@@ -330,7 +330,7 @@ void AgentSession::log_close(const out::Close& c) {
         if (held < 0) {
             return;
         }
-        log::event(Level::Warn, log::Ev::AgentRejected,
+        log::event(log::Ev::AgentRejected,
                    {{"AGENT", name()},
                     {"AGENT_ADDR", addr},
                     {"KEY_ID", identity()},
@@ -340,7 +340,7 @@ void AgentSession::log_close(const out::Close& c) {
     } else if (c.event == control::CloseEvent::AgentDisconnected) {
         const auto ms =
             std::chrono::duration_cast<std::chrono::milliseconds>(Poller::Clock::now() - ready_at_);
-        log::event(Level::Info, log::Ev::AgentDisconnected,
+        log::event(log::Ev::AgentDisconnected,
                    {{"AGENT", name()},
                     {"AGENT_ADDR", addr},
                     {"KEY_ID", identity()},

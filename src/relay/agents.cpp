@@ -10,8 +10,6 @@
 
 namespace sp::relay {
 
-using log::Level;
-
 Agents::Agents(Poller& poller, Listeners& listeners, io::Sharded<Shard>& shards,
                LogLimiter& reject_log, control::TlsContext tls, Options options)
     : poller_(poller),
@@ -31,7 +29,7 @@ void Agents::adopt_tls(UniqueFd fd, const SocketAddress& peer, Poller::Clock::ti
     if (!preauth_.enter(peer.ip())) {
         const int64_t held = reject_log_.allow(peer.ip().to_string(), Poller::Clock::now());
         if (held >= 0) {
-            log::event(Level::Warn, log::Ev::AgentRejected,
+            log::event(log::Ev::AgentRejected,
                        {{"AGENT_ADDR", peer.ip().to_string()},
                         {"REASON", "handshake-limit"},
                         {"SUPPRESSED", held > 0 ? std::to_string(held) : std::string()}},
@@ -46,7 +44,7 @@ void Agents::adopt_tls(UniqueFd fd, const SocketAddress& peer, Poller::Clock::ti
                                   {id, options_.software_version, accepted + handshake_timeout_});
     if (!s) {
         preauth_.leave(peer.ip());
-        log::event(Level::Warn, log::Ev::AgentRejected,
+        log::event(log::Ev::AgentRejected,
                    {{"AGENT_ADDR", peer.ip().to_string()}, {"REASON", "protocol"}},
                    s.error().describe());
         return;

@@ -219,7 +219,6 @@ void App::tick() {
 
 void App::reload() {
     notify::reloading();
-    log::event(Level::Info, log::Ev::Reload, {}, "reloading configuration");
     auto fresh = config::load_relay_config(cfg_.path);
     if (!fresh) {
         log::event(Level::Error, log::Ev::ReloadFailed, {{"REASON", fresh.error().describe()}},
@@ -228,13 +227,10 @@ void App::reload() {
         notify::ready();
         return;
     }
-    if (fresh->relay.control_listen != cfg_.relay.control_listen ||
-        fresh->relay.threads != cfg_.relay.threads ||
-        fresh->relay.data_path != cfg_.relay.data_path || psk_mode(*fresh) != psk_mode(cfg_)) {
-        log::event(Level::Warn, log::Ev::Reload, {},
-                   "control_listen, threads, data_path and the auth mode change only on "
-                   "restart, ignoring");
-    }
+    const bool restart_only = fresh->relay.control_listen != cfg_.relay.control_listen ||
+                              fresh->relay.threads != cfg_.relay.threads ||
+                              fresh->relay.data_path != cfg_.relay.data_path ||
+                              psk_mode(*fresh) != psk_mode(cfg_);
     const auto old_keys = keys_;
     const bool psk = psk_mode(cfg_);
     // Restart-only settings keep their running values; the auth mode too
@@ -273,7 +269,12 @@ void App::reload() {
             });
         }
     }
-    log::event(Level::Info, log::Ev::ConfigApplied, {}, "relay configuration reloaded");
+    // One reload event once the new configuration is in effect; warning
+    // priority when part of the file waits for a restart.
+    log::event(restart_only ? Level::Warn : Level::Info, log::Ev::Reload, {},
+               restart_only ? "relay configuration reloaded; control_listen, threads, data_path "
+                              "and the auth mode change only on restart, ignoring those"
+                            : "relay configuration reloaded");
     notify::ready();
 }
 

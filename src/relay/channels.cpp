@@ -83,7 +83,7 @@ std::optional<Channels::Channel> Channels::redeem(UniqueFd fd, const SocketAddre
         it->second.policy.dead();
         const int64_t held = early_log_.allow(it->second.name, now);
         if (held >= 0) {
-            log::event(Level::Warn, log::Ev::AgentRejected,
+            log::event(log::Ev::AgentRejected,
                        {{"AGENT", it->second.name},
                         {"AGENT_ADDR", peer.ip().to_string()},
                         {"REASON", "protocol"},

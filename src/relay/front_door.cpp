@@ -13,7 +13,6 @@
 
 namespace sp::relay {
 
-using log::Level;
 using namespace std::chrono_literals;
 
 namespace {
@@ -65,7 +64,7 @@ void FrontDoor::refuse(const SocketAddress& peer, std::string_view reason,
     // handshake limit) must not hide another kind from the same address.
     const int64_t held = reject_log_.allow(addr + ' ' + std::string(reason), Clock::now());
     if (held >= 0) {
-        log::event(Level::Warn, log::Ev::AgentRejected,
+        log::event(log::Ev::AgentRejected,
                    {{"AGENT_ADDR", addr},
                     {"REASON", std::string(reason)},
                     {"SUPPRESSED", suppressed(held)}},
@@ -77,8 +76,8 @@ void FrontDoor::on_accept_error(const SocketAddress& addr, int err, bool paused)
     if (resource_log_.allow(addr.to_string(), Clock::now()) < 0) {
         return;
     }
-    log::event(Level::Warn, log::Ev::ResourceLimit,
-               {{"LISTEN_ADDR", addr.to_string()}, {"REASON", std::strerror(-err)}},
+    log::event(log::Ev::ResourceLimit,
+               {{"LISTEN_ADDR", addr.to_string()}, {"REASON", log::errno_reason(err)}},
                fmt::format("accept on the control port {} failed: {}{}", addr.to_string(),
                            std::strerror(-err), paused ? "; accepting paused briefly" : ""));
 }

@@ -11,8 +11,6 @@
 
 namespace sp::relay {
 
-using log::Level;
-
 namespace {
 
 constexpr int kBacklog = 1024;
@@ -75,15 +73,15 @@ control::ConfigResult Listeners::apply(uint64_t agent, const std::string& agent_
     std::map<std::string, int> bind_failed;  // service -> errno
     for (const auto& a : out.actions) {
         if (a.kind == ListenerAction::Kind::Close) {
-            close(a.address, a.service);
+            close(a.address);
         } else if (!bind_failed.contains(a.service)) {
             if (const int err = open(a.address, a.service); err != 0) {
                 bind_failed[a.service] = err;
-                log::event(Level::Error, log::Ev::BindFailed,
+                log::event(log::Ev::BindFailed,
                            {{"SERVICE", a.service},
                             {"LISTEN_ADDR", a.address.to_string()},
                             {"AGENT", agent_name},
-                            {"REASON", std::strerror(err)}},
+                            {"REASON", log::errno_reason(err)}},
                            fmt::format("cannot listen on {} for {}: {}", a.address.to_string(),
                                        a.service, std::strerror(err)));
             }
@@ -92,10 +90,11 @@ control::ConfigResult Listeners::apply(uint64_t agent, const std::string& agent_
     // A service is served whole or not at all: roll back what did bind.
     for (const auto& [service, err] : bind_failed) {
         for (const auto& action : registry_.drop_service(service)) {
-            close(action.address, action.service);
+            close(action.address);
         }
     }
     broadcast();
+    announce(agent_name, "config");
 
     control::ConfigResult result;
     result.generation = cfg.generation;
@@ -110,7 +109,7 @@ control::ConfigResult Listeners::apply(uint64_t agent, const std::string& agent_
         if (lr.status == control::ListenStatus::Ok) {
             ++ok;
         } else {
-            log::event(Level::Warn, log::Ev::ConfigRejected,
+            log::event(log::Ev::ConfigRejected,
                        {{"AGENT", agent_name},
                         {"SERVICE", lr.service},
                         {"LISTEN_ADDR", lr.listen},
@@ -122,17 +121,19 @@ control::ConfigResult Listeners::apply(uint64_t agent, const std::string& agent_
     }
     for (auto& r : parsed.invalid) {
         log::event(
-            Level::Warn, log::Ev::ConfigRejected,
-            {{"AGENT", agent_name}, {"SERVICE", r.service}, {"REASON", "invalid"}},
+            log::Ev::ConfigRejected,
+            {{"AGENT", agent_name},
+             {"SERVICE", r.service},
+             {"LISTEN_ADDR", r.listen},
+             {"REASON", "invalid"}},
             fmt::format("agent \"{}\" service \"{}\": {}", agent_name, r.service, r.message));
         result.results.push_back(std::move(r));
     }
-    log::event(Level::Info, log::Ev::ConfigApplied, {{"AGENT", agent_name}},
+    log::event(log::Ev::ConfigApplied, {{"AGENT", agent_name}},
                fmt::format("agent \"{}\" config generation {}: {} of {} listen entries active",
                            agent_name, cfg.generation, ok, result.results.size()));
     if (const size_t left_out = control::fit_to_frame(result); left_out > 0) {
-        log::event(Level::Warn, log::Ev::ConfigRejected,
-                   {{"AGENT", agent_name}, {"REASON", "too-large"}},
+        log::event(log::Ev::ConfigRejected, {{"AGENT", agent_name}, {"REASON", "too-large"}},
                    fmt::format("agent \"{}\" config generation {}: the answer leaves out {} "
                                "results to fit one frame; the events above name every failure",
                                agent_name, cfg.generation, left_out));
@@ -143,11 +144,12 @@ control::ConfigResult Listeners::apply(uint64_t agent, const std::string& agent_
 void Listeners::remove_agent(uint64_t agent, const std::string& agent_name, bool stopping) {
     const bool had = count() > 0;
     for (const auto& action : registry_.remove_agent(agent)) {
-        close(action.address, action.service);
+        close(action.address);
     }
     broadcast();
+    announce(agent_name, stopping ? "stopping" : "no-agent");
     if (had && count() == 0 && !stopping) {
-        log::event(Level::Warn, log::Ev::ListenersSuspended, {{"AGENT", agent_name}},
+        log::event(log::Ev::ListenersSuspended, {{"AGENT", agent_name}},
                    "no agent left: public listeners closed until an agent connects");
     }
 }
@@ -171,13 +173,10 @@ int Listeners::open(const SocketAddress& addr, const std::string& service) {
                 s.add_listener(w, key, std::move(f), service, addr);
             });
     }
-    log::event(Level::Info, log::Ev::ListenerOpen,
-               {{"SERVICE", service}, {"LISTEN_ADDR", addr.to_string()}},
-               fmt::format("listening on {} for {}", addr.to_string(), service));
     return 0;
 }
 
-void Listeners::close(const SocketAddress& addr, const std::string& service) {
+void Listeners::close(const SocketAddress& addr) {
     const auto it = keys_.find(addr.to_string());
     if (it == keys_.end()) {
         return;
@@ -185,9 +184,59 @@ void Listeners::close(const SocketAddress& addr, const std::string& service) {
     const uint64_t key = it->second;
     keys_.erase(it);
     shards_.invoke_on_all([key](Shard& s, io::Worker& w) { s.remove_listener(w, key); });
-    log::event(Level::Info, log::Ev::ListenerClosed,
-               {{"SERVICE", service}, {"LISTEN_ADDR", addr.to_string()}},
-               fmt::format("stopped listening on {} for {}", addr.to_string(), service));
+}
+
+// One event per listen entry, as the agent wrote it (a range of ten ports
+// is one listener-open), derived from what is held before and after a
+// change: so a service rolled back after a failed bind, whose ports were
+// open for a moment only, is never announced at all.
+void Listeners::announce(const std::string& agent_name, std::string_view closed_reason) {
+    std::set<std::string> services;
+    for (const auto& [addr, service] : registry_.listeners()) {
+        services.insert(service);
+    }
+    std::map<std::string, Entry> now;
+    for (const auto& service : services) {
+        const ServiceSpec* spec = registry_.service(service);
+        if (spec == nullptr) {
+            continue;
+        }
+        for (const auto& entry : spec->listen) {
+            if (!entry.ip) {
+                continue;
+            }
+            const std::string head =
+                SocketAddress(*entry.ip, static_cast<uint16_t>(entry.ports.first)).to_string();
+            if (keys_.contains(head)) {
+                now[head] = Entry{service, entry.to_string()};
+            }
+        }
+    }
+    for (const auto& [head, e] : announced_) {
+        const auto it = now.find(head);
+        if (it != now.end() && it->second.service == e.service && it->second.text == e.text) {
+            continue;
+        }
+        log::event(
+            log::Ev::ListenerClosed,
+            {{"SERVICE", e.service},
+             {"LISTEN_ADDR", head},
+             {"AGENT", agent_name},
+             {"REASON", std::string(closed_reason)}},
+            fmt::format("stopped listening on {} for {} ({})", e.text, e.service, closed_reason));
+    }
+    for (const auto& [head, e] : now) {
+        const auto it = announced_.find(head);
+        if (it != announced_.end() && it->second.service == e.service &&
+            it->second.text == e.text) {
+            continue;
+        }
+        log::event(
+            log::Ev::ListenerOpen,
+            {{"SERVICE", e.service}, {"LISTEN_ADDR", head}, {"AGENT", agent_name}},
+            fmt::format("listening on {} for {} (agent \"{}\")", e.text, e.service, agent_name));
+    }
+    announced_ = std::move(now);
 }
 
 void Listeners::broadcast() {

@@ -9,6 +9,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/addr.hpp"
@@ -32,7 +33,8 @@ public:
     [[nodiscard]] control::ConfigResult apply(uint64_t agent, const std::string& agent_name,
                                               const control::Config& cfg);
 
-    /// Forgets `agent` (it left Ready): services nobody else serves close.
+    /// Forgets `agent` (it left Ready): services nobody else serves close
+    /// (listener-closed REASON=no-agent, or stopping when `stopping`).
     /// Logs listeners-suspended when that closed the last listener and
     /// `stopping` is false.
     void remove_agent(uint64_t agent, const std::string& agent_name, bool stopping);
@@ -47,13 +49,23 @@ public:
 private:
     /// Returns 0 or a positive errno (the wire's ListenResult.error).
     [[nodiscard]] int open(const SocketAddress& addr, const std::string& service);
-    void close(const SocketAddress& addr, const std::string& service);
+    void close(const SocketAddress& addr);
     void broadcast();
+    /// Logs listener-closed (with `closed_reason`) for each listen entry
+    /// announced before and no longer held, then listener-open for each
+    /// held entry not announced yet; AGENT is `agent_name`.
+    void announce(const std::string& agent_name, std::string_view closed_reason);
+
+    struct Entry {
+        std::string service;
+        std::string text;  // the listen entry, "127.0.0.1:30000-30009"
+    };
 
     io::Sharded<Shard>& shards_;
     Registry registry_;
     std::set<std::string> broadcast_names_;
-    std::map<std::string, uint64_t> keys_;  // "ip:port" -> key the workers know it by
+    std::map<std::string, uint64_t> keys_;    // "ip:port" -> key the workers know it by
+    std::map<std::string, Entry> announced_;  // first "ip:port" of an entry -> the entry
     uint64_t next_key_ = 1;
 };
 

@@ -3,6 +3,7 @@
 // relay::App is the composition root.
 #include "daemon/main.hpp"
 
+#include "base/events.hpp"
 #include "config.h"
 #include "config/relay_config.hpp"
 #include "relay/app.hpp"
@@ -22,5 +23,6 @@ const sp::daemon::Program<sp::config::RelayConfig, sp::relay::App> kProgram{
 }  // namespace
 
 int main(int argc, char** argv) {
+    sp::log::set_side(sp::log::Side::Relay);
     return sp::daemon::run_main(kProgram, argc, argv);
 }

@@ -16,7 +16,6 @@ namespace sp::relay {
 
 namespace {
 
-using log::Level;
 using namespace std::chrono_literals;
 
 // Where in a service's agent list a client starts looking: with affinity the
@@ -254,7 +253,7 @@ void Shard::reject(const SocketAddress& peer, const SocketAddress& local,
     if (held < 0) {
         return;
     }
-    log::event(Level::Warn, log::Ev::ClientRejected,
+    log::event(log::Ev::ClientRejected,
                {{"CLIENT_ADDR", peer.ip().to_string()},
                 {"CLIENT_PORT", std::to_string(peer.port())},
                 {"LISTEN_ADDR", local.to_string()},
@@ -378,8 +377,8 @@ void Shard::on_accept_error(const SocketAddress& listen, int err, bool paused) {
     if (resource_log_.allow(listen.to_string(), LogLimiter::Clock::now()) < 0) {
         return;
     }
-    log::event(Level::Warn, log::Ev::ResourceLimit,
-               {{"LISTEN_ADDR", listen.to_string()}, {"REASON", std::strerror(-err)}},
+    log::event(log::Ev::ResourceLimit,
+               {{"LISTEN_ADDR", listen.to_string()}, {"REASON", log::errno_reason(err)}},
                fmt::format("accept on {} failed: {}{}", listen.to_string(), std::strerror(-err),
                            paused ? "; accepting paused briefly" : ""));
 }

@@ -232,8 +232,8 @@ TEST_SUITE("integration.data_plane") {
             "agent1",
             Deployment::service("other", fmt::format("127.0.0.1:{}", other), "127.0.0.1:9"));
         r.d.agent.signal(SIGHUP);
-        REQUIRE(r.d.relay.wait_for_output(fmt::format("LISTEN_ADDR=127.0.0.1:{} stopped", r.port),
-                                          10s));
+        REQUIRE(r.d.relay.wait_for_output(
+            fmt::format("LISTEN_ADDR=127.0.0.1:{} AGENT=agent1 REASON=config", r.port), 10s));
         // The workers close their sockets just after the control thread logs it.
         bool closed = false;
         for (int i = 0; i < 100 && !closed; ++i) {

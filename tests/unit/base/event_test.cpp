@@ -31,6 +31,8 @@ TEST_SUITE("base.event") {
     TEST_CASE("event: levels and targets parse from their CLI spellings") {
         CHECK(parse_level("debug") == Level::Debug);
         CHECK(parse_level("warn") == Level::Warn);
+        CHECK(parse_level("notice") == Level::Notice);
+        CHECK(level_name(Level::Notice) == "notice");
         CHECK_FALSE(parse_level("verbose"));
         CHECK(parse_target("journal") == Target::Journal);
         CHECK_FALSE(parse_target("syslog"));

@@ -312,7 +312,7 @@ TEST_SUITE("control.relay_fsm") {
              I{relay_in::Tick{kT0, kT0 - 15001ms, kT0}}, S::Closing,
              V{"Goodbye(timeout)", "Close(agent-disconnected,timeout,ready)"}},
             {"key revoked", S::Ready, I{relay_in::KeyRevoked{}}, S::Closing,
-             V{"Goodbye(bad-key)", "Close(agent-rejected,bad-key,ready)"}},
+             V{"Goodbye(bad-key)", "Close(agent-disconnected,key-removed,ready)"}},
             {"replaced", S::Ready, I{relay_in::Replaced{}}, S::Closing,
              V{"Goodbye(replaced)", "Close(agent-disconnected,replaced,ready)"}},
             {"shutdown", S::Ready, I{relay_in::Shutdown{}}, S::Closing,

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -144,7 +145,11 @@ public:
         return fut.get();
     }
 
+    /// Makes both sockets non-blocking, as Worker::start_session requires.
     SessionId start(UniqueFd client, UniqueFd peer, uint32_t idle_timeout_s = 0) {
+        for (const UniqueFd* fd : {&client, &peer}) {
+            REQUIRE(fcntl(fd->get(), F_SETFL, fcntl(fd->get(), F_GETFL) | O_NONBLOCK) == 0);
+        }
         auto c = std::make_shared<UniqueFd>(std::move(client));
         auto p = std::make_shared<UniqueFd>(std::move(peer));
         CloseLog* log = &closes;

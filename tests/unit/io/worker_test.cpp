@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "io/worker.hpp"
 
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -359,6 +360,10 @@ TEST_SUITE("io.worker") {
         TcpPair p = tcp_pair();
         auto cf = std::make_shared<UniqueFd>(std::move(c.b));
         auto pf = std::make_shared<UniqueFd>(std::move(p.a));
+        // start_session takes non-blocking sockets only.
+        for (const auto& fd : {cf, pf}) {
+            REQUIRE(fcntl(fd->get(), F_SETFL, fcntl(fd->get(), F_GETFL) | O_NONBLOCK) == 0);
+        }
         worker.post([&, cf, pf](Worker& wk) {
             (void)wk.start_session(
                 std::move(*cf), std::move(*pf),
