@@ -100,6 +100,11 @@ public:
     /// The agent's last AGENT_STATE: it asked for no new sessions.
     [[nodiscard]] bool draining() const noexcept { return fsm_.draining(); }
     [[nodiscard]] const SocketAddress& address() const noexcept { return peer_addr_; }
+    /// When the session became Ready (steady clock; status listings).
+    [[nodiscard]] Poller::Clock::time_point ready_at() const noexcept { return ready_at_; }
+    /// The control connection's socket, borrowed for getsockopt (TCP_INFO
+    /// round trips); -1 once closed.
+    [[nodiscard]] int fd() const noexcept { return fd_; }
 
     AgentSession(const Private&, Host& host, Poller& poller, LogLimiter& reject_log,
                  const SocketAddress& peer, Options options);

@@ -104,6 +104,16 @@ size_t Agents::ready_count() const {
         agents_.begin(), agents_.end(), [](const auto& kv) { return kv.second.session->ready(); }));
 }
 
+std::vector<const AgentSession*> Agents::ready_sessions() const {
+    std::vector<const AgentSession*> out;
+    for (const auto& [id, a] : agents_) {
+        if (a.session->ready()) {
+            out.push_back(a.session.get());
+        }
+    }
+    return out;
+}
+
 bool Agents::claim(AgentSession& s) {
     const auto c = directory_.claim(s.name(), s.identity(), s.id());
     if (c.verdict == control::AgentDirectory::Verdict::Conflict) {

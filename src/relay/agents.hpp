@@ -47,6 +47,9 @@ public:
     /// SIGTERM: GOODBYE(shutdown) to every session; no new ones after.
     void shutdown();
     [[nodiscard]] size_t ready_count() const;
+    /// The Ready sessions, by connection id, for status listings. Borrowed:
+    /// valid until the control loop runs again.
+    [[nodiscard]] std::vector<const AgentSession*> ready_sessions() const;
 
     /// From a worker's front door: a TLS connection accepted at `accepted`.
     /// Starts its session, unless too many are mid-handshake (in total or

@@ -159,7 +159,8 @@ Result<void> App::setup() {
         return Unexpected(shell.error());
     }
     shell_ = std::move(*shell);
-    shell_->set_hooks({[this] { reload(); }, [this] { begin_drain(); }, [this] { tick(); },
+    shell_->set_hooks({[this] { (void)reload(); },  // logged there
+                       [this] { begin_drain(); }, [this] { tick(); },
                        [this] { return admission_->sessions(); }});
     auto tls = make_tls();
     if (!tls) {
@@ -208,6 +209,14 @@ Result<void> App::setup() {
     agents_ = std::make_unique<Agents>(shell_->poller(), *listeners_, shards_, reject_log_,
                                        std::move(*tls), Agents::Options{SP_VERSION});
     agents_->set_handshake_timeout(std::chrono::milliseconds(cfg_.limits.handshake_timeout_ms));
+    admin_ = std::make_unique<AdminCommands>(*shell_, shards_, *agents_, *listeners_);
+    admin_->install();
+    shell_->admin().set_reload([this] { return reload(); });
+    // Before the control port: a second relay started on the same
+    // configuration stops here, naming the live one that holds the socket.
+    if (auto r = shell_->enable_admin(cfg_.relay.status_socket, cfg_.relay.metrics_listen); !r) {
+        return Unexpected(r.error());
+    }
     return listen_control();
 }
 
@@ -217,7 +226,7 @@ void App::tick() {
                                admission_->sessions(), listeners_->count()));
 }
 
-void App::reload() {
+Result<void> App::reload() {
     notify::reloading();
     auto fresh = config::load_relay_config(cfg_.path);
     if (!fresh) {
@@ -225,12 +234,18 @@ void App::reload() {
                    fmt::format("reload failed, keeping the running configuration: {}",
                                fresh.error().describe()));
         notify::ready();
-        return;
+        return Unexpected(fresh.error());
     }
+    // The status socket and the metrics endpoint are restart-only too: a
+    // reload that moved them could cut off the sallyportctl that asked for it.
     const bool restart_only = fresh->relay.control_listen != cfg_.relay.control_listen ||
                               fresh->relay.threads != cfg_.relay.threads ||
                               fresh->relay.data_path != cfg_.relay.data_path ||
-                              psk_mode(*fresh) != psk_mode(cfg_);
+                              psk_mode(*fresh) != psk_mode(cfg_) ||
+                              fresh->relay.status_socket != cfg_.relay.status_socket ||
+                              fresh->relay.metrics_listen != cfg_.relay.metrics_listen;
+    fresh->relay.status_socket = cfg_.relay.status_socket;
+    fresh->relay.metrics_listen = cfg_.relay.metrics_listen;
     const auto old_keys = keys_;
     const bool psk = psk_mode(cfg_);
     // Restart-only settings keep their running values; the auth mode too
@@ -272,10 +287,12 @@ void App::reload() {
     // One reload event once the new configuration is in effect; warning
     // priority when part of the file waits for a restart.
     log::event(restart_only ? Level::Warn : Level::Info, log::Ev::Reload, {},
-               restart_only ? "relay configuration reloaded; control_listen, threads, data_path "
-                              "and the auth mode change only on restart, ignoring those"
+               restart_only ? "relay configuration reloaded; control_listen, threads, data_path, "
+                              "the auth mode, status_socket and metrics_listen change only on "
+                              "restart, ignoring those"
                             : "relay configuration reloaded");
     notify::ready();
+    return {};
 }
 
 void App::begin_drain() {

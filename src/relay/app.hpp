@@ -19,6 +19,7 @@
 #include "control/tls.hpp"
 #include "daemon/shell.hpp"
 #include "io/sharded.hpp"
+#include "relay/admin_commands.hpp"
 #include "relay/admission.hpp"
 #include "relay/agents.hpp"
 #include "relay/listeners.hpp"
@@ -50,7 +51,9 @@ private:
     [[nodiscard]] Result<void> load_keys();
 
     void tick();
-    void reload();
+    /// SIGHUP and `sallyportctl reload`: an invalid file is returned (and
+    /// logged as reload-failed); the running configuration stays.
+    [[nodiscard]] Result<void> reload();
     void begin_drain();
     [[nodiscard]] Result<void> listen_control();
     [[nodiscard]] std::shared_ptr<const AgentRules> agent_rules() const;
@@ -66,6 +69,7 @@ private:
     std::unique_ptr<Listeners> listeners_;
     LogLimiter reject_log_{5, std::chrono::milliseconds(1000)};
     std::unique_ptr<Agents> agents_;
+    std::unique_ptr<AdminCommands> admin_;
     bool stopping_ = false;
 };
 

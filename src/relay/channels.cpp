@@ -184,4 +184,13 @@ size_t Channels::idle(uint64_t agent) const {
     return it == agents_.end() ? 0 : it->second.idle.size();
 }
 
+std::vector<Channels::PoolView> Channels::pools() const {
+    std::vector<PoolView> out;
+    out.reserve(agents_.size());
+    for (const auto& [id, a] : agents_) {
+        out.push_back({id, a.name, a.idle.size(), a.policy.target()});
+    }
+    return out;
+}
+
 }  // namespace sp::relay

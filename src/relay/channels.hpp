@@ -86,6 +86,16 @@ public:
     [[nodiscard]] size_t idle(uint64_t agent) const;
     [[nodiscard]] size_t outstanding(uint64_t agent) const { return tokens_.outstanding(agent); }
 
+    /// One agent's pool on this worker, for status listings and metrics.
+    struct PoolView {
+        uint64_t agent = 0;
+        std::string name;
+        size_t idle = 0;
+        unsigned target = 0;  // PoolPolicy::target()
+    };
+    /// Every agent this worker serves, in no particular order.
+    [[nodiscard]] std::vector<PoolView> pools() const;
+
 private:
     struct Agent {
         std::string name;

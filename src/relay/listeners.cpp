@@ -68,6 +68,7 @@ Listeners::Listeners(io::Sharded<Shard>& shards, Registry::ListenPolicy policy)
 
 control::ConfigResult Listeners::apply(uint64_t agent, const std::string& agent_name,
                                        const control::Config& cfg) {
+    generations_[agent] = cfg.generation;
     Parsed parsed = parse(cfg);
     const ApplyOutcome out = registry_.apply(agent, parsed.specs);
     std::map<std::string, int> bind_failed;  // service -> errno
@@ -142,6 +143,7 @@ control::ConfigResult Listeners::apply(uint64_t agent, const std::string& agent_
 }
 
 void Listeners::remove_agent(uint64_t agent, const std::string& agent_name, bool stopping) {
+    generations_.erase(agent);
     const bool had = count() > 0;
     for (const auto& action : registry_.remove_agent(agent)) {
         close(action.address);

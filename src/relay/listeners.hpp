@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -45,6 +46,16 @@ public:
     }
     /// Public addresses held now.
     [[nodiscard]] size_t count() const noexcept { return registry_.listeners().size(); }
+    /// Every public address held now ("ip:port") with its service.
+    [[nodiscard]] const std::map<std::string, std::string>& addresses() const noexcept {
+        return registry_.listeners();
+    }
+    /// The generation of the last CONFIG applied for `agent`; nullopt
+    /// before its first.
+    [[nodiscard]] std::optional<uint32_t> generation(uint64_t agent) const {
+        const auto it = generations_.find(agent);
+        return it == generations_.end() ? std::nullopt : std::optional<uint32_t>(it->second);
+    }
 
 private:
     /// Returns 0 or a positive errno (the wire's ListenResult.error).
@@ -64,8 +75,9 @@ private:
     io::Sharded<Shard>& shards_;
     Registry registry_;
     std::set<std::string> broadcast_names_;
-    std::map<std::string, uint64_t> keys_;    // "ip:port" -> key the workers know it by
-    std::map<std::string, Entry> announced_;  // first "ip:port" of an entry -> the entry
+    std::map<std::string, uint64_t> keys_;      // "ip:port" -> key the workers know it by
+    std::map<std::string, Entry> announced_;    // first "ip:port" of an entry -> the entry
+    std::map<uint64_t, uint32_t> generations_;  // agent -> last CONFIG generation applied
     uint64_t next_key_ = 1;
 };
 

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "relay/session_events.hpp"
 
+#include <charconv>
+
 #include <fmt/format.h>
 
 #include "base/event.hpp"
@@ -12,6 +14,18 @@ using log::Level;
 
 std::string session_hex(uint64_t id) {
     return fmt::format("{:016x}", id);
+}
+
+std::optional<uint64_t> parse_session_hex(std::string_view text) noexcept {
+    uint64_t id = 0;
+    const char* end = text.data() + text.size();
+    // from_chars takes no sign or "0x" for base 16, so a "+1" or "0x1" is
+    // refused by the `p == end` check rather than half-read.
+    const auto [p, ec] = std::from_chars(text.data(), end, id, 16);
+    if (text.empty() || text.size() > 16 || ec != std::errc() || p != end) {
+        return std::nullopt;
+    }
+    return id;
 }
 
 void log_session_open(const SessionInfo& s) {

@@ -5,7 +5,9 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "base/addr.hpp"
 #include "io/worker.hpp"
@@ -23,6 +25,9 @@ struct SessionInfo {
 
 /// SESSION_ID as logged: 16 hex digits.
 [[nodiscard]] std::string session_hex(uint64_t id);
+/// The id of a SESSION_ID as an operator types it: 1 to 16 hex digits,
+/// either case; nullopt for anything else.
+[[nodiscard]] std::optional<uint64_t> parse_session_hex(std::string_view text) noexcept;
 void log_session_open(const SessionInfo& s);
 void log_session_close(const SessionInfo& s, const io::SessionEnd& end);
 

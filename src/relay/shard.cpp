@@ -5,11 +5,14 @@
 
 #include <algorithm>
 #include <cstring>
+#include <map>
+#include <utility>
 
 #include <fmt/format.h>
 
 #include "base/event.hpp"
 #include "base/events.hpp"
+#include "relay/metrics.hpp"
 #include "relay/session_events.hpp"
 
 namespace sp::relay {
@@ -17,6 +20,10 @@ namespace sp::relay {
 namespace {
 
 using namespace std::chrono_literals;
+
+double seconds(std::chrono::steady_clock::duration d) {
+    return std::chrono::duration<double>(d).count();
+}
 
 // Where in a service's agent list a client starts looking: with affinity the
 // same client IP always tries the same agent first (its backend choice is
@@ -64,11 +71,14 @@ void Shard::add_listener(io::Worker& w, uint64_t key, UniqueFd fd, std::string s
     if (stopping_) {
         return;
     }
+    listener_stats_[key] = ListenerStat{listen.to_string(), ListenerLoad{service, 0, 0, {}}};
     const uint64_t id = w.add_listener(
         std::move(fd),
-        [this, service = std::move(service)](
-            io::Worker& wk, UniqueFd client, const SocketAddress& peer,
-            const SocketAddress& local) { on_accept(wk, service, std::move(client), peer, local); },
+        [this, key, service = std::move(service)](io::Worker& wk, UniqueFd client,
+                                                  const SocketAddress& peer,
+                                                  const SocketAddress& local) {
+            on_accept(wk, key, service, std::move(client), peer, local);
+        },
         [this, listen](io::Worker&, int err, bool paused) {
             on_accept_error(listen, err, paused);
         });
@@ -80,6 +90,7 @@ void Shard::remove_listener(io::Worker& w, uint64_t key) {
         w.remove_listener(it->second);
         listeners_.erase(it);
     }
+    listener_stats_.erase(key);
 }
 
 void Shard::remove_all_listeners(io::Worker& w) {
@@ -88,6 +99,7 @@ void Shard::remove_all_listeners(io::Worker& w) {
         w.remove_listener(id);
     }
     listeners_.clear();
+    listener_stats_.clear();
     door_.close(w);
 }
 
@@ -102,7 +114,8 @@ void Shard::remove_service(io::Worker& w, const std::string& name) {
         if (it->service == name) {
             w.cancel_timer(it->timer);
             admission_.release(it->peer.ip(), it->service);
-            reject(it->peer, it->local, name, "no-agent", "service withdrawn while waiting");
+            reject(it->peer, it->local, name, "no-agent", "service withdrawn while waiting",
+                   it->listener);
             it = pending_.erase(it);
         } else {
             ++it;
@@ -210,7 +223,8 @@ void Shard::arrive(io::Worker& w, UniqueFd fd, const SocketAddress& peer, const 
             !eligible(*svc->second, agent)) {
             continue;
         }
-        if (bind(w, *svc->second, *ch, it->client, it->peer, it->local)) {
+        if (bind(w, *svc->second, *ch, it->client, it->peer, it->local, it->listener,
+                 it->accepted)) {
             w.cancel_timer(it->timer);
             pending_.erase(it);
         } else {
@@ -248,7 +262,19 @@ size_t Shard::waiting_for(uint64_t agent) const {
 }
 
 void Shard::reject(const SocketAddress& peer, const SocketAddress& local,
-                   const std::string& service, std::string_view reason, std::string_view message) {
+                   const std::string& service, std::string_view reason, std::string_view message,
+                   uint64_t listener) {
+    // Counted before the log limiter: the metrics and `listeners` count
+    // every refusal, the journal only a few per second.
+    metrics_.add(metric::kClientRejections, {service, reason});
+    if (const auto it = listener_stats_.find(listener); it != listener_stats_.end()) {
+        auto& refusals = it->second.load.refusals;
+        if (const auto r = refusals.find(reason); r != refusals.end()) {
+            ++r->second;
+        } else {
+            refusals.emplace(std::string(reason), 1);
+        }
+    }
     const int64_t held = reject_log_.allow(peer.ip().to_string(), LogLimiter::Clock::now());
     if (held < 0) {
         return;
@@ -263,29 +289,39 @@ void Shard::reject(const SocketAddress& peer, const SocketAddress& local,
                fmt::format("{}{}", message, LogLimiter::held_note(held)));
 }
 
-void Shard::on_accept(io::Worker& w, const std::string& service, UniqueFd client,
+void Shard::on_accept(io::Worker& w, uint64_t listener, const std::string& service, UniqueFd client,
                       const SocketAddress& peer, const SocketAddress& local) {
+    const auto accepted = Clock::now();
+    metrics_.add(metric::kClientAccepts, {service});
+    if (const auto st = listener_stats_.find(listener); st != listener_stats_.end()) {
+        ++st->second.load.accepts;
+    }
+    if (draining_) {
+        reject(peer, local, service, "draining", "relay draining: no new sessions", listener);
+        return;  // closing `client` refuses it at once
+    }
     const auto it = services_.find(service);
     if (it == services_.end() || it->second->agents.empty()) {
-        reject(peer, local, service, "no-agent", "no agent serves this service");
-        return;  // closing `client` refuses it at once
+        reject(peer, local, service, "no-agent", "no agent serves this service", listener);
+        return;
     }
     const ServicePolicy& policy = *it->second;
     if (!client_allowed(peer.ip(), policy.allow_clients, policy.deny_clients)) {
-        reject(peer, local, service, "denied", "client address not allowed");
+        reject(peer, local, service, "denied", "client address not allowed", listener);
         return;
     }
     switch (admission_.admit(peer.ip(), service, policy.max_sessions, Admission::Clock::now())) {
         case Verdict::Admit:
             break;
         case Verdict::Limit:
-            reject(peer, local, service, "limit", "session limit reached");
+            reject(peer, local, service, "limit", "session limit reached", listener);
             return;
         case Verdict::Rate:
-            reject(peer, local, service, "rate", "too many new sessions from this address");
+            reject(peer, local, service, "rate", "too many new sessions from this address",
+                   listener);
             return;
     }
-    if (try_pair(w, policy, client, peer, local)) {
+    if (try_pair(w, policy, client, peer, local, listener, accepted)) {
         return;
     }
     // No idle channel: the client's bytes wait in its socket buffer while an
@@ -303,7 +339,8 @@ void Shard::on_accept(io::Worker& w, const std::string& service, UniqueFd client
     const uint64_t id = next_pending_++;
     const uint64_t timer =
         w.add_timer(limits_.pending_timeout, [this, id](io::Worker&) { on_pending_timeout(id); });
-    pending_.push_back({id, std::move(client), peer, local, service, agent, timer});
+    pending_.push_back(
+        {id, std::move(client), peer, local, service, agent, timer, listener, accepted});
     refill(w, agent);
 }
 
@@ -315,12 +352,13 @@ void Shard::on_pending_timeout(uint64_t pending_id) {
     }
     admission_.release(it->peer.ip(), it->service);
     reject(it->peer, it->local, it->service, "pending-timeout",
-           "no data channel within pending_timeout_ms");
+           "no data channel within pending_timeout_ms", it->listener);
     pending_.erase(it);
 }
 
 bool Shard::try_pair(io::Worker& w, const ServicePolicy& policy, UniqueFd& client,
-                     const SocketAddress& peer, const SocketAddress& local) {
+                     const SocketAddress& peer, const SocketAddress& local, uint64_t listener,
+                     Clock::time_point accepted) {
     const auto& agents = policy.agents;
     if (agents.empty()) {
         return false;
@@ -332,7 +370,7 @@ bool Shard::try_pair(io::Worker& w, const ServicePolicy& policy, UniqueFd& clien
             continue;
         }
         while (auto ch = channels_.take(agent)) {
-            if (bind(w, policy, *ch, client, peer, local)) {
+            if (bind(w, policy, *ch, client, peer, local, listener, accepted)) {
                 refill(w, agent);
                 return true;
             }
@@ -343,7 +381,8 @@ bool Shard::try_pair(io::Worker& w, const ServicePolicy& policy, UniqueFd& clien
 }
 
 bool Shard::bind(io::Worker& w, const ServicePolicy& policy, Channels::Channel& ch,
-                 UniqueFd& client, const SocketAddress& peer, const SocketAddress& local) {
+                 UniqueFd& client, const SocketAddress& peer, const SocketAddress& local,
+                 uint64_t listener, Clock::time_point accepted) {
     // base + n * workers + index: distinct across workers and never
     // repeated within 2^64 / workers sessions (an OR of a 32-bit counter
     // into the worker bits repeated after 2^32).
@@ -363,14 +402,121 @@ bool Shard::bind(io::Worker& w, const ServicePolicy& policy, Channels::Channel& 
     channels_.paired(ch.agent);
     SessionInfo info{sid, policy.name, peer, local, std::move(ch.agent_name)};
     log_session_open(info);
-    w.start_session(
+    metrics_.add(metric::kSessions, {info.service, info.agent});
+    metrics_.observe(metric::kSessionSetup, {info.service}, seconds(Clock::now() - accepted));
+    Live live{info, listener};
+    const io::SessionId id = w.start_session(
         std::move(client), std::move(ch.fd),
-        [this, info = std::move(info)](io::Worker&, io::SessionId, const io::SessionEnd& end) {
+        [this, info = std::move(info)](io::Worker&, io::SessionId sid_io,
+                                       const io::SessionEnd& end) {
             admission_.release(info.client.ip(), info.service);
+            on_session_end(sid_io, info, end);
             log_session_close(info, end);
         },
         limits_.idle_timeout_s);
+    // A session can end inside start_session (a socket that failed at
+    // once): its on_close has run, so it must not be listed.
+    if (w.session_progress(id)) {
+        live_.emplace(id, std::move(live));
+    }
     return true;
+}
+
+void Shard::on_session_end(io::SessionId id, const SessionInfo& info, const io::SessionEnd& end) {
+    live_.erase(id);
+    closed_up_ += end.bytes_up;
+    closed_down_ += end.bytes_down;
+    metrics_.add(metric::kSessionBytes, {info.service, info.agent, "up"}, end.bytes_up);
+    metrics_.add(metric::kSessionBytes, {info.service, info.agent, "down"}, end.bytes_down);
+    metrics_.observe(metric::kSessionDuration, {info.service},
+                     std::chrono::duration<double>(end.duration).count());
+}
+
+ShardReport Shard::report(const io::Worker& w) const {
+    ShardReport r;
+    r.sessions = live_.size();
+    r.up_bytes = closed_up_;
+    r.down_bytes = closed_down_;
+    for (const auto& [key, st] : listener_stats_) {
+        r.listeners[st.address] = st.load;
+    }
+    for (const auto& [id, l] : live_) {
+        if (const auto p = w.session_progress(id)) {
+            r.up_bytes += p->bytes_up;
+            r.down_bytes += p->bytes_down;
+        }
+        ++r.agent_sessions[l.info.agent];
+        if (const auto st = listener_stats_.find(l.listener); st != listener_stats_.end()) {
+            ++r.listeners[st->second.address].sessions;
+        }
+    }
+    for (auto& p : channels_.pools()) {
+        r.pools[p.agent] = PoolLoad{std::move(p.name), p.idle, p.target};
+    }
+    return r;
+}
+
+std::vector<SessionRow> Shard::sessions(const io::Worker& w, const SessionFilter& filter) const {
+    std::vector<SessionRow> rows;
+    const auto now = Clock::now();
+    for (const auto& [id, l] : live_) {
+        if (!filter.matches(l.info.service, l.info.client.ip())) {
+            continue;
+        }
+        const auto p = w.session_progress(id);
+        if (!p) {
+            continue;
+        }
+        rows.push_back({l.info.id, l.info.client.to_string(), l.info.service, l.info.agent,
+                        seconds(now - p->start), p->bytes_up, p->bytes_down});
+    }
+    return rows;
+}
+
+bool Shard::close_session(io::Worker& w, uint64_t id) {
+    const auto it = std::find_if(live_.begin(), live_.end(),
+                                 [id](const auto& kv) { return kv.second.info.id == id; });
+    if (it == live_.end()) {
+        return false;
+    }
+    // Copied first: on_close runs inside close_session and erases the entry.
+    const io::SessionId sid = it->first;
+    w.close_session(sid, "operator");
+    return true;
+}
+
+obs::MetricSet Shard::metrics(const io::Worker& w) const {
+    obs::MetricSet m = metrics_;
+    // Every service and agent that had a session keeps an open-sessions
+    // series, at 0 when none is open, so the series does not vanish.
+    std::map<std::pair<std::string, std::string>, uint64_t> open;
+    if (const auto f = metrics_.families().find(metric::kSessions.name);
+        f != metrics_.families().end()) {
+        for (const auto& [labels, series] : f->second.series) {
+            if (labels.size() == 2) {
+                open[{labels[0], labels[1]}] = 0;
+            }
+        }
+    }
+    for (const auto& [id, l] : live_) {
+        ++open[{l.info.service, l.info.agent}];
+        if (const auto p = w.session_progress(id)) {
+            m.add(metric::kSessionBytes, {l.info.service, l.info.agent, "up"}, p->bytes_up);
+            m.add(metric::kSessionBytes, {l.info.service, l.info.agent, "down"}, p->bytes_down);
+        }
+    }
+    for (const auto& [key, n] : open) {
+        m.set(metric::kSessionsOpen, {key.first, key.second}, static_cast<double>(n));
+    }
+    std::map<std::string, uint64_t>
+        idle;  // two connections may share a name while one replaces the other
+    for (const auto& p : channels_.pools()) {
+        idle[p.name] += p.idle;
+    }
+    for (const auto& [name, n] : idle) {
+        m.set(metric::kPoolIdle, {name}, static_cast<double>(n));
+    }
+    return m;
 }
 
 void Shard::on_accept_error(const SocketAddress& listen, int err, bool paused) {

@@ -22,9 +22,12 @@
 #include "control/frame.hpp"
 #include "io/sharded.hpp"
 #include "io/worker.hpp"
+#include "obs/metrics.hpp"
 #include "relay/admission.hpp"
 #include "relay/channels.hpp"
 #include "relay/front_door.hpp"
+#include "relay/session_events.hpp"
+#include "relay/shard_report.hpp"
 
 namespace sp::relay {
 
@@ -126,6 +129,28 @@ public:
     [[nodiscard]] size_t idle_channels() const noexcept { return channels_.idle(); }
     [[nodiscard]] size_t pending_clients() const noexcept { return pending_.size(); }
 
+    // --- operator interface: worker thread; the control thread asks by
+    // map_reduce (relay/admin_commands.hpp) ---
+
+    /// The operator's drain: while on, every new client is refused at once
+    /// (client-rejected REASON=draining). Listeners stay open; clients
+    /// already waiting for a channel and established sessions go on.
+    void set_draining(bool on) noexcept { draining_ = on; }
+    [[nodiscard]] bool draining() const noexcept { return draining_; }
+    /// This worker's counts now; `w` is this shard's worker.
+    [[nodiscard]] ShardReport report(const io::Worker& w) const;
+    /// This worker's open sessions that pass `filter`.
+    [[nodiscard]] std::vector<SessionRow> sessions(const io::Worker& w,
+                                                   const SessionFilter& filter) const;
+    /// Ends the open session whose SESSION_ID is `id` with an abortive
+    /// close (RST both ways; its session-close says REASON=operator), before
+    /// this returns. False when this worker holds no such open session.
+    [[nodiscard]] bool close_session(io::Worker& w, uint64_t id);
+    /// A copy of this worker's metrics as of now: open sessions and idle
+    /// channels set as gauges, and open sessions' bytes so far added to the
+    /// byte counters (so they grow during a transfer, not at its end).
+    [[nodiscard]] obs::MetricSet metrics(const io::Worker& w) const;
+
 private:
     struct Pending {
         uint64_t id;
@@ -135,20 +160,38 @@ private:
         std::string service;
         uint64_t agent;  // asked for a channel on this client's behalf
         uint64_t timer;
+        uint64_t listener;  // key of the listener that accepted it
+        Clock::time_point accepted;
+    };
+    /// What the shard keeps of an open session, for listings and metrics.
+    struct Live {
+        SessionInfo info;
+        uint64_t listener = 0;
+    };
+    struct SessionIdHash {
+        size_t operator()(io::SessionId id) const noexcept {
+            return std::hash<uint64_t>{}((uint64_t{id.slot} << 16) | id.gen);
+        }
+    };
+    struct ListenerStat {
+        std::string address;
+        ListenerLoad load;  // its `sessions` is counted from live_ when asked
     };
 
     void on_tick(io::Worker& w);
-    void on_accept(io::Worker& w, const std::string& service, UniqueFd client,
+    void on_accept(io::Worker& w, uint64_t listener, const std::string& service, UniqueFd client,
                    const SocketAddress& peer, const SocketAddress& local);
     void on_accept_error(const SocketAddress& listen, int err, bool paused);
     /// Pairs a client with an idle channel of one of `policy`'s agents.
     /// Returns false (client untouched) when no usable channel is idle.
     bool try_pair(io::Worker& w, const ServicePolicy& policy, UniqueFd& client,
-                  const SocketAddress& peer, const SocketAddress& local);
+                  const SocketAddress& peer, const SocketAddress& local, uint64_t listener,
+                  Clock::time_point accepted);
     /// Sends the binding header on `ch` and starts the session; false when
     /// the channel turned out dead (client untouched).
     bool bind(io::Worker& w, const ServicePolicy& policy, Channels::Channel& ch, UniqueFd& client,
-              const SocketAddress& peer, const SocketAddress& local);
+              const SocketAddress& peer, const SocketAddress& local, uint64_t listener,
+              Clock::time_point accepted);
     [[nodiscard]] size_t waiting_for(uint64_t agent) const;
     /// `agent` may take a new client of `policy`: Ready here, and not
     /// draining unless every other Ready agent of the service drains too.
@@ -161,8 +204,12 @@ private:
     /// answered by one OPEN_CHANNELS rather than one each.
     void refill(io::Worker& w, uint64_t agent);
     void run_refills();
+    /// Logs client-rejected (rate-limited) and counts it, per listener
+    /// when `listener` names one (0: unknown).
     void reject(const SocketAddress& peer, const SocketAddress& local, const std::string& service,
-                std::string_view reason, std::string_view message);
+                std::string_view reason, std::string_view message, uint64_t listener = 0);
+    /// A session ended (its on_close): forgets it, counts its bytes and duration.
+    void on_session_end(io::SessionId id, const SessionInfo& info, const io::SessionEnd& end);
     void on_pending_timeout(uint64_t pending_id);
 
     unsigned index_;
@@ -185,6 +232,14 @@ private:
     bool stopping_ = false;
     LogLimiter reject_log_{5, std::chrono::milliseconds(1000)};
     LogLimiter resource_log_{1, std::chrono::milliseconds(5000)};
+
+    // Operator interface: single writer (this worker), copied out by message.
+    std::unordered_map<io::SessionId, Live, SessionIdHash> live_;
+    std::map<uint64_t, ListenerStat> listener_stats_;  // by listener key
+    obs::MetricSet metrics_;
+    uint64_t closed_up_ = 0;  // bytes of the sessions already closed
+    uint64_t closed_down_ = 0;
+    bool draining_ = false;
 };
 
 }  // namespace sp::relay

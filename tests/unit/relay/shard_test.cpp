@@ -4,6 +4,7 @@
 // waiting client, and a burst of clients asks for tokens in batches.
 #include "relay/shard.hpp"
 
+#include <poll.h>
 #include <sys/socket.h>
 
 #include <future>
@@ -12,9 +13,11 @@
 #include <tuple>
 
 #include <doctest/doctest.h>
+#include <fmt/format.h>
 
 #include "io/net.hpp"
 #include "net.hpp"
+#include "obs/prometheus.hpp"
 #include "relay/tokens.hpp"
 
 using namespace sp;
@@ -391,5 +394,170 @@ TEST_SUITE("relay.shard") {
             }
         }
         CHECK(ids == std::vector<uint64_t>{1000, 1002, 1001, 1003});
+    }
+}
+
+// The operator interface's view of a shard: what report(), sessions(),
+// close_session(), set_draining() and metrics() see of real sessions.
+TEST_SUITE("relay.shard") {
+    TEST_CASE("shard ops: open sessions are reported, listed, filtered and closed one by one") {
+        Fixture f(1);
+        f.agent(1, 4);
+        const uint16_t port = f.listen(0, "svc");
+        UniqueFd a_agent = f.present(0, f.grant(0, 1));
+        UniqueFd b_agent = f.present(0, f.grant(0, 1));
+        // One at a time: the oldest idle channel (a) takes the first client.
+        UniqueFd a_client = test::connect_to("127.0.0.1", port);
+        REQUIRE(a_client);
+        const uint64_t id_a = read_binding(a_agent.get()).session_id;
+        UniqueFd b_client = test::connect_to("127.0.0.1", port);
+        REQUIRE(b_client);
+        const uint64_t id_b = read_binding(b_agent.get()).session_id;
+        test::set_timeouts(a_client.get(), 5s);
+        test::set_timeouts(b_client.get(), 5s);
+        REQUIRE(test::send_all(a_agent.get(), "hello", 5));
+        REQUIRE(test::send_all(b_agent.get(), "hello", 5));
+        std::string first_a = test::recv_n(a_client.get(), 5);
+        std::string first_b = test::recv_n(b_client.get(), 5);
+        REQUIRE(first_a == "hello");
+        REQUIRE(first_b == "hello");
+
+        const auto r = f.call(0, [](Shard& s, io::Worker& w) { return s.report(w); });
+        CHECK(r.sessions == 2);
+        CHECK(r.down_bytes == 10);
+        CHECK(r.agent_sessions.at("agent-1") == 2);
+        const auto addr = fmt::format("127.0.0.1:{}", port);
+        REQUIRE(r.listeners.contains(addr));
+        CHECK(r.listeners.at(addr).service == "svc");
+        CHECK(r.listeners.at(addr).accepts == 2);
+        CHECK(r.listeners.at(addr).sessions == 2);
+        REQUIRE(r.pools.contains(1));
+        CHECK(r.pools.at(1).agent == "agent-1");
+
+        const auto rows =
+            f.call(0, [](Shard& s, io::Worker& w) { return s.sessions(w, SessionFilter{}); });
+        REQUIRE(rows.size() == 2);
+        for (const auto& row : rows) {
+            CHECK(row.service == "svc");
+            CHECK(row.agent == "agent-1");
+            CHECK(row.client.starts_with("127.0.0.1:"));
+            CHECK(row.down_bytes == 5);
+            CHECK(row.age_s >= 0);
+        }
+        SessionFilter other;
+        other.client = *Cidr::parse("10.0.0.0/8");
+        CHECK(f.call(0, [other](Shard& s, io::Worker& w) { return s.sessions(w, other); }).empty());
+        SessionFilter svc;
+        svc.service = "svc";
+        CHECK(f.call(0, [svc](Shard& s, io::Worker& w) { return s.sessions(w, svc); }).size() == 2);
+
+        CHECK(f.call(0, [&](Shard& s, io::Worker& w) { return s.close_session(w, id_a); }));
+        // Exactly that one: its client is reset, the other one still moves bytes.
+        char byte = 0;
+        CHECK(::recv(a_client.get(), &byte, 1, 0) <= 0);
+        REQUIRE(test::send_all(b_client.get(), "still", 5));
+        CHECK(test::recv_n(b_agent.get(), 5) == "still");
+        CHECK_FALSE(f.call(0, [&](Shard& s, io::Worker& w) { return s.close_session(w, id_a); }));
+        const auto after = f.call(0, [](Shard& s, io::Worker& w) { return s.report(w); });
+        CHECK(after.sessions == 1);
+        // The closed session's bytes stay counted.
+        CHECK(after.down_bytes == 10);
+        CHECK(after.up_bytes == 5);
+        const auto left =
+            f.call(0, [](Shard& s, io::Worker& w) { return s.sessions(w, SessionFilter{}); });
+        REQUIRE(left.size() == 1);
+        CHECK(left[0].id == id_b);
+    }
+
+    TEST_CASE("shard ops: draining refuses new clients and counts them; resume serves again") {
+        Fixture f(1);
+        f.agent(1, 4);
+        const uint16_t port = f.listen(0, "svc");
+        UniqueFd held_agent = f.present(0, f.grant(0, 1));
+        UniqueFd held = test::connect_to("127.0.0.1", port);
+        REQUIRE(held);
+        test::set_timeouts(held.get(), 5s);
+        (void)read_binding(held_agent.get());
+
+        f.call(0, [](Shard& s, io::Worker&) { s.set_draining(true); });
+        UniqueFd refused = test::connect_to("127.0.0.1", port);
+        REQUIRE(refused);
+        test::set_timeouts(refused.get(), 5s);
+        CHECK(closed_by_relay(refused.get()));
+        // The established session goes on.
+        REQUIRE(test::send_all(held.get(), "on", 2));
+        CHECK(test::recv_n(held_agent.get(), 2) == "on");
+        const auto r = f.call(0, [](Shard& s, io::Worker& w) { return s.report(w); });
+        const auto addr = fmt::format("127.0.0.1:{}", port);
+        CHECK(r.listeners.at(addr).refusals.at("draining") == 1);
+        CHECK(r.sessions == 1);
+
+        f.call(0, [](Shard& s, io::Worker&) { s.set_draining(false); });
+        UniqueFd again_agent = f.present(0, f.grant(0, 1));
+        UniqueFd again = test::connect_to("127.0.0.1", port);
+        REQUIRE(again);
+        CHECK(read_binding(again_agent.get()).service == "svc");
+    }
+
+    TEST_CASE("shard ops: metrics count sessions, bytes, refusals and idle channels") {
+        Fixture f(1);
+        f.agent(1, 4);
+        const uint16_t port = f.listen(0, "svc");
+        UniqueFd idle = f.present(0, f.grant(0, 1));
+        UniqueFd agent_end = f.present(0, f.grant(0, 1));
+        {
+            UniqueFd client = test::connect_to("127.0.0.1", port);
+            REQUIRE(client);
+            test::set_timeouts(client.get(), 5s);
+            // Whichever idle channel was taken carries the session.
+            UniqueFd* carrier = nullptr;
+            for (UniqueFd* c : {&idle, &agent_end}) {
+                pollfd p{c->get(), POLLIN, 0};
+                if (::poll(&p, 1, 2000) > 0) {
+                    carrier = c;
+                    break;
+                }
+            }
+            REQUIRE(carrier != nullptr);
+            (void)read_binding(carrier->get());
+            REQUIRE(test::send_all(client.get(), "abc", 3));
+            CHECK(test::recv_n(carrier->get(), 3) == "abc");
+            const auto m = f.call(0, [](Shard& s, io::Worker& w) { return s.metrics(w); });
+            const std::string text = obs::render(m);
+            CHECK(text.find("sallyport_sessions_total{service=\"svc\",agent=\"agent-1\"} 1\n") !=
+                  std::string::npos);
+            CHECK(text.find("sallyport_sessions_open{service=\"svc\",agent=\"agent-1\"} 1\n") !=
+                  std::string::npos);
+            CHECK(text.find("sallyport_session_bytes_total{service=\"svc\",agent=\"agent-1\","
+                            "direction=\"up\"} 3\n") != std::string::npos);
+            CHECK(text.find("sallyport_pool_idle_channels{agent=\"agent-1\"} 1\n") !=
+                  std::string::npos);
+            CHECK(text.find("sallyport_session_setup_seconds_count{service=\"svc\"} 1\n") !=
+                  std::string::npos);
+            ::shutdown(client.get(), SHUT_WR);
+            ::shutdown(carrier->get(), SHUT_WR);
+            char b = 0;
+            CHECK(::recv(client.get(), &b, 1, 0) == 0);
+        }
+        REQUIRE(eventually([&] {
+            return f.call(0, [](Shard& s, io::Worker& w) { return s.report(w).sessions; }) == 0;
+        }));
+        f.call(0, [](Shard& s, io::Worker&) { s.set_draining(true); });
+        UniqueFd refused = test::connect_to("127.0.0.1", port);
+        REQUIRE(refused);
+        test::set_timeouts(refused.get(), 5s);
+        CHECK(closed_by_relay(refused.get()));
+        const std::string text =
+            obs::render(f.call(0, [](Shard& s, io::Worker& w) { return s.metrics(w); }));
+        CHECK(text.find("sallyport_sessions_open{service=\"svc\",agent=\"agent-1\"} 0\n") !=
+              std::string::npos);
+        CHECK(text.find("sallyport_session_bytes_total{service=\"svc\",agent=\"agent-1\","
+                        "direction=\"up\"} 3\n") != std::string::npos);
+        CHECK(text.find("sallyport_session_duration_seconds_count{service=\"svc\"} 1\n") !=
+              std::string::npos);
+        CHECK(text.find("sallyport_client_rejections_total{service=\"svc\",reason=\"draining\"} "
+                        "1\n") != std::string::npos);
+        CHECK(text.find("sallyport_client_accepts_total{service=\"svc\"} 2\n") !=
+              std::string::npos);
     }
 }
