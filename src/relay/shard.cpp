@@ -129,7 +129,7 @@ void Shard::add_agent(uint64_t agent, std::string name, unsigned cap) {
 
 void Shard::drop_agent(io::Worker& w, uint64_t agent) {
     channels_.drop_agent(agent);
-    draining_.erase(agent);
+    draining_agents_.erase(agent);
     // Clients that were waiting on its channels ask another agent of their
     // service, if one is left (remove_service handles the case of none).
     move_waiting(w, agent);
@@ -137,11 +137,11 @@ void Shard::drop_agent(io::Worker& w, uint64_t agent) {
 
 void Shard::set_agent_draining(io::Worker& w, uint64_t agent, bool draining) {
     if (!draining) {
-        draining_.erase(agent);
+        draining_agents_.erase(agent);
         return;
     }
     if (channels_.serves(agent)) {
-        draining_.insert(agent);
+        draining_agents_.insert(agent);
         move_waiting(w, agent);
     }
 }
@@ -150,11 +150,11 @@ bool Shard::eligible(const ServicePolicy& policy, uint64_t agent) const {
     if (!channels_.serves(agent)) {
         return false;
     }
-    if (!draining_.contains(agent)) {
+    if (!draining_agents_.contains(agent)) {
         return true;
     }
     return std::none_of(policy.agents.begin(), policy.agents.end(), [&](uint64_t other) {
-        return other != agent && channels_.serves(other) && !draining_.contains(other);
+        return other != agent && channels_.serves(other) && !draining_agents_.contains(other);
     });
 }
 

@@ -225,7 +225,7 @@ private:
     std::map<uint64_t, uint64_t> listeners_;  // key -> io listener id
     std::unordered_map<std::string, std::shared_ptr<const ServicePolicy>> services_;
     std::deque<Pending> pending_;
-    std::unordered_set<uint64_t> draining_;  // agents that asked for no new sessions
+    std::unordered_set<uint64_t> draining_agents_;  // agents that asked for no new sessions
     size_t rotate_ = 0;
     std::vector<uint64_t> refill_;  // agents whose pool may issue tokens
     bool refill_posted_ = false;
