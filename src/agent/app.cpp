@@ -77,6 +77,12 @@ Result<void> App::setup() {
         return std::make_unique<Shard>(i, static_cast<ShardHost&>(*this));
     });
     publish_services();
+    register_admin(*shell_, shards_, static_cast<AgentView&>(*this));
+    shell_->admin().set_reload([this] { return apply_reload(); });
+    // Opened once: a reload keeps the socket and the endpoint it started with.
+    if (auto r = shell_->enable_admin(cfg_.agent.status_socket, cfg_.agent.metrics_listen); !r) {
+        return Unexpected(r.error());
+    }
     // Answers come on the resolver's thread: hand them to the control thread.
     auto resolver = Resolver::create(
         [this](Resolver::Answer a) { shell_->post([this, a = std::move(a)] { on_answer(a); }); });
@@ -237,11 +243,40 @@ void App::tick() {
     const auto up = std::count_if(links_.begin(), links_.end(), [](const auto& kv) {
         return kv.second->phase() == LinkPhase::Ready;
     });
-    shell_->status(fmt::format("{} of {} relays up, {} sessions", up, links_.size(),
-                               std::max<int64_t>(0, sessions_)));
+    shell_->status(fmt::format("{} of {} relays up, {} sessions{}", up, links_.size(),
+                               std::max<int64_t>(0, sessions_), draining_ ? ", draining" : ""));
+}
+
+std::vector<std::pair<LinkId, LinkStatus>> App::links() const {
+    std::vector<std::pair<LinkId, LinkStatus>> out;
+    out.reserve(links_.size());
+    for (const auto& [id, l] : links_) {
+        out.emplace_back(id, l->status());
+    }
+    return out;
+}
+
+void App::set_draining(bool draining) {
+    if (draining == draining_) {
+        return;
+    }
+    draining_ = draining;
+    shell_->admin().set_draining(draining);
+    for (auto& [id, l] : links_) {
+        l->set_draining(draining);
+    }
+    log::event(draining ? Ev::AgentDrain : Ev::AgentResume, {{f::kAgent, cfg_.agent.name}},
+               draining ? "draining: relays send this agent new sessions only of services no "
+                          "other agent serves; established sessions go on"
+                        : "resumed: relays send this agent new sessions again");
 }
 
 void App::reload() {
+    // A refused file was logged (reload-failed) and changed nothing.
+    (void)apply_reload();
+}
+
+Result<void> App::apply_reload() {
     notify::reloading();
     auto fresh = config::load_agent_config(cfg_.path);
     if (!fresh) {
@@ -249,10 +284,16 @@ void App::reload() {
                    fmt::format("reload failed, keeping the running configuration: {}",
                                fresh.error().describe()));
         notify::ready();
-        return;
+        return Unexpected(fresh.error());
     }
     fresh->agent.threads = cfg_.agent.threads;  // workers are not rebuilt
     fresh->agent.data_path = cfg_.agent.data_path;
+    // The status socket and the metrics endpoint stay as started: moving
+    // them under a running sallyportctl or scraper would only lose it.
+    const bool admin_changed = fresh->agent.status_socket != cfg_.agent.status_socket ||
+                               fresh->agent.metrics_listen != cfg_.agent.metrics_listen;
+    fresh->agent.status_socket = cfg_.agent.status_socket;
+    fresh->agent.metrics_listen = cfg_.agent.metrics_listen;
     // HELLO carries the name and the pool: the relays learn a change only
     // from a new connection.
     const bool hello_same =
@@ -282,10 +323,13 @@ void App::reload() {
             continue;
         }
         const LinkId id{next_link_++};
-        next.emplace(id, std::make_unique<RelayLink>(
-                             id, e, std::move(*creds), shell_->poller(),
-                             static_cast<LinkHost&>(*this), make_hello(cfg_.agent),
-                             make_config(cfg_.services, generation_), random_seed()));
+        auto link = std::make_unique<RelayLink>(
+            id, e, std::move(*creds), shell_->poller(), static_cast<LinkHost&>(*this),
+            make_hello(cfg_.agent), make_config(cfg_.services, generation_), random_seed());
+        if (draining_) {
+            link->set_draining(true);  // said after its HELLO_ACK
+        }
+        next.emplace(id, std::move(link));
     }
     // Swap first: stopping a removed link re-enters apply_policy, which must
     // see only the links that stay.
@@ -299,9 +343,13 @@ void App::reload() {
     resolve_backends();
     apply_policy();
     log::event(Ev::Reload, {},
-               fmt::format("agent configuration reloaded: {} relays, {} services, generation {}",
-                           links_.size(), cfg_.services.size(), generation_));
+               fmt::format("agent configuration reloaded: {} relays, {} services, generation {}{}",
+                           links_.size(), cfg_.services.size(), generation_,
+                           admin_changed ? "; status_socket and metrics_listen keep their running "
+                                           "values until a restart"
+                                         : ""));
     notify::ready();
+    return {};
 }
 
 void App::begin_drain() {

@@ -10,8 +10,10 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "agent/admin_commands.hpp"
 #include "agent/link_id.hpp"
 #include "agent/relay_link.hpp"
 #include "agent/resolver.hpp"
@@ -23,7 +25,7 @@
 
 namespace sp::agent {
 
-class App final : private LinkHost, private ShardHost {
+class App final : private LinkHost, private ShardHost, private AgentView {
     struct Private {  // passkey: only create() constructs one
         explicit Private() = default;
     };
@@ -48,6 +50,9 @@ private:
     void apply_policy();
     void tick();
     void reload();
+    /// Reads and applies the file (SIGHUP, sallyportctl reload); a refused
+    /// file keeps the running configuration and is returned (logged here).
+    [[nodiscard]] Result<void> apply_reload();
     void begin_drain();
     void on_answer(const Resolver::Answer& a);
 
@@ -61,6 +66,11 @@ private:
     void backend_down(uint64_t gen, const std::string& service, size_t index) override;
     void backend_failed(LinkId link, control::BackendFailed msg) override;
     void session_count(int delta) override;
+    // AgentView (control thread)
+    [[nodiscard]] std::vector<std::pair<LinkId, LinkStatus>> links() const override;
+    [[nodiscard]] const config::AgentConfig& agent_config() const override { return cfg_; }
+    void set_draining(bool draining) override;
+    [[nodiscard]] bool draining() const override { return draining_; }
 
     config::AgentConfig cfg_;
     std::unique_ptr<daemon::Shell> shell_;
@@ -72,6 +82,7 @@ private:
     uint64_t services_generation_ = 0;  // failure marks refer to this
     unsigned next_shard_ = 0;
     bool stopping_ = false;
+    bool draining_ = false;  // sallyportctl drain: relays prefer other agents
     bool in_policy_ = false;
     bool policy_again_ = false;
     std::atomic<int64_t> sessions_{0};

@@ -44,6 +44,13 @@ public:
                                                           uint16_t listen_port, size_t tried);
     void mark_failed(size_t index, Clock::time_point now);
     [[nodiscard]] size_t size() const noexcept { return backends_.size(); }
+    /// False while backend `index` is skipped after a failed connect (for
+    /// fail_hold); an index out of range is not healthy.
+    [[nodiscard]] bool healthy(size_t index, Clock::time_point now) const noexcept {
+        return index < failed_until_.size() && failed_until_[index] <= now;
+    }
+    /// The backend entries, as configured.
+    [[nodiscard]] const std::vector<HostPorts>& backends() const noexcept { return backends_; }
 
 private:
     [[nodiscard]] std::optional<uint32_t> offset_of(uint16_t listen_port) const;

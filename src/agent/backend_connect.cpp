@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstdlib>
 
+#include "agent/metrics.hpp"
 #include "agent/proxy_header.hpp"
 #include "io/net.hpp"
 
@@ -25,6 +26,7 @@ constexpr std::chrono::milliseconds kResolveWait = 5s;  // for a name not resolv
 
 struct BackendConnector::Attempt {
     BoundChannel ch;
+    Clock::time_point began = Clock::now();
     std::optional<BackendTarget> target;
     size_t tried = 0;
     UniqueFd backend;
@@ -152,6 +154,7 @@ void BackendConnector::on_connected(io::Worker& w, uint64_t id, int res) {
 // the session moves to the next backend of its service, each tried once.
 void BackendConnector::attempt_failed(io::Worker& w, uint64_t id, Attempt& a, int err) {
     a.failed.emplace_back(a.target->to_string(), err);
+    metrics_.add(metrics::kConnectFailures, {a.ch.info.service, errno_reason(err)});
     const auto svc = services_.find(a.ch.info.service);
     if (svc == services_.end()) {
         give_up(w, id, a, err);  // withdrawn by a reload meanwhile
@@ -175,6 +178,7 @@ void BackendConnector::give_up(io::Worker& w, uint64_t id, Attempt& a, int err) 
     }
     if (a.failed.empty()) {
         log_backend_failed(a.ch.info, {}, err, {});
+        metrics_.add(metrics::kConnectFailures, {a.ch.info.service, errno_reason(err)});
     }
     const std::string last = a.failed.empty() ? std::string() : a.failed.back().first;
     // The wire carries a positive errno.
@@ -203,15 +207,121 @@ void BackendConnector::start(io::Worker& w, uint64_t id, Attempt& a) {
     }
     log_session_open(a.ch.info);
     host_.session_count(+1);
+    ++started_;
+    const std::string& service = a.ch.info.service;
+    metrics_.add(metrics::kSessions, {service});
+    metrics_.observe(metrics::kConnectSeconds, {service},
+                     std::chrono::duration<double>(Clock::now() - a.began).count());
+    Live live{a.ch.info, a.target->index, {}};
     // session-close repeats every field of session-open.
-    w.start_session(
+    live.sid = w.start_session(
         std::move(a.ch.fd), std::move(a.backend),
-        [this, info = std::move(a.ch.info)](io::Worker&, io::SessionId, const io::SessionEnd& end) {
+        [this, info = std::move(a.ch.info)](io::Worker&, io::SessionId sid,
+                                            const io::SessionEnd& end) {
             log_session_close(info, end);
+            ended(sid, info.service, end);
             host_.session_count(-1);
         },
         0);
+    // Listed only while the pump holds it: a session that ended inside
+    // start_session has had its close callback already.
+    if (w.session_progress(live.sid)) {
+        live_.emplace(key(live.sid), std::move(live));
+    }
     attempts_.erase(id);
+}
+
+void BackendConnector::ended(io::SessionId sid, const std::string& service,
+                             const io::SessionEnd& end) {
+    live_.erase(key(sid));
+    closed_up_ += end.bytes_up;
+    closed_down_ += end.bytes_down;
+    metrics_.add(metrics::kBytes, {service, "up"}, end.bytes_up);
+    metrics_.add(metrics::kBytes, {service, "down"}, end.bytes_down);
+    metrics_.observe(metrics::kSessionSeconds, {service},
+                     std::chrono::duration<double>(end.duration).count());
+}
+
+std::vector<SessionRow> BackendConnector::sessions(const io::Worker& w) const {
+    std::vector<SessionRow> out;
+    out.reserve(live_.size());
+    for (const auto& [k, l] : live_) {
+        const auto p = w.session_progress(l.sid);
+        if (!p) {
+            continue;  // closing: its close callback is on the way
+        }
+        out.push_back(SessionRow{l.info.session_id, l.info.service, l.info.client,
+                                 l.info.backend_addr, l.info.relay_addr, p->start, p->bytes_up,
+                                 p->bytes_down});
+    }
+    return out;
+}
+
+std::vector<BackendRow> BackendConnector::backends() const {
+    std::vector<BackendRow> out;
+    if (!table_) {
+        return out;
+    }
+    const auto now = Clock::now();
+    for (const auto& cfg : table_->services) {
+        const auto svc = services_.find(cfg.name);
+        if (svc == services_.end()) {
+            continue;
+        }
+        const auto& sel = svc->second.selector;
+        const size_t first = out.size();
+        for (size_t i = 0; i < sel.size(); ++i) {
+            out.push_back(
+                BackendRow{cfg.name, i, sel.backends()[i].to_string(), sel.healthy(i, now), 0});
+        }
+        for (const auto& [k, l] : live_) {
+            if (l.info.service == cfg.name && l.backend < sel.size()) {
+                ++out[first + l.backend].sessions;
+            }
+        }
+    }
+    return out;
+}
+
+SessionTotals BackendConnector::totals(const io::Worker& w) const {
+    SessionTotals t{0, started_, closed_up_, closed_down_};
+    for (const auto& [k, l] : live_) {
+        if (const auto p = w.session_progress(l.sid)) {
+            ++t.open;
+            t.up_bytes += p->bytes_up;
+            t.down_bytes += p->bytes_down;
+        }
+    }
+    return t;
+}
+
+obs::MetricSet BackendConnector::snapshot_metrics(const io::Worker& w) const {
+    obs::MetricSet m = metrics_;
+    m.declare(metrics::kSessions);
+    m.declare(metrics::kSessionsOpen);
+    m.declare(metrics::kBytes);
+    m.declare(metrics::kConnectFailures);
+    m.declare(metrics::kConnectSeconds);
+    m.declare(metrics::kSessionSeconds);
+    if (table_) {
+        for (const auto& s : table_->services) {
+            m.set(metrics::kSessionsOpen, {s.name}, 0);
+        }
+    }
+    std::map<std::string, uint64_t, std::less<>> open;
+    for (const auto& [k, l] : live_) {
+        const auto p = w.session_progress(l.sid);
+        if (!p) {
+            continue;
+        }
+        ++open[l.info.service];
+        m.add(metrics::kBytes, {l.info.service, "up"}, p->bytes_up);
+        m.add(metrics::kBytes, {l.info.service, "down"}, p->bytes_down);
+    }
+    for (const auto& [service, n] : open) {
+        m.set(metrics::kSessionsOpen, {service}, static_cast<double>(n));
+    }
+    return m;
 }
 
 void BackendConnector::forget(io::Worker& w, uint64_t id) {

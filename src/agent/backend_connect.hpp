@@ -5,6 +5,7 @@
 // PROXY header, and starts the splice session on the same ring.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -20,7 +21,9 @@
 #include "agent/shard_host.hpp"
 #include "base/addr.hpp"
 #include "base/unique_fd.hpp"
+#include "io/session_table.hpp"
 #include "io/worker.hpp"
+#include "obs/metrics.hpp"
 
 namespace sp::agent {
 
@@ -30,6 +33,35 @@ struct BoundChannel {
     UniqueFd fd;       // client bytes follow the binding header on it
     SessionInfo info;  // backend_addr still empty
     SocketAddress listen;
+};
+
+/// A session this worker placed, as `sessions` lists it.
+struct SessionRow {
+    uint64_t id = 0;  // SESSION_ID
+    std::string service;
+    SocketAddress client;
+    std::string backend;
+    std::string relay;
+    std::chrono::steady_clock::time_point start;
+    uint64_t up_bytes = 0;  // so far
+    uint64_t down_bytes = 0;
+};
+
+/// One backend of a service on this worker, as `services` lists it.
+struct BackendRow {
+    std::string service;
+    size_t index = 0;  // in the service's backend list
+    std::string address;
+    bool healthy = true;  // not skipped after a failed connect
+    uint64_t sessions = 0;
+};
+
+/// This worker's session counts and bytes.
+struct SessionTotals {
+    uint64_t open = 0;
+    uint64_t started = 0;
+    uint64_t up_bytes = 0;  // closed sessions plus open ones so far
+    uint64_t down_bytes = 0;
 };
 
 /// Worker thread only, like its Shard.
@@ -60,6 +92,15 @@ public:
     void close_all(io::Worker& w);
     [[nodiscard]] size_t attempts() const noexcept { return attempts_.size(); }
 
+    // --- snapshots for the status socket and /metrics (copies) ---
+
+    [[nodiscard]] std::vector<SessionRow> sessions(const io::Worker& w) const;
+    /// Every backend of every service, in configuration order.
+    [[nodiscard]] std::vector<BackendRow> backends() const;
+    [[nodiscard]] SessionTotals totals(const io::Worker& w) const;
+    /// The counters (metrics.hpp) with open sessions' bytes so far added.
+    [[nodiscard]] obs::MetricSet snapshot_metrics(const io::Worker& w) const;
+
     struct Attempt;
 
 private:
@@ -73,6 +114,17 @@ private:
     void give_up(io::Worker& w, uint64_t id, Attempt& a, int err);
     void start(io::Worker& w, uint64_t id, Attempt& a);
     void forget(io::Worker& w, uint64_t id);
+    void ended(io::SessionId sid, const std::string& service, const io::SessionEnd& end);
+
+    /// A session that started here, until its close callback ran.
+    struct Live {
+        SessionInfo info;
+        size_t backend = 0;  // index in its service's backend list
+        io::SessionId sid;
+    };
+    [[nodiscard]] static uint64_t key(io::SessionId sid) noexcept {
+        return (uint64_t{sid.slot} << 16) | sid.gen;
+    }
 
     ShardHost& host_;
     std::shared_ptr<const ServiceTable> table_;
@@ -81,6 +133,11 @@ private:
     std::unordered_map<std::string, std::vector<uint64_t>> resolving_;  // host -> attempts
     std::unordered_map<uint64_t, std::unique_ptr<Attempt>> attempts_;
     uint64_t next_ = 1;
+    std::unordered_map<uint64_t, Live> live_;  // by key(SessionId)
+    obs::MetricSet metrics_;                   // closed sessions' bytes, counters, histograms
+    uint64_t started_ = 0;
+    uint64_t closed_up_ = 0;
+    uint64_t closed_down_ = 0;
 };
 
 }  // namespace sp::agent

@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "agent/relay_link.hpp"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 
 #include <cstring>
 
@@ -70,6 +73,26 @@ void RelayLink::tick(Poller::Clock::time_point now) {
     }
 }
 
+void RelayLink::set_draining(bool draining) {
+    feed(in::SetDraining{draining});
+}
+
+std::optional<std::chrono::microseconds> RelayLink::rtt() const {
+    if (fsm_.state() != control::LinkState::Ready || !peer_) {
+        return std::nullopt;
+    }
+    struct tcp_info ti {};
+    socklen_t len = sizeof ti;
+    if (::getsockopt(peer_->fd(), IPPROTO_TCP, TCP_INFO, &ti, &len) != 0 || ti.tcpi_rtt == 0) {
+        return std::nullopt;
+    }
+    return std::chrono::microseconds(ti.tcpi_rtt);
+}
+
+LinkStatus RelayLink::status() const {
+    return LinkStatus{name_, fsm_.state(), state_since_, rtt(), last_error_, entry_.standby};
+}
+
 void RelayLink::send_backend_failed(control::BackendFailed msg) {
     if (fsm_.state() != control::LinkState::Ready || !peer_) {
         return;  // the relay already forgot the session with the connection
@@ -90,8 +113,12 @@ void RelayLink::feed(control::LinkInput input) {
     running_ = true;
     const LinkPhase before = phase();
     while (!inputs_.empty()) {
+        const auto state = fsm_.state();
         auto actions = fsm_.step(inputs_.front());
         inputs_.pop_front();
+        if (fsm_.state() != state) {
+            state_since_ = std::chrono::system_clock::now();
+        }
         bool abort = false;
         for (auto& a : actions) {
             run(a, abort);
@@ -146,6 +173,9 @@ void RelayLink::run(control::LinkAction& a, bool& abort) {
                                                                            ready_since_);
         }
         ready_since_ = {};
+        last_error_ = down->detail.empty()
+                          ? std::string(control::to_string(down->reason))
+                          : fmt::format("{}: {}", control::to_string(down->reason), down->detail);
         log_relay_disconnected(name_, up_for, *down);
     }
 }

@@ -45,6 +45,16 @@ protected:
     ~LinkHost() = default;
 };
 
+/// What `sallyportctl relays` shows of a link.
+struct LinkStatus {
+    std::string address;  // RELAY_ADDR
+    control::LinkState state = control::LinkState::Idle;
+    std::chrono::system_clock::time_point since;  // when `state` was entered
+    std::optional<std::chrono::microseconds> rtt;
+    std::string last_error;  // the last relay-disconnected reason and detail; "" if none
+    bool standby = false;
+};
+
 class RelayLink final {
 public:
     /// `hello` and `config` are what the FSM sends after TLS and HELLO_ACK;
@@ -65,6 +75,14 @@ public:
     void new_config(control::Config config);
     /// BACKEND_FAILED for a session of this link; dropped unless Ready.
     void send_backend_failed(control::BackendFailed msg);
+    /// The operator drained or resumed the agent: the relay is told now if
+    /// Ready, else after the next HELLO_ACK (AGENT_STATE).
+    void set_draining(bool draining);
+
+    [[nodiscard]] LinkStatus status() const;
+    /// The kernel's smoothed TCP round-trip time of the control connection
+    /// (TCP_INFO), while Ready; nullopt otherwise or if the kernel has none.
+    [[nodiscard]] std::optional<std::chrono::microseconds> rtt() const;
 
     [[nodiscard]] LinkId id() const noexcept { return id_; }
     [[nodiscard]] const config::RelayEntry& entry() const noexcept { return entry_; }
@@ -104,6 +122,8 @@ private:
     int watched_ = -1;
     std::array<uint64_t, 3> timers_{};  // by LinkTimer
     Poller::Clock::time_point ready_since_{};
+    std::chrono::system_clock::time_point state_since_ = std::chrono::system_clock::now();
+    std::string last_error_;
 };
 
 }  // namespace sp::agent

@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include "agent/metrics.hpp"
 #include "agent/session_log.hpp"
 #include "base/events.hpp"
 #include "io/net.hpp"
@@ -215,6 +216,34 @@ void Shard::close_all(io::Worker& w) {
         drop(w, id);
     }
     connector_.close_all(w);
+}
+
+std::map<LinkId, size_t> Shard::idle_by_link() const {
+    std::map<LinkId, size_t> out;
+    for (const auto& [link, l] : links_) {
+        out[link] = 0;
+    }
+    for (const auto& [id, c] : channels_) {
+        if (c->stage == Channel::Stage::Waiting) {
+            ++out[c->link];
+        }
+    }
+    return out;
+}
+
+obs::MetricSet Shard::snapshot_metrics(const io::Worker& w) const {
+    obs::MetricSet m = connector_.snapshot_metrics(w);
+    m.declare(metrics::kIdleChannels);
+    const auto idle = idle_by_link();
+    for (const auto& [link, l] : links_) {
+        const auto it = idle.find(link);
+        // Summed: after a reload two links may have named the same relay.
+        obs::MetricSet one;
+        one.set(metrics::kIdleChannels, {l.route.relay_name},
+                static_cast<double>(it == idle.end() ? 0 : it->second));
+        m.merge(one);
+    }
+    return m;
 }
 
 void Shard::limited_log(log::Ev event, const std::string& relay, std::string_view reason,

@@ -26,6 +26,7 @@
 #include "base/unique_fd.hpp"
 #include "control/frame.hpp"
 #include "io/worker.hpp"
+#include "obs/metrics.hpp"
 
 namespace sp::agent {
 
@@ -71,6 +72,19 @@ public:
 
     /// Channels dialled and not yet bound.
     [[nodiscard]] size_t channels() const noexcept { return channels_.size(); }
+
+    // --- snapshots for the status socket and /metrics: copies, taken on
+    // this worker by io::Sharded::map_reduce ---
+
+    [[nodiscard]] std::vector<SessionRow> sessions(const io::Worker& w) const {
+        return connector_.sessions(w);
+    }
+    [[nodiscard]] std::vector<BackendRow> backends() const { return connector_.backends(); }
+    [[nodiscard]] SessionTotals totals(const io::Worker& w) const { return connector_.totals(w); }
+    /// Channels connected to each link's relay and waiting for a client.
+    [[nodiscard]] std::map<LinkId, size_t> idle_by_link() const;
+    /// The shard's families of agent/metrics.hpp, idle channels included.
+    [[nodiscard]] obs::MetricSet snapshot_metrics(const io::Worker& w) const;
 
     struct Channel;
 

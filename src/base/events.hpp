@@ -38,6 +38,8 @@ enum class Ev : uint8_t {
     RelayConnected,
     RelayDisconnected,
     ResourceLimit,
+    AgentDrain,
+    AgentResume,
 };
 
 /// Which daemon emits an event.
@@ -139,6 +141,10 @@ inline constexpr std::array kEvents = {
               {"RELAY_ADDR REASON", "", "", "DURATION_MS"}},
     EventSpec{Ev::ResourceLimit, "resource-limit", Level::Warn, Side::Both,
               {"REASON", "", "", "LISTEN_ADDR RELAY_ADDR SUPPRESSED"}},
+    EventSpec{Ev::AgentDrain, "agent-drain", Level::Info, Side::Both,
+              {"AGENT", "AGENT_ADDR", "", ""}},
+    EventSpec{Ev::AgentResume, "agent-resume", Level::Info, Side::Both,
+              {"AGENT", "AGENT_ADDR", "", ""}},
 };
 // clang-format on
 

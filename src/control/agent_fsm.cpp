@@ -235,6 +235,9 @@ void AgentLinkFsm::on_await_ack_frame(Message&& m, Actions& out) {
         out.emplace_back(link_do::ArmTimer{LinkTimer::Stable, kLinkStableAfter});
         out.emplace_back(link_do::Connected{ack->version, ack->software_version, heartbeat_ms_});
         out.emplace_back(link_do::Send{config_});
+        if (draining_) {
+            out.emplace_back(link_do::Send{AgentState{true}});
+        }
         return;
     }
     if (const auto* g = std::get_if<Goodbye>(&m)) {
@@ -342,6 +345,16 @@ void AgentLinkFsm::on(const link_in::NewConfig& in, Actions& out) {
     config_ = in.config;
     if (state_ == LinkState::Ready) {
         out.emplace_back(link_do::Send{config_});
+    }
+}
+
+void AgentLinkFsm::on(const link_in::SetDraining& in, Actions& out) {
+    if (in.draining == draining_) {
+        return;  // the relay already knows (or will be told after HELLO_ACK)
+    }
+    draining_ = in.draining;
+    if (state_ == LinkState::Ready) {
+        out.emplace_back(link_do::Send{AgentState{draining_}});
     }
 }
 

@@ -104,6 +104,12 @@ struct Tick {
 struct NewConfig {  // a reload produced this CONFIG (generation already bumped)
     Config config;
 };
+/// The operator drained (true) or resumed (false) the agent. Remembered in
+/// every state; told to the relay in Ready, and after every HELLO_ACK while
+/// draining (a new connection starts not draining on the relay's side).
+struct SetDraining {
+    bool draining = false;
+};
 }  // namespace link_in
 
 using LinkInput =
@@ -111,7 +117,7 @@ using LinkInput =
                  link_in::TlsDone, link_in::TlsFailed, link_in::FrameDecoded, link_in::DecodeError,
                  link_in::PeerEof, link_in::WriteFailed, link_in::ReadFailed,
                  link_in::ConnectDeadline, link_in::BackoffElapsed, link_in::ReadyStable,
-                 link_in::Tick, link_in::NewConfig>;
+                 link_in::Tick, link_in::NewConfig, link_in::SetDraining>;
 
 /// Actions, to be carried out in list order. Contract for the caller: when
 /// carrying out a Send fails, drop the rest of the list and feed
@@ -177,6 +183,7 @@ public:
     /// Consecutive failures the next backoff delay is based on.
     [[nodiscard]] unsigned failures() const noexcept { return backoff_.attempt(); }
     [[nodiscard]] bool wanted() const noexcept { return wanted_; }
+    [[nodiscard]] bool draining() const noexcept { return draining_; }
 
 private:
     using Actions = std::vector<LinkAction>;
@@ -196,6 +203,7 @@ private:
     void on(const link_in::ReadyStable& in, Actions& out);
     void on(const link_in::Tick& in, Actions& out);
     void on(const link_in::NewConfig& in, Actions& out);
+    void on(const link_in::SetDraining& in, Actions& out);
 
     void connect(Actions& out);
     void on_ready_frame(Message&& m, Actions& out);
@@ -209,6 +217,7 @@ private:
     Backoff backoff_;
     LinkState state_ = LinkState::Idle;
     bool wanted_ = false;
+    bool draining_ = false;
     uint32_t heartbeat_ms_ = kDefaultHeartbeatMs;
 };
 

@@ -385,6 +385,19 @@ void get(Reader& r, OutboundResult& m) {
     r.token(m.token);
 }
 
+void put(Writer& w, const AgentState& m) {
+    w.u8(m.draining ? kAgentStateDraining : 0);
+}
+void get(Reader& r, AgentState& m) {
+    const uint8_t flags = r.u8();
+    // Unknown bits are refused, not ignored: every value has one encoding,
+    // and a later flag must come with a version that announces it.
+    if (r.ok() && (flags & ~kAgentStateDraining) != 0) {
+        r.fail(fmt::format("AGENT_STATE flags {:#04x} has unknown bits", flags));
+    }
+    m.draining = (flags & kAgentStateDraining) != 0;
+}
+
 template <size_t I = 0>
 void decode_payload(uint16_t type, Reader& r, Message& out) {
     if constexpr (I < std::variant_size_v<Message>) {
@@ -446,6 +459,8 @@ std::string_view to_string(MessageType t) noexcept {
             return "OUTBOUND_REQUEST";
         case MessageType::OutboundResult:
             return "OUTBOUND_RESULT";
+        case MessageType::AgentState:
+            return "AGENT_STATE";
     }
     return "unknown";
 }

@@ -63,6 +63,7 @@ enum class MessageType : uint16_t {
     BackendFailed = 8,
     OutboundRequest = 9,
     OutboundResult = 10,
+    AgentState = 11,
 };
 
 /// Why a side closes the control channel. Names match SPEC REASON values
@@ -206,9 +207,20 @@ struct OutboundResult {
     bool operator==(const OutboundResult&) const = default;
 };
 
+/// agent -> relay, in Ready: whether the agent takes new sessions. Sent
+/// after CONFIG when the agent is draining, and whenever the operator
+/// drains or resumes it; a relay pairs a draining agent's channels only
+/// with clients of services no other agent serves. A new connection starts
+/// not draining.
+struct AgentState {
+    bool draining = false;  // wire: u8 flags, bit 0; the other bits are 0
+    bool operator==(const AgentState&) const = default;
+};
+inline constexpr uint8_t kAgentStateDraining = 0x01;
+
 /// Alternative i holds the message of type i + 1 (MessageType order).
 using Message = std::variant<Hello, HelloAck, Config, ConfigResult, OpenChannels, Heartbeat,
-                             Goodbye, BackendFailed, OutboundRequest, OutboundResult>;
+                             Goodbye, BackendFailed, OutboundRequest, OutboundResult, AgentState>;
 
 [[nodiscard]] MessageType type_of(const Message& m) noexcept;
 

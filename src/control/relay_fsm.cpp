@@ -342,6 +342,13 @@ std::vector<RelayAction> RelayFsm::on_message(Message& m) {
         out.emplace_back(relay_out::ReportBackendFailed{std::move(*bf)});
         return out;
     }
+    if (const auto* st = std::get_if<AgentState>(&m)) {
+        if (st->draining != draining_) {
+            draining_ = st->draining;
+            out.emplace_back(relay_out::SetDraining{draining_});
+        }
+        return out;
+    }
     if (const auto* o = std::get_if<OutboundRequest>(&m)) {
         // The forward proxy is not built yet: say so rather than leave the
         // agent waiting.

@@ -140,6 +140,13 @@ struct IssueTokens {
 struct ReportBackendFailed {
     BackendFailed failure;
 };
+/// The agent said it is draining (true) or takes sessions again (false):
+/// tell the workers (pairing prefers agents not draining) and log
+/// agent-drain / agent-resume. Only on a change; a connection starts not
+/// draining.
+struct SetDraining {
+    bool draining = false;
+};
 /// The connection is over: log `event` with `reason`, and, when `was_ready`,
 /// undo Connected (directory, listeners, tokens, idle channels). The state
 /// is then Closing (keep the socket until Flushed / LingerExpired) or Closed
@@ -155,7 +162,7 @@ struct Close {
 using RelayAction =
     std::variant<relay_out::Send, relay_out::Goodbye, relay_out::Claim, relay_out::Connected,
                  relay_out::ApplyConfig, relay_out::IssueTokens, relay_out::ReportBackendFailed,
-                 relay_out::Close>;
+                 relay_out::SetDraining, relay_out::Close>;
 
 /// How long Closing may wait for GOODBYE and close_notify to leave.
 inline constexpr std::chrono::milliseconds kClosingLinger{1000};
@@ -182,6 +189,8 @@ public:
     [[nodiscard]] uint16_t pool() const noexcept { return pool_; }
     /// The negotiated interval once Ready.
     [[nodiscard]] uint32_t heartbeat_ms() const noexcept { return heartbeat_ms_; }
+    /// The agent's last AGENT_STATE (false until one says otherwise).
+    [[nodiscard]] bool draining() const noexcept { return draining_; }
 
 private:
     std::vector<RelayAction> on_tls(RelayInput& input);
@@ -204,6 +213,7 @@ private:
     uint16_t pool_ = 0;
     uint8_t version_ = kProtocolVersion;
     uint32_t heartbeat_ms_ = kDefaultHeartbeatMs;
+    bool draining_ = false;
 };
 
 }  // namespace sp::control

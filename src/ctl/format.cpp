@@ -59,6 +59,22 @@ std::string plain(const Json& v) {
     return v.dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 
+// An object inside a list cell (an agent's backends): its first member's
+// value, then the others as "label value" in parentheses.
+std::string compact(const Json& obj) {
+    std::string head;
+    std::string rest;
+    for (const auto& [k, v] : obj.items()) {
+        const std::string text = is_scalar(v) ? format_value(k, v) : plain(v);
+        if (head.empty()) {
+            head = text;
+        } else {
+            rest += fmt::format("{}{} {}", rest.empty() ? "" : ", ", label(k, false), text);
+        }
+    }
+    return rest.empty() ? head : fmt::format("{} ({})", head, rest);
+}
+
 void append_table(std::string& out, const Json& rows, size_t indent) {
     std::vector<std::string> keys;
     for (const auto& row : rows) {
@@ -209,7 +225,7 @@ std::string format_value(std::string_view key, const Json& value) {
             if (!out.empty()) {
                 out += ",";
             }
-            out += is_scalar(e) ? format_value(key, e) : plain(e);
+            out += is_scalar(e) ? format_value(key, e) : e.is_object() ? compact(e) : plain(e);
         }
         return out.empty() ? "-" : out;
     }

@@ -300,6 +300,17 @@ void AgentSession::run(std::vector<control::RelayAction> actions) {
                                fmt::format("agent \"{}\" could not reach backend {}: {}", name(),
                                            b.failure.backend, std::strerror(b.failure.error)));
                 },
+                [&](out::SetDraining& d) {
+                    host_.set_draining(*this, d.draining);
+                    log::event(d.draining ? log::Ev::AgentDrain : log::Ev::AgentResume,
+                               {{"AGENT", name()}, {"AGENT_ADDR", peer_addr_.ip().to_string()}},
+                               d.draining
+                                   ? fmt::format("agent \"{}\" is draining: it gets new "
+                                                 "sessions only of services no other "
+                                                 "agent serves",
+                                                 name())
+                                   : fmt::format("agent \"{}\" takes new sessions again", name()));
+                },
                 [&](out::Close& c) {
                     log_close(c);
                     if (c.was_ready) {

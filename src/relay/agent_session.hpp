@@ -52,6 +52,10 @@ public:
         /// A Ready session left Ready: undo ready() (release the name,
         /// listeners, tokens, idle channels). Established sessions run on.
         virtual void gone(AgentSession& s) = 0;
+        /// A Ready session's agent started (true) or stopped (false)
+        /// draining: the workers pair its channels only when no other agent
+        /// serves a client's service. Undone by gone().
+        virtual void set_draining(AgentSession& s, bool draining) = 0;
         /// The session is Closed: destroy it later, not from inside this call.
         virtual void finished(AgentSession& s) = 0;
     };
@@ -93,6 +97,8 @@ public:
     [[nodiscard]] const std::string& name() const noexcept { return fsm_.name(); }
     [[nodiscard]] const std::string& identity() const noexcept { return fsm_.identity(); }
     [[nodiscard]] uint16_t pool() const noexcept { return fsm_.pool(); }
+    /// The agent's last AGENT_STATE: it asked for no new sessions.
+    [[nodiscard]] bool draining() const noexcept { return fsm_.draining(); }
     [[nodiscard]] const SocketAddress& address() const noexcept { return peer_addr_; }
     /// When the session became Ready (steady clock; status listings).
     [[nodiscard]] Poller::Clock::time_point ready_at() const noexcept { return ready_at_; }

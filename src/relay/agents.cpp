@@ -190,6 +190,14 @@ void Agents::send_tokens(unsigned /*worker*/, uint64_t agent, std::vector<contro
     }
 }
 
+void Agents::set_draining(AgentSession& s, bool draining) {
+    // After ready()'s add_agent on every worker: posts to one worker keep
+    // their order.
+    shards_.invoke_on_all([id = s.id(), draining](Shard& sh, io::Worker& w) {
+        sh.set_agent_draining(w, id, draining);
+    });
+}
+
 void Agents::gone(AgentSession& s) {
     const uint64_t id = s.id();
     directory_.release(s.name(), id);

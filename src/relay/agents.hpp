@@ -68,6 +68,7 @@ public:
     void ready(AgentSession& s) override;
     control::ConfigResult apply_config(AgentSession& s, const control::Config& cfg) override;
     void issue_tokens(AgentSession& s, unsigned count) override;
+    void set_draining(AgentSession& s, bool draining) override;
     void gone(AgentSession& s) override;
     void finished(AgentSession& s) override;
 

@@ -129,8 +129,36 @@ void Shard::add_agent(uint64_t agent, std::string name, unsigned cap) {
 
 void Shard::drop_agent(io::Worker& w, uint64_t agent) {
     channels_.drop_agent(agent);
+    draining_agents_.erase(agent);
     // Clients that were waiting on its channels ask another agent of their
     // service, if one is left (remove_service handles the case of none).
+    move_waiting(w, agent);
+}
+
+void Shard::set_agent_draining(io::Worker& w, uint64_t agent, bool draining) {
+    if (!draining) {
+        draining_agents_.erase(agent);
+        return;
+    }
+    if (channels_.serves(agent)) {
+        draining_agents_.insert(agent);
+        move_waiting(w, agent);
+    }
+}
+
+bool Shard::eligible(const ServicePolicy& policy, uint64_t agent) const {
+    if (!channels_.serves(agent)) {
+        return false;
+    }
+    if (!draining_agents_.contains(agent)) {
+        return true;
+    }
+    return std::none_of(policy.agents.begin(), policy.agents.end(), [&](uint64_t other) {
+        return other != agent && channels_.serves(other) && !draining_agents_.contains(other);
+    });
+}
+
+void Shard::move_waiting(io::Worker& w, uint64_t agent) {
     for (auto& p : pending_) {
         if (p.agent != agent) {
             continue;
@@ -140,7 +168,7 @@ void Shard::drop_agent(io::Worker& w, uint64_t agent) {
             continue;
         }
         for (const uint64_t other : svc->second->agents) {
-            if (other != agent && channels_.serves(other)) {
+            if (other != agent && eligible(*svc->second, other)) {
                 p.agent = other;
                 refill(w, other);
                 break;
@@ -191,7 +219,8 @@ void Shard::arrive(io::Worker& w, UniqueFd fd, const SocketAddress& peer, const 
             continue;
         }
         const auto& agents = svc->second->agents;
-        if (std::find(agents.begin(), agents.end(), agent) == agents.end()) {
+        if (std::find(agents.begin(), agents.end(), agent) == agents.end() ||
+            !eligible(*svc->second, agent)) {
             continue;
         }
         if (bind(w, *svc->second, *ch, it->client, it->peer, it->local, it->listener,
@@ -302,7 +331,7 @@ void Shard::on_accept(io::Worker& w, uint64_t listener, const std::string& servi
     const size_t start = first_agent(policy, peer, rotate_);
     uint64_t agent = agents[start % agents.size()];
     for (size_t i = 0; i < agents.size(); ++i) {
-        if (channels_.serves(agents[(start + i) % agents.size()])) {
+        if (eligible(policy, agents[(start + i) % agents.size()])) {
             agent = agents[(start + i) % agents.size()];
             break;
         }
@@ -337,6 +366,9 @@ bool Shard::try_pair(io::Worker& w, const ServicePolicy& policy, UniqueFd& clien
     const size_t start = first_agent(policy, peer, rotate_);
     for (size_t i = 0; i < agents.size(); ++i) {
         const uint64_t agent = agents[(start + i) % agents.size()];
+        if (!eligible(policy, agent)) {
+            continue;
+        }
         while (auto ch = channels_.take(agent)) {
             if (bind(w, policy, *ch, client, peer, local, listener, accepted)) {
                 refill(w, agent);

@@ -14,6 +14,7 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "base/addr.hpp"
@@ -108,6 +109,10 @@ public:
     /// (its tokens are void and idle channels close; paired sessions go on).
     void add_agent(uint64_t agent, std::string name, unsigned cap);
     void drop_agent(io::Worker& w, uint64_t agent);
+    /// The agent is draining (AGENT_STATE): its channels serve a client only
+    /// when no other agent serves the client's service; clients waiting for
+    /// it move to another agent. false undoes it. Its idle channels stay.
+    void set_agent_draining(io::Worker& w, uint64_t agent, bool draining);
     /// Makes `count` tokens of `agent` (this worker's share of its HELLO
     /// pool), registers them, and sends them back through send_tokens.
     void issue(uint64_t agent, unsigned count);
@@ -188,6 +193,12 @@ private:
               const SocketAddress& peer, const SocketAddress& local, uint64_t listener,
               Clock::time_point accepted);
     [[nodiscard]] size_t waiting_for(uint64_t agent) const;
+    /// `agent` may take a new client of `policy`: Ready here, and not
+    /// draining unless every other Ready agent of the service drains too.
+    [[nodiscard]] bool eligible(const ServicePolicy& policy, uint64_t agent) const;
+    /// Clients waiting for `agent` ask another eligible agent of their
+    /// service instead, if there is one.
+    void move_waiting(io::Worker& w, uint64_t agent);
     /// Lets `agent`'s pool issue tokens once this loop iteration is done,
     /// so every client and channel event of one batch of completions is
     /// answered by one OPEN_CHANNELS rather than one each.
@@ -214,6 +225,7 @@ private:
     std::map<uint64_t, uint64_t> listeners_;  // key -> io listener id
     std::unordered_map<std::string, std::shared_ptr<const ServicePolicy>> services_;
     std::deque<Pending> pending_;
+    std::unordered_set<uint64_t> draining_agents_;  // agents that asked for no new sessions
     size_t rotate_ = 0;
     std::vector<uint64_t> refill_;  // agents whose pool may issue tokens
     bool refill_posted_ = false;

@@ -250,6 +250,7 @@ std::string agent_toml(Deployment& d, uint16_t relay_port, unsigned pool,
                        const std::string& services) {
     return fmt::format(R"([agent]
 name = "agent1"
+status_socket = "{}/agent1.sock"
 pool = {}
 threads = 2
 
@@ -259,7 +260,7 @@ key = "{}"
 
 {}
 )",
-                       pool, relay_port, d.agent_key("agent1"), services);
+                       d.dir.path(), pool, relay_port, d.agent_key("agent1"), services);
 }
 
 // Reads to EOF, answers with the hex SHA-256 of what it read, closes: one
@@ -483,8 +484,10 @@ keys = "{}/relay.keys"
                 r += fmt::format("[[relay]]\naddress = \"127.0.0.1:{}\"\nkey = \"{}\"\n", control2,
                                  d.agent_key("agent1"));
             }
-            return fmt::format("[agent]\nname = \"agent1\"\npool = 4\nthreads = 2\n\n{}\n{}", r,
-                               services);
+            return fmt::format(
+                "[agent]\nname = \"agent1\"\nstatus_socket = \"{}/agent1.sock\"\npool = "
+                "4\nthreads = 2\n\n{}\n{}",
+                d.dir.path(), r, services);
         };
         const auto cfg = d.dir.write("agent.toml", relays(true));
         d.agent = d.start_agent_process(cfg, "agent.log");

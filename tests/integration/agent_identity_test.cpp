@@ -82,7 +82,10 @@ TEST_SUITE("integration.agent_identity") {
         REQUIRE(connect_retry("127.0.0.1", port, 10s));
         // A copy of the same agent (same name, same key) is a restart as far
         // as the relay can tell: it takes over.
-        auto copy = d.start_agent_process(d.dir.path() + "/agent.toml", "copy.log");
+        // Its own status socket: a live agent holds agent.sock.
+        auto copy = d.start_agent_process(
+            d.write_agent_config("agent1", svc("s", port, sink.port()), 4, "agent1", "copy.toml"),
+            "copy.log");
         REQUIRE(d.relay.wait_for_output("REASON=replaced", 10s));
         (void)d.agent.stop();
         REQUIRE(copy.wait_for_output("relay-connected", 5s));

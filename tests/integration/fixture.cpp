@@ -129,6 +129,9 @@ keys = "{}/relay.keys"
 std::string Deployment::write_agent_config(const std::string& name, const std::string& services,
                                            unsigned pool, const std::string& key_name,
                                            const std::string& file) {
+    // The status socket is named after the file, not the agent: two agents
+    // may share a name (identity tests), never a live socket path.
+    const std::string stem = file.substr(0, file.rfind(".toml"));
     return dir.write(file, fmt::format(R"([agent]
 name = "{}"
 status_socket = "{}/{}.sock"
@@ -142,7 +145,7 @@ key = "{}"
 
 {}
 )",
-                                       name, dir.path(), name, pool, data_path, control_port,
+                                       name, dir.path(), stem, pool, data_path, control_port,
                                        agent_key(key_name), services));
 }
 

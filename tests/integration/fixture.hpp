@@ -32,7 +32,8 @@ struct Deployment {
     std::string agent_key(const std::string& name);
 
     std::string write_relay_config(const std::string& extra = "");
-    /// `services` is the [[service]] blocks' TOML.
+    /// `services` is the [[service]] blocks' TOML; the status socket is
+    /// dir/<file without .toml>.sock.
     std::string write_agent_config(const std::string& name, const std::string& services,
                                    unsigned pool = 4, const std::string& key_name = "agent1",
                                    const std::string& file = "agent.toml");

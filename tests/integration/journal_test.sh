@@ -500,6 +500,26 @@ echo "this is not [toml" >>"$dir/agent.toml"
 kill -HUP "$agent_pid"
 check agent "$agent_pid" reload-failed
 
+echo "== agent drain and resume, through the agent's status socket"
+# admin SOCKET CMD: one request of the status socket protocol, no answer kept.
+admin() {
+    python3 - "$1" "$2" <<'PY'
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(10)
+s.connect(sys.argv[1])
+s.sendall((json.dumps({"v": 1, "cmd": sys.argv[2]}) + "\n").encode())
+answer = json.loads(s.makefile().readline())
+sys.exit(0 if answer.get("ok") else 1)
+PY
+}
+admin "$dir/agent.sock" drain || fail "agent: drain was refused"
+check agent "$agent_pid" agent-drain AGENT=journal-agent
+check relay "$relay_pid" agent-drain AGENT=journal-agent AGENT_ADDR=127.0.0.1
+admin "$dir/agent.sock" resume || fail "agent: resume was refused"
+check agent "$agent_pid" agent-resume AGENT=journal-agent
+check relay "$relay_pid" agent-resume AGENT=journal-agent AGENT_ADDR=127.0.0.1
+
 echo "== an agent whose key the relay does not know"
 "$agent_bin" -c "$dir/intruder.toml" --log-target journal &
 intruder_pid=$!

@@ -155,6 +155,7 @@ TEST_SUITE("control.agent_fsm") {
             {S::Idle, "Tick", kSilent, S::Idle, ""},
             {S::Idle, "stray frame", ack(), S::Idle, ""},
             {S::Idle, "NewConfig", link_in::NewConfig{config(2)}, S::Idle, ""},
+            {S::Idle, "drain: remembered for HELLO_ACK", link_in::SetDraining{true}, S::Idle, ""},
             // Connecting.
             {S::Connecting, "connect ok", link_in::ConnectOk{}, S::Handshaking, "StartTls"},
             {S::Connecting, "connect failed", link_in::ConnectFailed{-111, "refused"}, S::Backoff,
@@ -165,6 +166,7 @@ TEST_SUITE("control.agent_fsm") {
              "Cancel(deadline) Close"},
             {S::Connecting, "Start again", link_in::Start{}, S::Connecting, ""},
             {S::Connecting, "Tick", kSilent, S::Connecting, ""},
+            {S::Connecting, "drain", link_in::SetDraining{true}, S::Connecting, ""},
             // Handshaking.
             {S::Handshaking, "TLS done", link_in::TlsDone{}, S::AwaitAck, "Send(HELLO)"},
             {S::Handshaking, "TLS bad key", link_in::TlsFailed{TlsError::BadKey, "alert"},
@@ -213,6 +215,8 @@ TEST_SUITE("control.agent_fsm") {
             {S::AwaitAck, "Stop for reload", link_in::Stop{StopReason::Reload}, S::Idle,
              "Cancel(deadline) Goodbye(reload) Close"},
             {S::AwaitAck, "Tick", kSilent, S::AwaitAck, ""},
+            {S::AwaitAck, "drain: told after HELLO_ACK", link_in::SetDraining{true}, S::AwaitAck,
+             ""},
             // Ready.
             {S::Ready, "OPEN_CHANNELS", frame(OpenChannels{{token(1), token(2)}}), S::Ready,
              "Dial(2)"},
@@ -248,6 +252,10 @@ TEST_SUITE("control.agent_fsm") {
              "Cancel(stable) Goodbye(shutdown) Close Disconnected(standby)"},
             {S::Ready, "Stop: relay entry reloaded", link_in::Stop{StopReason::Reload}, S::Idle,
              "Cancel(stable) Goodbye(reload) Close Disconnected(reload)"},
+            {S::Ready, "drain", link_in::SetDraining{true}, S::Ready, "Send(AGENT_STATE)"},
+            {S::Ready, "resume while not draining", link_in::SetDraining{false}, S::Ready, ""},
+            {S::Ready, "AGENT_STATE is agent-direction", frame(AgentState{true}), S::Backoff,
+             "Goodbye(protocol) Close Cancel(stable) Arm(backoff) Disconnected(protocol,error)"},
             {S::Ready, "stale deadline", link_in::ConnectDeadline{}, S::Ready, ""},
             {S::Ready, "stale backoff timer", link_in::BackoffElapsed{}, S::Ready, ""},
             // Backoff.
@@ -259,6 +267,7 @@ TEST_SUITE("control.agent_fsm") {
             {S::Backoff, "stale EOF", link_in::PeerEof{}, S::Backoff, ""},
             {S::Backoff, "Tick", kSilent, S::Backoff, ""},
             {S::Backoff, "NewConfig", link_in::NewConfig{config(2)}, S::Backoff, ""},
+            {S::Backoff, "drain", link_in::SetDraining{true}, S::Backoff, ""},
         };
         for (const auto& r : rows) {
             CAPTURE(to_string(r.from));
@@ -269,6 +278,29 @@ TEST_SUITE("control.agent_fsm") {
             CHECK(render(out) == r.actions);
             CHECK(to_string(f.state()) == to_string(r.to));
         }
+    }
+
+    TEST_CASE("agent_fsm: a draining agent says so after every HELLO_ACK, resume once") {
+        auto f = at(S::AwaitAck);
+        CHECK(render(f.step(link_in::SetDraining{true})).empty());
+        CHECK(f.draining());
+        CHECK(render(f.step(ack())) ==
+              "Cancel(deadline) Arm(stable) Connected Send(CONFIG) Send(AGENT_STATE)");
+        CHECK(render(f.step(link_in::SetDraining{true})).empty());
+        // The relay forgets the state with the connection: a new one is told.
+        (void)f.step(link_in::PeerEof{});
+        (void)f.step(link_in::BackoffElapsed{});
+        (void)f.step(link_in::ConnectOk{});
+        (void)f.step(link_in::TlsDone{});
+        CHECK(render(f.step(ack())) ==
+              "Cancel(deadline) Arm(stable) Connected Send(CONFIG) Send(AGENT_STATE)");
+        const auto resumed = f.step(link_in::SetDraining{false});
+        REQUIRE(resumed.size() == 1);
+        const auto* send = std::get_if<link_do::Send>(resumed.data());
+        REQUIRE(send != nullptr);
+        CHECK(send->message == Message{AgentState{false}});
+        CHECK_FALSE(f.draining());
+        CHECK(render(f.step(link_in::SetDraining{false})).empty());
     }
 
     TEST_CASE("agent_fsm: failures do not reset on HELLO_ACK, only after 30 s of Ready") {

@@ -46,6 +46,7 @@ std::vector<Message> sample_messages() {
         BackendFailed{42, -111, "10.0.5.20:22"},
         OutboundRequest{9, "updates.example.com", 443},
         OutboundResult{9, OutboundStatus::Ok, 0, token_of(9)},
+        AgentState{true},
     };
 }
 
@@ -99,6 +100,24 @@ TEST_SUITE("control.frame") {
         const auto f = frame_of(Heartbeat{0x0102030405060708ull});
         const std::vector<uint8_t> want = {0, 0, 0, 8, 0, 6, 1, 0, 1, 2, 3, 4, 5, 6, 7, 8};
         CHECK(f == want);
+    }
+
+    TEST_CASE("frame: agent state has the documented byte layout") {
+        const std::vector<uint8_t> on = {0, 0, 0, 1, 0, 11, 1, 0, 1};
+        const std::vector<uint8_t> off = {0, 0, 0, 1, 0, 11, 1, 0, 0};
+        CHECK(frame_of(AgentState{true}) == on);
+        CHECK(frame_of(AgentState{false}) == off);
+        CHECK(decode_vec(off).message == Message{AgentState{false}});
+        CHECK(to_string(MessageType::AgentState) == "AGENT_STATE");
+    }
+
+    TEST_CASE("frame: agent state with unknown flag bits or a wrong length is an error") {
+        for (const uint8_t flags : {0x02, 0x03, 0x80, 0xff}) {
+            CAPTURE(flags);
+            CHECK(decode_vec(raw_frame(11, {flags})).status == DecodeStatus::Error);
+        }
+        CHECK(decode_vec(raw_frame(11, {})).status == DecodeStatus::Error);
+        CHECK(decode_vec(raw_frame(11, {1, 0})).status == DecodeStatus::Error);
     }
 
     TEST_CASE("frame: every truncation gives need-more, then ok at full length") {
@@ -164,7 +183,7 @@ TEST_SUITE("control.frame") {
         CHECK(fl.status == DecodeStatus::Error);
         CHECK(fl.reason == GoodbyeReason::ProtocolError);
         CHECK(decode_vec(raw_frame(0, hb)).status == DecodeStatus::Error);
-        CHECK(decode_vec(raw_frame(11, hb)).status == DecodeStatus::Error);
+        CHECK(decode_vec(raw_frame(12, hb)).status == DecodeStatus::Error);
         CHECK(decode_vec(raw_frame(0xffff, hb)).status == DecodeStatus::Error);
         // header-only: errors even without the payload
         auto header_only = raw_frame(0x1234, {});

@@ -70,6 +70,9 @@ std::string describe(const RelayAction& a) {
             [](const relay_out::ReportBackendFailed& b) {
                 return fmt::format("ReportBackendFailed({})", b.failure.session_id);
             },
+            [](const relay_out::SetDraining& d) {
+                return fmt::format("SetDraining({})", d.draining);
+            },
             [](const relay_out::Close& c) {
                 return fmt::format("Close({},{}{})", event_name(c.event), to_string(c.reason),
                                    c.was_ready ? ",ready" : "");
@@ -229,6 +232,8 @@ TEST_SUITE("control.relay_fsm") {
              V{"Claim(" + std::string(64, 'a') + ",k1)"}},
             {"another frame first", S::AwaitHello, I{relay_in::FrameDecoded{Config{1, {}}}},
              S::Closing, V{"Goodbye(protocol)", "Close(agent-rejected,protocol)"}},
+            {"AGENT_STATE before HELLO", S::AwaitHello, I{relay_in::FrameDecoded{AgentState{true}}},
+             S::Closing, V{"Goodbye(protocol)", "Close(agent-rejected,protocol)"}},
             {"second HELLO while the claim is pending", S::AwaitHello,
              I{relay_in::FrameDecoded{hello()}, relay_in::FrameDecoded{hello()}}, S::Closing,
              V{"Goodbye(protocol)", "Close(agent-rejected,protocol)"}},
@@ -271,6 +276,16 @@ TEST_SUITE("control.relay_fsm") {
             {"BACKEND_FAILED: reported", S::Ready,
              I{relay_in::FrameDecoded{BackendFailed{42, 111, "10.0.0.1:22"}}}, S::Ready,
              V{"ReportBackendFailed(42)"}},
+            {"AGENT_STATE draining: the workers are told", S::Ready,
+             I{relay_in::FrameDecoded{AgentState{true}}}, S::Ready, V{"SetDraining(true)"}},
+            {"AGENT_STATE repeated: nothing changes", S::Ready,
+             I{relay_in::FrameDecoded{AgentState{true}}, relay_in::FrameDecoded{AgentState{true}}},
+             S::Ready, V{}},
+            {"AGENT_STATE resumed after a drain", S::Ready,
+             I{relay_in::FrameDecoded{AgentState{true}}, relay_in::FrameDecoded{AgentState{false}}},
+             S::Ready, V{"SetDraining(false)"}},
+            {"AGENT_STATE not draining on a fresh connection: nothing", S::Ready,
+             I{relay_in::FrameDecoded{AgentState{false}}}, S::Ready, V{}},
             {"OUTBOUND_REQUEST: disabled in this version", S::Ready,
              I{relay_in::FrameDecoded{OutboundRequest{9, "x", 443}}}, S::Ready,
              V{"Send(OUTBOUND_RESULT 9 disabled)"}},

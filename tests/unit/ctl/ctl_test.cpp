@@ -119,6 +119,10 @@ TEST_SUITE("ctl.format") {
         CHECK(format_value("draining", Json(true)) == "yes");
         CHECK(format_value("agent", Json()) == "-");
         CHECK(format_value("agents", Json::array({"a", "b"})) == "a,b");
+        CHECK(format_value("backends", Json::parse(R"([
+                  {"address":"10.0.5.20:22","healthy":true,"sessions":1},
+                  {"address":"10.0.5.21:22","healthy":false,"sessions":0}])")) ==
+              "10.0.5.20:22 (healthy yes, sessions 1),10.0.5.21:22 (healthy no, sessions 0)");
         CHECK(label("uptime_s", false) == "uptime");
         CHECK(label("started_at", false) == "started at");
         CHECK(label("up_bytes", true) == "UP");

@@ -335,6 +335,52 @@ TEST_SUITE("relay.shard") {
         CHECK(closed_by_relay(f.present(0, unused).get()));
     }
 
+    TEST_CASE("shard: a draining agent serves only clients no other agent can take") {
+        Fixture f(1);
+        f.call(0, [](Shard& s, io::Worker&) {
+            s.add_agent(1, "agent-1", 4);
+            s.add_agent(2, "agent-2", 4);
+            auto both = std::make_shared<ServicePolicy>();
+            both->name = "svc";
+            both->agents = {1, 2};
+            s.set_service(both);
+            auto solo = std::make_shared<ServicePolicy>();
+            solo->name = "solo";
+            solo->agents = {1};
+            s.set_service(solo);
+        });
+        const auto idle = [&f] {
+            return f.call(0, [](Shard& s, io::Worker&) { return s.idle_channels(); });
+        };
+        UniqueFd a1 = f.present(0, f.grant(0, 1));
+        UniqueFd a1b = f.present(0, f.grant(0, 1));
+        UniqueFd a2 = f.present(0, f.grant(0, 2));
+        REQUIRE(idle() == 3);
+        f.call(0, [](Shard& s, io::Worker& w) { s.set_agent_draining(w, 1, true); });
+        const uint16_t svc = f.listen(0, "svc");
+        const uint16_t solo = f.listen(0, "solo");
+        // Whichever agent the rotation starts with, agent 2 gets the client.
+        UniqueFd c1 = test::connect_to("127.0.0.1", svc);
+        REQUIRE(c1);
+        CHECK(read_binding(a2.get()).service == "svc");
+        CHECK(eventually([&] { return idle() == 2; }));
+        // A second client waits for agent 2 rather than take agent 1's
+        // idle channels.
+        UniqueFd c2 = test::connect_to("127.0.0.1", svc);
+        REQUIRE(c2);
+        std::this_thread::sleep_for(50ms);
+        CHECK(idle() == 2);
+        // Only agent 1 serves "solo": draining, it still takes it.
+        UniqueFd c3 = test::connect_to("127.0.0.1", solo);
+        REQUIRE(c3);
+        CHECK(eventually([&] { return idle() == 1; }));
+        // Resumed, its last idle channel goes to the next client of "svc".
+        f.call(0, [](Shard& s, io::Worker& w) { s.set_agent_draining(w, 1, false); });
+        UniqueFd c4 = test::connect_to("127.0.0.1", svc);
+        REQUIRE(c4);
+        CHECK(eventually([&] { return idle() == 0; }));
+    }
+
     TEST_CASE("shard: session ids differ across workers and count by the worker stride") {
         Fixture f(2);
         f.agent(1, 4);
