@@ -40,6 +40,8 @@ enum class Ev : uint8_t {
     ResourceLimit,
     AgentDrain,
     AgentResume,
+    RelayDrain,
+    RelayResume,
 };
 
 /// Which daemon emits an event.
@@ -145,6 +147,10 @@ inline constexpr std::array kEvents = {
               {"AGENT", "AGENT_ADDR", "", ""}},
     EventSpec{Ev::AgentResume, "agent-resume", Level::Info, Side::Both,
               {"AGENT", "AGENT_ADDR", "", ""}},
+    EventSpec{Ev::RelayDrain, "relay-drain", Level::Notice, Side::Relay,
+              {"", "", "", ""}},
+    EventSpec{Ev::RelayResume, "relay-resume", Level::Notice, Side::Relay,
+              {"", "", "", ""}},
 };
 // clang-format on
 

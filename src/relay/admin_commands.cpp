@@ -16,6 +16,7 @@
 
 #include <fmt/format.h>
 
+#include "base/events.hpp"
 #include "relay/metrics.hpp"
 #include "relay/session_events.hpp"
 
@@ -293,6 +294,16 @@ void AdminCommands::set_draining(bool on, daemon::Reply reply) {
         },
         true, [](bool acc, bool /*part*/) { return acc; },
         [on, rp = std::move(reply)](bool /*all*/) mutable {
+            // Logged once every worker applied it: from here on the
+            // journal's account of refusals matches what clients see.
+            if (on) {
+                log::event(log::Ev::RelayDrain, {},
+                           "drained by the operator: new clients are refused (client-rejected "
+                           "REASON=draining); established sessions go on");
+            } else {
+                log::event(log::Ev::RelayResume, {},
+                           "resumed by the operator: new clients are served again");
+            }
             rp.ok(Json{{"draining", on}});
         });
 }

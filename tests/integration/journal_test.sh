@@ -95,6 +95,7 @@ wait_ip="$net.5"
 gone_ip="$net.6"
 fallback_ip="$net.7"
 dead_ip="$net.8"
+drain_ip="$net.9"  # its own address: the refusal log is rate-limited per client
 
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
@@ -519,6 +520,15 @@ check relay "$relay_pid" agent-drain AGENT=journal-agent AGENT_ADDR=127.0.0.1
 admin "$dir/agent.sock" resume || fail "agent: resume was refused"
 check agent "$agent_pid" agent-resume AGENT=journal-agent
 check relay "$relay_pid" agent-resume AGENT=journal-agent AGENT_ADDR=127.0.0.1
+
+echo "== relay drain and resume, through the relay's status socket"
+admin "$dir/relay.sock" drain || fail "relay: drain was refused"
+check relay "$relay_pid" relay-drain
+client probe "$drain_ip" "$open_port" 5 >/dev/null
+check relay "$relay_pid" client-rejected CLIENT_ADDR="$drain_ip" SERVICE=journal-open \
+    REASON=draining
+admin "$dir/relay.sock" resume || fail "relay: resume was refused"
+check relay "$relay_pid" relay-resume
 
 echo "== an agent whose key the relay does not know"
 "$agent_bin" -c "$dir/intruder.toml" --log-target journal &
