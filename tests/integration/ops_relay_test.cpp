@@ -6,6 +6,7 @@
 // on 127.0.0.1; every wait is bounded and every process stopped by its PID.
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -93,6 +94,21 @@ struct Client {
         port = local_port(fd.get());
     }
 };
+
+/// A connected unix stream socket, or an invalid fd.
+sp::UniqueFd connect_unix(const std::string& path) {
+    sp::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_un sa{};
+    sa.sun_family = AF_UNIX;
+    if (!fd || path.size() >= sizeof sa.sun_path) {
+        return {};
+    }
+    std::copy(path.begin(), path.end(), sa.sun_path);
+    if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+        return {};
+    }
+    return fd;
+}
 
 /// Sends `bytes` pattern bytes through an echo session and checks that the
 /// same bytes come back.
@@ -381,6 +397,51 @@ TEST_SUITE("integration.ops_relay") {
         REQUIRE(left["sessions"].size() == 1);
         CHECK(left["sessions"][0]["client"] == fmt::format("127.0.0.1:{}", other.port));
         CHECK(r.ctl({"close", id}).status == 1);
+    }
+
+    TEST_CASE("ops: hostile status-socket clients and a second relay on its path; sessions go on") {
+        TestServer echo(TestServer::Mode::Echo);
+        Relay r(echo.port());
+        Client busy(r.port);
+        std::atomic<bool> moved{false};
+        std::thread transfer([&] { moved = echo_exact(busy.fd.get(), 64ULL << 20, 17); });
+
+        // 10 MB without a newline: answered too-large and dropped, long
+        // before all of it is sent.
+        auto garbage = connect_unix(r.socket());
+        REQUIRE(garbage);
+        set_timeouts(garbage.get(), 10s);
+        size_t sent = 0;
+        const std::string chunk(65536, 'x');
+        while (sent < (10U << 20)) {
+            const ssize_t n = ::send(garbage.get(), chunk.data(), chunk.size(), MSG_NOSIGNAL);
+            if (n <= 0) {
+                break;
+            }
+            sent += static_cast<size_t>(n);
+        }
+        CHECK(sent < (10U << 20));
+        // A request that never ends holds no one up.
+        auto slow = connect_unix(r.socket());
+        REQUIRE(slow);
+        const std::string partial = R"({"v":1,"cmd":)";
+        REQUIRE(send_all(slow.get(), partial.data(), partial.size()));
+        CHECK(r.json({"status"})["sessions"] == 1);
+
+        // A second relay configured with the same status_socket: refused
+        // at start with the path named, the first one untouched.
+        std::string cfg = read_file(r.d.dir.path() + "/relay.toml");
+        const std::string control = fmt::format("127.0.0.1:{}", r.d.control_port);
+        cfg.replace(cfg.find(control), control.size(), fmt::format("127.0.0.1:{}", free_port()));
+        const auto second_cfg = r.d.dir.write("relay2.toml", cfg, 0600);
+        const auto second = run({relay_bin(), "-c", second_cfg, "--log-target", "stderr"}, 20s);
+        CHECK(second.status != 0);
+        CHECK_MESSAGE(second.output.find(r.socket()) != std::string::npos, second.output);
+
+        transfer.join();
+        CHECK(moved.load());
+        CHECK(r.json({"status"})["sessions"] == 1);
+        CHECK(r.d.relay.running());
     }
 
     TEST_CASE("ops: /metrics is promtool-clean and a real Prometheus counts the sessions") {
