@@ -30,7 +30,7 @@ struct Running {
         d.start_agent(Deployment::service("svc", fmt::format("127.0.0.1:{}", port),
                                           fmt::format("127.0.0.1:{}", backend.port()), extra),
                       pool);
-        REQUIRE(d.relay.wait_for_output("listener-open", 10s));
+        REQUIRE(d.wait_relay_listener("svc", 10s));
     }
 };
 

@@ -6,9 +6,12 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <thread>
 
 #include <doctest/doctest.h>
 #include <fmt/format.h>
+
+#include "admin/client.hpp"
 
 namespace sp::test {
 
@@ -53,6 +56,58 @@ void print_tail(const char* who, const std::string& out) {
 }
 
 }  // namespace
+
+std::optional<admin::Json> Deployment::relay_query(const std::string& cmd,
+                                                   const admin::Json& args) const {
+    admin::Request req{cmd, args.is_object() ? args : admin::Json::object()};
+    auto r = admin::call(relay_socket(), req, std::chrono::seconds(5));
+    if (!r || !r->ok) {
+        return std::nullopt;
+    }
+    return std::move(r->data);
+}
+
+bool Deployment::wait_relay(const std::string& cmd,
+                            const std::function<bool(const admin::Json&)>& done,
+                            std::chrono::milliseconds timeout) const {
+    const auto until = std::chrono::steady_clock::now() + timeout;
+    for (int i = 0; i < 100000; ++i) {
+        if (const auto data = relay_query(cmd); data && done(*data)) {
+            return true;
+        }
+        if (std::chrono::steady_clock::now() >= until) {
+            return false;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return false;
+}
+
+bool Deployment::wait_relay_sessions(uint64_t n, std::chrono::milliseconds timeout) const {
+    return wait_relay(
+        "status",
+        [n](const admin::Json& d) {
+            return d.contains("sessions") && d["sessions"].is_number_unsigned() &&
+                   d["sessions"].get<uint64_t>() == n;
+        },
+        timeout);
+}
+
+bool Deployment::wait_relay_listener(const std::string& service,
+                                     std::chrono::milliseconds timeout) const {
+    return wait_relay(
+        "listeners",
+        [&service](const admin::Json& d) {
+            if (!d.contains("listeners") || !d["listeners"].is_array()) {
+                return false;
+            }
+            return std::any_of(d["listeners"].begin(), d["listeners"].end(),
+                               [&](const admin::Json& l) {
+                                   return l.contains("service") && l["service"] == service;
+                               });
+        },
+        timeout);
+}
 
 std::string relay_bin() {
     return SP_RELAY_BIN;

@@ -5,9 +5,12 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "admin/protocol.hpp"
 #include "net.hpp"
 #include "proc.hpp"
 
@@ -41,6 +44,22 @@ struct Deployment {
     void start_relay(const std::string& extra = "");
     Process start_agent_process(const std::string& config_path, const std::string& log);
     void start_agent(const std::string& services, unsigned pool = 4);
+
+    /// The relay's status socket (dir/relay.sock).
+    [[nodiscard]] std::string relay_socket() const { return dir.path() + "/relay.sock"; }
+    /// One status-socket command to the relay: its data, or nullopt when
+    /// the relay does not answer ok (not up yet, or refused).
+    [[nodiscard]] std::optional<admin::Json> relay_query(const std::string& cmd,
+                                                         const admin::Json& args = {}) const;
+    /// Polls `cmd` every 50 ms until `done` holds for its data, up to
+    /// `timeout`: how tests wait for the relay's state, where the status
+    /// socket gives the answer, instead of grepping its log.
+    bool wait_relay(const std::string& cmd, const std::function<bool(const admin::Json&)>& done,
+                    std::chrono::milliseconds timeout) const;
+    /// Waits until the relay holds exactly `n` open sessions.
+    bool wait_relay_sessions(uint64_t n, std::chrono::milliseconds timeout) const;
+    /// Waits until the relay has a public listener for `service`.
+    bool wait_relay_listener(const std::string& service, std::chrono::milliseconds timeout) const;
 
     /// One [[service]] block.
     static std::string service(const std::string& name, const std::string& listen,

@@ -30,10 +30,9 @@ TEST_SUITE("integration.resource") {
         d.start_agent(Deployment::service("up", fmt::format("127.0.0.1:{}", port),
                                           fmt::format("127.0.0.1:{}", sink.port())),
                       2);
-        // One whole exchange first, so the session-open count below is
-        // exactly this probe's plus the upload's: a bare connect-and-close
-        // probe may time out pending under a slow sanitizer build and log
-        // no session-open at all.
+        // One whole exchange first, so the agent's channels are up before
+        // the upload: a bare connect-and-close probe may time out pending
+        // under a slow sanitizer build.
         bool probed = false;
         const auto probe_until = std::chrono::steady_clock::now() + 15s;
         while (!probed && std::chrono::steady_clock::now() < probe_until) {
@@ -43,12 +42,12 @@ TEST_SUITE("integration.resource") {
             }
         }
         REQUIRE(probed);
-        REQUIRE(d.relay.wait_for_output("session-close", 5s, 1));
+        REQUIRE(d.wait_relay_sessions(0, 5s));
 
         // A long upload that must survive the exhaustion byte-exact.
         auto up = connect_to("127.0.0.1", port);
         REQUIRE(up);
-        REQUIRE(d.relay.wait_for_output("session-open", 10s, 2));
+        REQUIRE(d.wait_relay_sessions(1, 10s));
         Sha256 mine;
         std::vector<char> buf(1 << 16);
         uint64_t off = 0;
