@@ -193,15 +193,15 @@ status_socket = "{}/{}.sock"
 pool = {}
 threads = 2
 data_path = "{}"
-
+{}
 [[relay]]
 address = "127.0.0.1:{}"
 key = "{}"
 
 {}
 )",
-                                       name, dir.path(), stem, pool, data_path, control_port,
-                                       agent_key(key_name), services));
+                                       name, dir.path(), stem, pool, data_path, agent_extra,
+                                       control_port, agent_key(key_name), services));
 }
 
 void Deployment::start_relay(const std::string& extra) {

@@ -22,6 +22,7 @@ struct Deployment {
     std::string data_path = "splice";
     std::string relay_extra;                // TOML lines appended to [relay]'s file
     std::string limits_extra;               // TOML lines of the relay's [limits] section
+    std::string agent_extra;                // TOML lines appended to [agent] of every agent file
     std::vector<std::string> relay_prefix;  // e.g. {"prlimit", "--nofile=96:96", "--"}
     Process relay;
     Process agent;

@@ -34,13 +34,16 @@ constexpr const char* kPromtool = "/usr/bin/promtool";
 
 struct Relay {
     Deployment d;
-    uint16_t port = 0;          // the service's public port
-    uint16_t metrics_port = 0;  // 0: no metrics_listen
+    uint16_t port = 0;                // the service's public port
+    uint16_t metrics_port = 0;        // 0: no metrics_listen
+    uint16_t agent_metrics_port = 0;  // the agent's, when metrics are on
 
     explicit Relay(uint16_t backend, bool metrics = false) {
         if (metrics) {
             metrics_port = free_port();
             d.relay_extra = fmt::format("metrics_listen = \"127.0.0.1:{}\"\n", metrics_port);
+            agent_metrics_port = free_port();
+            d.agent_extra = fmt::format("metrics_listen = \"127.0.0.1:{}\"\n", agent_metrics_port);
         }
         d.make_keys({"agent1"});
         d.start_relay();
@@ -489,36 +492,44 @@ TEST_SUITE("integration.ops_relay") {
         }
         TempDir prom_dir;
         const uint16_t prom_port = free_port();
-        const std::string config = prom_dir.write("prometheus.yml", fmt::format(R"(global:
+        const std::string config =
+            prom_dir.write("prometheus.yml", fmt::format(R"(global:
   scrape_interval: 1s
   evaluation_interval: 1s
 scrape_configs:
   - job_name: sallyport-relay
     static_configs:
       - targets: ['127.0.0.1:{}']
+  - job_name: sallyport-agent
+    static_configs:
+      - targets: ['127.0.0.1:{}']
 )",
-                                                                                r.metrics_port));
+                                                         r.metrics_port, r.agent_metrics_port));
         Process prom = Process::start({kPrometheus, "--config.file=" + config,
                                        "--storage.tsdb.path=" + prom_dir.path() + "/data",
                                        fmt::format("--web.listen-address=127.0.0.1:{}", prom_port)},
                                       prom_dir.path() + "/prometheus.log");
-        // Bounded: Prometheus starts, scrapes every second, and answers the
+        // Bounded: Prometheus starts, scrapes every second, and answers a
         // query once a sample is in.
-        std::string value;
         const auto deadline = std::chrono::steady_clock::now() + 90s;
-        while (std::chrono::steady_clock::now() < deadline && value.empty() && prom.running()) {
-            const std::string answer =
-                http_get(prom_port, "/api/v1/query?query=sum%28sallyport_sessions_total%29");
-            Json doc = Json::parse(answer, nullptr, false);
-            if (doc.is_object() && doc.value("status", "") == "success" &&
-                doc["data"].is_object() && doc["data"]["result"].is_array() &&
-                !doc["data"]["result"].empty()) {
-                value = doc["data"]["result"][0]["value"][1].get<std::string>();
-            } else {
+        const auto query = [&](const std::string& q) {
+            while (std::chrono::steady_clock::now() < deadline && prom.running()) {
+                const std::string answer = http_get(prom_port, "/api/v1/query?query=" + q);
+                Json doc = Json::parse(answer, nullptr, false);
+                if (doc.is_object() && doc.value("status", "") == "success" &&
+                    doc["data"].is_object() && doc["data"]["result"].is_array() &&
+                    !doc["data"]["result"].empty()) {
+                    return doc["data"]["result"][0]["value"][1].get<std::string>();
+                }
                 std::this_thread::sleep_for(500ms);
             }
-        }
-        CHECK_MESSAGE(value == std::to_string(kSessions), prom.output());
+            return std::string();
+        };
+        CHECK_MESSAGE(query("sum%28sallyport_sessions_total%29") == std::to_string(kSessions),
+                      prom.output());
+        // The agent, scraped by the same server, counts the same sessions.
+        CHECK_MESSAGE(query("sum%28sallyport_agent_sessions_total%29") == std::to_string(kSessions),
+                      prom.output());
         CHECK(prom.stop().has_value());
     }
 }
