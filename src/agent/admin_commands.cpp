@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include "admin/session_filter.hpp"
 #include "agent/metrics.hpp"
 #include "base/addr.hpp"
 
@@ -31,47 +32,11 @@ Json or_null(const std::string& s) {
     return s.empty() ? Json() : Json(s);
 }
 
-// The arguments of `sessions`: both optional filters, checked before any
-// worker is asked.
-struct SessionFilter {
-    std::optional<std::string> service;
-    std::optional<Cidr> client;
-
-    [[nodiscard]] bool keep(const SessionRow& r) const {
-        return (!service || r.service == *service) && (!client || client->contains(r.client.ip()));
-    }
-};
-
-admin::Outcome<SessionFilter> parse_filter(const admin::Args& args) {
-    if (auto r = args.only({"service", "client"}); !r) {
-        return tl::unexpected(r.error());
-    }
-    SessionFilter f;
-    auto service = args.string("service");
-    if (!service) {
-        return tl::unexpected(service.error());
-    }
-    f.service = std::move(*service);
-    auto client = args.string("client");
-    if (!client) {
-        return tl::unexpected(client.error());
-    }
-    if (*client) {
-        auto c = Cidr::parse(**client);
-        if (!c) {
-            return admin::fail(admin::ErrorCode::BadArgs,
-                               fmt::format("client: {}", c.error().message));
-        }
-        f.client = *c;
-    }
-    return f;
-}
-
 void register_sessions(daemon::Shell& shell, io::Sharded<Shard>& shards) {
     shell.admin().register_async(
         "sessions",
         [&shell, &shards](const admin::Args& args, daemon::Reply reply) {
-            auto filter = parse_filter(args);
+            auto filter = admin::parse_session_filter(args);
             if (!filter) {
                 reply.fail(filter.error());
                 return;
@@ -80,7 +45,9 @@ void register_sessions(daemon::Shell& shell, io::Sharded<Shard>& shards) {
                 shell,
                 [f = *filter](Shard& s, io::Worker& w) {
                     auto rows = s.sessions(w);
-                    std::erase_if(rows, [&f](const SessionRow& r) { return !f.keep(r); });
+                    std::erase_if(rows, [&f](const SessionRow& r) {
+                        return !f.matches(r.service, r.client.ip());
+                    });
                     return rows;
                 },
                 std::vector<SessionRow>{}, append<SessionRow>,

@@ -68,28 +68,7 @@ AdminCommands::AdminCommands(daemon::Shell& shell, io::Sharded<Shard>& shards, c
     : shell_(shell), shards_(shards), agents_(agents), listeners_(listeners) {}
 
 admin::Outcome<SessionFilter> AdminCommands::session_filter(const admin::Args& args) {
-    if (auto r = args.only({"service", "client"}); !r) {
-        return tl::unexpected(r.error());
-    }
-    SessionFilter f;
-    auto service = args.string("service");
-    if (!service) {
-        return tl::unexpected(service.error());
-    }
-    f.service = std::move(*service);
-    auto client = args.string("client");
-    if (!client) {
-        return tl::unexpected(client.error());
-    }
-    if (*client) {
-        auto cidr = Cidr::parse(**client);
-        if (!cidr) {
-            return admin::fail(ErrorCode::BadArgs,
-                               fmt::format("argument \"client\": {}", cidr.error().message));
-        }
-        f.client = *cidr;
-    }
-    return f;
+    return admin::parse_session_filter(args);
 }
 
 admin::Outcome<uint64_t> AdminCommands::session_id(const admin::Args& args) {

@@ -3,14 +3,6 @@
 
 namespace sp::relay {
 
-bool SessionFilter::matches(std::string_view service_name,
-                            const IpAddress& client_ip) const noexcept {
-    if (service && *service != service_name) {
-        return false;
-    }
-    return !client || client->contains(client_ip);
-}
-
 void ShardReport::merge(const ShardReport& other) {
     sessions += other.sessions;
     up_bytes += other.up_bytes;

@@ -12,6 +12,7 @@
 #include <string>
 #include <string_view>
 
+#include "admin/session_filter.hpp"
 #include "base/addr.hpp"
 
 namespace sp::relay {
@@ -28,15 +29,7 @@ struct SessionRow {
 };
 
 /// `sessions --service S --client CIDR`: each criterion given must hold.
-struct SessionFilter {
-    std::optional<std::string> service;
-    std::optional<Cidr> client;
-
-    /// True when a session of `service` from `client` passes. A v4-mapped
-    /// client address matches a v4 network (Cidr::contains).
-    [[nodiscard]] bool matches(std::string_view service_name,
-                               const IpAddress& client_ip) const noexcept;
-};
+using SessionFilter = admin::SessionFilter;
 
 /// One agent's data-channel pool on one worker, or summed over them.
 struct PoolLoad {
