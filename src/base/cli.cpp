@@ -7,10 +7,6 @@
 
 namespace sp::cli {
 
-namespace {
-
-// Returns the value of a flag that takes one, consuming the next argument
-// when the value is not attached with '='.
 Result<std::string> take_value(std::span<const char* const> args, size_t& i, std::string_view flag,
                                std::optional<std::string_view> attached) {
     if (attached) {
@@ -22,8 +18,6 @@ Result<std::string> take_value(std::span<const char* const> args, size_t& i, std
     ++i;
     return std::string(args[i]);
 }
-
-}  // namespace
 
 Result<DaemonOptions> parse_daemon_args(const DaemonSpec& spec, std::span<const char* const> args) {
     DaemonOptions opt;

@@ -34,6 +34,13 @@ struct DaemonOptions {
 /// Accepts "--flag VALUE", "--flag=VALUE", "-c FILE" and "-cFILE".
 /// Returns a Usage error naming the offending argument; positional
 /// arguments are errors (the daemons take none).
+/// The value of option `flag` at args[i]: `attached` (the part after '=')
+/// when there is one, else the next argument, which it consumes (++i). A
+/// usage error when there is neither. Shared by every command line we parse.
+[[nodiscard]] Result<std::string> take_value(std::span<const char* const> args, size_t& i,
+                                             std::string_view flag,
+                                             std::optional<std::string_view> attached);
+
 [[nodiscard]] Result<DaemonOptions> parse_daemon_args(const DaemonSpec& spec,
                                                       std::span<const char* const> args);
 

@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "base/addr.hpp"
+#include "base/cli.hpp"
 
 namespace sp::ctl {
 
@@ -53,18 +54,6 @@ const CommandSpec* find_command(std::string_view name) {
         }
     }
     return nullptr;
-}
-
-Result<std::string> take_value(std::span<const char* const> args, size_t& i, std::string_view flag,
-                               const std::optional<std::string_view>& attached) {
-    if (attached) {
-        return std::string(*attached);
-    }
-    if (i + 1 >= args.size()) {
-        return usage_error("option {} needs a value", flag);
-    }
-    ++i;
-    return std::string(args[i]);
 }
 
 }  // namespace
@@ -123,7 +112,7 @@ Result<Options> parse_args(std::span<const char* const> args) {
         } else if (flag && !attached && arg == "--json") {
             opt.json = true;
         } else if (arg == "-s" || arg == "--socket") {
-            auto v = take_value(args, i, arg, attached);
+            auto v = cli::take_value(args, i, arg, attached);
             if (!v) {
                 return Unexpected(v.error());
             }
@@ -132,7 +121,7 @@ Result<Options> parse_args(std::span<const char* const> args) {
             }
             opt.socket = std::move(*v);
         } else if (arg == "-t" || arg == "--timeout") {
-            auto v = take_value(args, i, arg, attached);
+            auto v = cli::take_value(args, i, arg, attached);
             if (!v) {
                 return Unexpected(v.error());
             }
@@ -146,7 +135,7 @@ Result<Options> parse_args(std::span<const char* const> args) {
             opt.timeout = std::chrono::seconds(secs);
         } else if (cmd != nullptr && cmd->name == "sessions" &&
                    (arg == "--service" || arg == "--client")) {
-            auto v = take_value(args, i, arg, attached);
+            auto v = cli::take_value(args, i, arg, attached);
             if (!v) {
                 return Unexpected(v.error());
             }
