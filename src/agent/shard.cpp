@@ -38,7 +38,8 @@ struct Shard::Channel {
     std::vector<uint8_t> buf;
 };
 
-Shard::Shard(unsigned index, ShardHost& host) : index_(index), connector_(host) {}
+Shard::Shard(unsigned index, ShardHost& host)
+    : index_(index), connector_(host, index, affinity_) {}
 
 Shard::~Shard() = default;
 

@@ -56,6 +56,13 @@ public:
     void set_address(io::Worker& w, const std::string& host, std::optional<IpAddress> ip) {
         connector_.set_address(w, host, ip);
     }
+    /// The affinity memory for the client IPs this shard owns.
+    [[nodiscard]] AffinityTables& affinity() noexcept { return affinity_; }
+    /// The owner's answer for placement attempt `attempt` of this shard.
+    void affinity_answer(io::Worker& w, uint64_t attempt, balance::Choice choice,
+                         const std::string& group, const std::string& client) {
+        connector_.affinity_answer(w, attempt, std::move(choice), group, client);
+    }
     /// Another shard found a backend down.
     void mark_down(uint64_t gen, const std::string& service, size_t index) {
         connector_.mark_down(gen, service, index);
@@ -105,6 +112,7 @@ private:
                      const std::string& detail, const control::Binding* b = nullptr);
 
     unsigned index_;
+    AffinityTables affinity_;  // before connector_, which holds a reference
     BackendConnector connector_;
     std::map<LinkId, Link> links_;
     std::unordered_map<uint64_t, std::unique_ptr<Channel>> channels_;

@@ -43,9 +43,9 @@ constexpr std::array<std::string_view, 6> kAgentKeys = {"name", "status_socket",
                                                         "pool", "threads",       "data_path"};
 constexpr std::array<std::string_view, 6> kRelayKeys = {"address",     "key",      "certificate",
                                                         "private_key", "relay_ca", "standby"};
-constexpr std::array<std::string_view, 8> kServiceKeys = {
-    "name",          "listen",       "backend",      "proxy_protocol",
-    "allow_clients", "deny_clients", "max_sessions", "affinity_s"};
+constexpr std::array<std::string_view, 9> kServiceKeys = {
+    "name",         "listen",     "backend",       "proxy_protocol", "allow_clients",
+    "deny_clients", "max_sessions", "affinity_s", "affinity_group"};
 constexpr std::array<std::string_view, 1> kOutboundKeys = {"socks5_listen"};
 constexpr std::array<detail::SchemaTable, 4> kSchema = {{
     {"agent", kAgentKeys},
@@ -292,6 +292,14 @@ void parse_service(const TableReader& r, Service& s, std::vector<Located>& ret_l
     }
     d.ok(r.read_uint("max_sessions", 0, kMaxSessions, s.max_sessions));
     d.ok(r.read_uint("affinity_s", 0, kMaxAffinityS, s.affinity_s));
+    if (auto group = r.string_item("affinity_group"); d.ok(group) && *group) {
+        if (!detail::valid_name((*group)->value)) {
+            d.add(r.error((*group)->pos, "affinity_group",
+                          "must be 1-64 characters of letters, digits, '-', '_' or '.'"));
+        } else {
+            s.affinity_group = (*group)->value;
+        }
+    }
 }
 
 /// Payload bytes of `s` in a CONFIG message (control-protocol.md 3.2): the

@@ -47,6 +47,9 @@ struct Service {
     std::vector<Cidr> deny_clients;
     uint32_t max_sessions = 0;  // 0 = unlimited
     uint32_t affinity_s = 0;
+    // Services with the same group share a client's backend host; empty =
+    // the agent's default group (every service that names none).
+    std::string affinity_group;
 };
 
 /// Parsed from agent.toml; error positions and key paths follow the

@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include "balance/rendezvous.hpp"
 #include "base/event.hpp"
 #include "base/events.hpp"
 #include "relay/metrics.hpp"
@@ -23,16 +24,6 @@ using namespace std::chrono_literals;
 
 double seconds(std::chrono::steady_clock::duration d) {
     return std::chrono::duration<double>(d).count();
-}
-
-// Where in a service's agent list a client starts looking: with affinity the
-// same client IP always tries the same agent first (its backend choice is
-// sticky there); otherwise the shard rotates across agents.
-size_t first_agent(const ServicePolicy& policy, const SocketAddress& peer, size_t& rotate) {
-    if (policy.affinity_s > 0) {
-        return std::hash<std::string>{}(peer.ip().unmapped().to_string());
-    }
-    return rotate++;
 }
 
 }  // namespace
@@ -167,14 +158,33 @@ void Shard::move_waiting(io::Worker& w, uint64_t agent) {
         if (svc == services_.end()) {
             continue;
         }
-        for (const uint64_t other : svc->second->agents) {
-            if (other != agent && eligible(*svc->second, other)) {
-                p.agent = other;
-                refill(w, other);
-                break;
-            }
+        // The agent is gone or draining, so no longer eligible: the next
+        // choice is the client's second best (with affinity) or any other.
+        if (const uint64_t other = choose_agent(*svc->second, p.peer);
+            other != 0 && other != agent) {
+            p.agent = other;
+            refill(w, other);
         }
     }
+}
+
+uint64_t Shard::choose_agent(const ServicePolicy& policy, const SocketAddress& peer) {
+    const auto& agents = policy.agents;
+    if (policy.affinity_s > 0) {
+        const size_t best = balance::rendezvous_pick(
+            peer.ip().unmapped().to_string(), agents.size(),
+            [&](size_t i) { return channels_.name(agents[i]); },
+            [&](size_t i) { return eligible(policy, agents[i]); });
+        return best < agents.size() ? agents[best] : 0;
+    }
+    for (size_t i = 0; i < agents.size(); ++i) {
+        const uint64_t agent = agents[(rotate_ + i) % agents.size()];
+        if (eligible(policy, agent)) {
+            rotate_ += i + 1;
+            return agent;
+        }
+    }
+    return 0;
 }
 
 void Shard::issue(uint64_t agent, unsigned count) {
@@ -221,6 +231,12 @@ void Shard::arrive(io::Worker& w, UniqueFd fd, const SocketAddress& peer, const 
         const auto& agents = svc->second->agents;
         if (std::find(agents.begin(), agents.end(), agent) == agents.end() ||
             !eligible(*svc->second, agent)) {
+            continue;
+        }
+        // With affinity a client waits for its own agent's channel: another
+        // agent may place it on another backend host than its FTP control
+        // connection (issue 14). It moves only if that agent goes or drains.
+        if (svc->second->affinity_s > 0 && it->agent != agent) {
             continue;
         }
         if (bind(w, *svc->second, *ch, it->client, it->peer, it->local, it->listener,
@@ -327,14 +343,9 @@ void Shard::on_accept(io::Worker& w, uint64_t listener, const std::string& servi
     // No idle channel: the client's bytes wait in its socket buffer while an
     // agent dials one for us. Its pool asks for tokens in one batch for all
     // the clients waiting, not one control round trip per client.
-    const auto& agents = policy.agents;
-    const size_t start = first_agent(policy, peer, rotate_);
-    uint64_t agent = agents[start % agents.size()];
-    for (size_t i = 0; i < agents.size(); ++i) {
-        if (eligible(policy, agents[(start + i) % agents.size()])) {
-            agent = agents[(start + i) % agents.size()];
-            break;
-        }
+    uint64_t agent = choose_agent(policy, peer);
+    if (agent == 0) {
+        agent = policy.agents.front();  // none eligible yet: wait on the first
     }
     const uint64_t id = next_pending_++;
     const uint64_t timer =
@@ -363,18 +374,30 @@ bool Shard::try_pair(io::Worker& w, const ServicePolicy& policy, UniqueFd& clien
     if (agents.empty()) {
         return false;
     }
-    const size_t start = first_agent(policy, peer, rotate_);
-    for (size_t i = 0; i < agents.size(); ++i) {
-        const uint64_t agent = agents[(start + i) % agents.size()];
-        if (!eligible(policy, agent)) {
-            continue;
-        }
+    const auto try_agent = [&](uint64_t agent) {
         while (auto ch = channels_.take(agent)) {
             if (bind(w, policy, *ch, client, peer, local, listener, accepted)) {
                 refill(w, agent);
                 return true;
             }
             channels_.dead(agent);
+        }
+        return false;
+    };
+    if (policy.affinity_s > 0) {
+        // Only the client's agent: without an idle channel the client waits
+        // for an on-demand one (bounded by pending_timeout_ms) rather than
+        // fall through to another agent (issue 14: 8 connections split 5/3).
+        const uint64_t agent = choose_agent(policy, peer);
+        return agent != 0 && try_agent(agent);
+    }
+    // Without affinity any agent with an idle channel, starting from the
+    // next in rotation.
+    for (size_t i = 0; i < agents.size(); ++i) {
+        const uint64_t agent = agents[(rotate_ + i) % agents.size()];
+        if (eligible(policy, agent) && try_agent(agent)) {
+            rotate_ += i + 1;
+            return true;
         }
     }
     return false;

@@ -199,6 +199,12 @@ private:
     /// Clients waiting for `agent` ask another eligible agent of their
     /// service instead, if there is one.
     void move_waiting(io::Worker& w, uint64_t agent);
+    /// The agent a new client of `policy` should use, 0 when none is
+    /// eligible. With affinity_s: the eligible agent whose name scores
+    /// highest for the client's IP (balance/rendezvous.hpp): every worker
+    /// agrees, reloads change nothing, an agent joining or leaving moves
+    /// only its share of clients. Without: the next eligible in rotation.
+    [[nodiscard]] uint64_t choose_agent(const ServicePolicy& policy, const SocketAddress& peer);
     /// Lets `agent`'s pool issue tokens once this loop iteration is done,
     /// so every client and channel event of one batch of completions is
     /// answered by one OPEN_CHANNELS rather than one each.

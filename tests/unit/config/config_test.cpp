@@ -459,6 +459,8 @@ TEST_SUITE("config.agent") {
         CHECK(s.deny_clients.size() == 1);
         CHECK(s.max_sessions == 1000);
         CHECK(s.affinity_s == 2592000);
+        CHECK(s.affinity_group == "ftp.sites");
+        CHECK(c->services[1].affinity_group.empty());
         CHECK(c->services[1].proxy_protocol == ProxyProtocol::V1);
         CHECK(c->services[1].listen[0].ports.size() == 100);
         CHECK(c->socks5_listen == "127.0.0.1:1080");
