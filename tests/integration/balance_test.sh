@@ -358,7 +358,9 @@ burst_one() {
     agents=$(awk '{print $2}' <<<"$out" | sort -u | paste -sd+)
     backends=$(awk '{print $3}' <<<"$out" | sort -u | paste -sd+)
     pair="$agents/$backends"
-    if [[ $pair == *[+-]* || $pair == *refused* ]] || [ "$(wc -l <<<"$out")" -ne 20 ]; then
+    # "-": no answer or no session on the relay; "refused": no connection.
+    if [[ $pair == *+* || $agents == - || $agents == refused || $backends == - ]] ||
+        [ "$(wc -l <<<"$out")" -ne 20 ]; then
         pair="split"
     fi
 }
@@ -440,6 +442,19 @@ affinity_case() {
             pass "affinity: after reload, $ip still reaches $pair"
         fi
     done
+    # New clients do use the third backend: the reload took effect, so the
+    # clients above stayed by their sticky entries, not by chance.
+    local fresh=() on_be3
+    for ((k = 150; k < 170; k++)); do
+        fresh+=("$net.$k")
+    done
+    on_be3=$("${tool[@]}" burst "$cdir/relay.sock" "$relay_ip" 7000 1 "${fresh[@]}" |
+        awk '$3 == "be3"' | wc -l)
+    if ((on_be3 > 0)); then
+        pass "affinity: $on_be3 of 20 new clients reach the backend the reload added"
+    else
+        fail "affinity: none of 20 new clients reaches the backend the reload added"
+    fi
     stop_case
 }
 
