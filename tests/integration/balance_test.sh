@@ -13,14 +13,23 @@
 #                read from vsftpd's banner in curl's transcript; the agent's
 #                log must send every data connection to that same host, and
 #                never try the other one first.
-#   ftp-collide  the same with both servers' passive range narrowed to the
-#                same two ports, so two clients on different servers get the
-#                same passive port number (clients retry a refused PASV).
+#   ftp-reversed the same with the servers listed in the other order in
+#                ftp-pasv: affinity follows the backend host, not its position.
+#   ftp-collide  the same as ftp with both servers' passive range narrowed to
+#                the same two ports, so clients on different servers get the
+#                same passive port number at once (a client retries when
+#                vsftpd finds no free port: curl exit 13).
+#   ftp-collide-reversed  both of the above.
+#   ftp-stray    client Y (control on server2) connects to the only passive
+#                port, which server1 opened for client Z: the agent must not
+#                carry it to server1 when server2 refuses; Y gets no byte, Z
+#                its file (Python ftplib as the clients).
 #   affinity     two agents serving one service with the same two identity
 #                backends; 20 connections at once from one client address
 #                all reach one agent and one backend (the relay's sessions
-#                list names the agent, the backend answers its name); again
-#                after SIGHUP to both agents and the relay.
+#                list names the agent, the backend answers its name), for 8
+#                addresses; again after SIGHUP to both agents and the relay,
+#                the agents' new file adding a third backend.
 #   join         agents A and B; 40 client addresses record (agent, backend);
 #                agent C joins once their affinity expired; at most 20 may
 #                change agent, only to C, and a client that stays on its agent
@@ -34,7 +43,7 @@ relay_bin=$1
 agent_bin=$2
 shift 2
 cases=("$@")
-[ ${#cases[@]} -gt 0 ] || cases=(ftp ftp-reversed ftp-collide ftp-collide-reversed affinity join)
+[ ${#cases[@]} -gt 0 ] || cases=(ftp ftp-reversed ftp-collide ftp-collide-reversed ftp-stray affinity join)
 here=$(cd "$(dirname "$0")" && pwd)
 tool=(python3 "$here/balance_tool.py")
 
@@ -187,14 +196,14 @@ show_logs() {
 }
 
 # ---------------------------------------------------------------- FTP
-# ftp_case NAME INDEX PASV_MIN PASV_MAX CLIENTS SECONDS ORDER: ORDER "same"
-# lists the servers in the same order in ftp and ftp-pasv, "reversed" in
-# the other order in ftp-pasv (affinity is per backend host, not position).
-ftp_case() {
-    local name=$1 idx=$2 pmin=$3 pmax=$4 clients=$5 secs=$6 order=$7 s i
-    echo "== $name: $clients curl clients at once, two vsftpd servers, passive ports" \
-        "$pmin-$pmax on each, ftp-pasv lists the servers in the $order order"
-    setup_case "$name" "$idx" ftp-agent || return
+# ftp_setup NAME INDEX PASV_MIN PASV_MAX CLIENTS ORDER: two vsftpd servers
+# with a file per client each, a relay, and an agent with services ftp and
+# ftp-pasv. ORDER "same" lists the servers in the same order in ftp and
+# ftp-pasv, "reversed" in the other order in ftp-pasv (affinity is per
+# backend host, not position). 1 when something did not come up (reported).
+ftp_setup() {
+    local name=$1 idx=$2 pmin=$3 pmax=$4 clients=$5 order=$6 s i
+    setup_case "$name" "$idx" ftp-agent || return 1
     local pasv_backends="\"$net.1:30000-30009\", \"$net.2:30000-30009\""
     if [ "$order" = reversed ]; then
         pasv_backends="\"$net.2:30000-30009\", \"$net.1:30000-30009\""
@@ -241,7 +250,7 @@ CONF
             fail "$name: vsftpd server$s did not listen on $net.$s:2121"
             show_logs
             stop_case
-            return
+            return 1
         fi
     done
     start_agent ftp-agent 4 "
@@ -260,9 +269,17 @@ affinity_s = 300"
         fail "$name: the relay did not open ftp and ftp-pasv for the agent"
         show_logs
         stop_case
-        return
+        return 1
     fi
+}
 
+# ftp_case NAME INDEX PASV_MIN PASV_MAX CLIENTS SECONDS ORDER: CLIENTS curl
+# clients at once, each retrying for up to SECONDS.
+ftp_case() {
+    local name=$1 idx=$2 pmin=$3 pmax=$4 clients=$5 secs=$6 order=$7 i
+    echo "== $name: $clients curl clients at once, two vsftpd servers, passive ports" \
+        "$pmin-$pmax on each, ftp-pasv lists the servers in the $order order"
+    ftp_setup "$name" "$idx" "$pmin" "$pmax" "$clients" "$order" || return
     # One client: retries until a download succeeds (a PASV that finds
     # every passive port taken ends in vsftpd's 500 OOPS), bounded by
     # attempts and time. Every attempt's bytes are kept for the verdict.
@@ -295,8 +312,9 @@ affinity_s = 300"
     local took=$((SECONDS - started)) attempts failed
     attempts=$(wc -l <"$cdir/manifest")
     failed=$(awk '$5 != 0' "$cdir/manifest" | wc -l)
-    echo "$name: $attempts download attempts in ${took}s, $failed failed (curl exit codes:" \
-        "$(awk '$5 != 0 {print $5}' "$cdir/manifest" | sort | uniq -c | tr -s ' \n' ' ')none else)"
+    echo "$name: $attempts download attempts in ${took}s, $failed failed and retried" \
+        "$(awk '$5 != 0 {print $5}' "$cdir/manifest" | sort -n | uniq -c |
+            awk '{printf "(curl exit %s: %s) ", $2, $1}')"
     echo "$name: control connections per server (banner): $(awk '{print "server" $3}' \
         "$cdir/manifest" | sort | uniq -c | tr -s ' \n' ' ')"
     if "${tool[@]}" ftp-verdict "$cdir/manifest" "$cdir/srv1" "$cdir/srv2" "$clients" \
@@ -315,6 +333,33 @@ affinity_s = 300"
     else
         sed "s/^/$name: /" "$cdir/ftplog"
         fail "$name: the agent's routing of data connections (see the lines above)"
+    fi
+    stop_case
+}
+
+# ftp_stray_case: a data connection that its control connection's server
+# does not expect. Client Z's control connection is on one server, which
+# listens on the only passive port after Z's PASV; client Y, whose control
+# connection is on the other server, connects to that port first. The
+# agent must try only Y's server, which refuses: Y gets no byte, and Z then
+# downloads its own file. Carried on to Z's server (the agent "retrying"
+# the other backend), Y would receive Z's file.
+ftp_stray_case() {
+    echo "== ftp-stray: a passive data connection for a port only the other server listens on"
+    ftp_setup ftp-stray 6 30004 30004 24 same || return
+    if "${tool[@]}" ftp-stray "$relay_ip" "$net" "$cdir/srv1" "$cdir/srv2" >"$cdir/stray" 2>&1; then
+        sed "s/^/ftp-stray: /" "$cdir/stray"
+        pass "ftp-stray: the stray data connection got no byte; the right client got its file"
+    else
+        sed "s/^/ftp-stray: /" "$cdir/stray"
+        fail "ftp-stray: (see the lines above)"
+    fi
+    if "${tool[@]}" ftp-log "$cdir/ftp-agent.log" >"$cdir/ftplog"; then
+        sed "s/^/ftp-stray: /" "$cdir/ftplog"
+        pass "ftp-stray: the agent tried only the data connection's own host"
+    else
+        sed "s/^/ftp-stray: /" "$cdir/ftplog"
+        fail "ftp-stray: the agent's routing of data connections (see the lines above)"
     fi
     stop_case
 }
@@ -540,7 +585,7 @@ join_case() {
 ran=0
 for c in "${cases[@]}"; do
     case $c in
-    ftp | ftp-reversed | ftp-collide | ftp-collide-reversed)
+    ftp | ftp-reversed | ftp-collide | ftp-collide-reversed | ftp-stray)
         if [ "$(id -u)" -ne 0 ]; then
             echo "SKIP: $c: vsftpd's anonymous chroot needs root"
             continue
@@ -555,6 +600,7 @@ for c in "${cases[@]}"; do
         ftp-reversed) ftp_case ftp-reversed 1 30000 30009 24 60 reversed ;;
         ftp-collide) ftp_case ftp-collide 2 30004 30005 24 60 same ;;
         ftp-collide-reversed) ftp_case ftp-collide-reversed 3 30004 30005 24 60 reversed ;;
+        ftp-stray) ftp_stray_case ;;
         esac
         ;;
     affinity) affinity_case ;;

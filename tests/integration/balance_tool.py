@@ -16,6 +16,8 @@
 #   ftp-verdict MANIFEST SRV1_DIR SRV2_DIR CLIENTS
 #                                          classify every download attempt
 #   ftp-log AGENT_LOG                      where the agent sent control and data
+#   ftp-stray RELAY_IP NET SRV1_DIR SRV2_DIR
+#                                          a data connection for the other server
 import json
 import os
 import re
@@ -268,6 +270,93 @@ def cmd_ftp_log(agent_log):
     return 1 if bad else 0
 
 
+def cmd_ftp_stray(relay_ip, net, srv1, srv2):
+    """Client Z (control on one server) opens the only passive port; client
+    Y (control on the other server) connects to it first. Y must get no
+    byte, Z its own file."""
+    import ftplib
+
+    dirs = {1: srv1, 2: srv2}
+    on = {}  # server -> (ftp, source address)
+    for k in range(200, 240):
+        if len(on) == 2:
+            break
+        src = f"{net}.{k}"
+        f = ftplib.FTP(timeout=10, source_address=(src, 0))
+        f.connect(relay_ip, 2121)
+        f.login()
+        m = re.search(r"server([12])", f.getwelcome())
+        if not m or int(m.group(1)) in on:
+            f.close()
+            continue
+        on[int(m.group(1))] = (f, src)
+    if len(on) < 2:
+        print(f"no two of 40 client addresses reached different servers: {sorted(on)}")
+        return 1
+    (fz, z_ip), (fy, y_ip) = on[1], on[2]
+    resp = fz.sendcmd("PASV")
+    nums = re.search(r"\((\d+),(\d+),(\d+),(\d+),(\d+),(\d+)\)", resp)
+    if not nums:
+        print(f"Z: unexpected PASV reply {resp!r}")
+        return 1
+    port = int(nums.group(5)) * 256 + int(nums.group(6))
+    print(f"Z {z_ip} (control on server1) got passive port {port}; "
+          f"Y {y_ip} (control on server2) connects to it first")
+    got = {"y": b"", "z": b""}
+
+    def drain(key, sock, secs):
+        sock.settimeout(secs)
+        try:
+            while (b := sock.recv(65536)):
+                got[key] += b
+        except OSError:
+            pass
+
+    try:
+        y = socket.create_connection((relay_ip, port), timeout=10, source_address=(y_ip, 0))
+    except OSError as e:
+        y = None
+        print(f"Y: connect refused at once ({e})")
+    ty = threading.Thread(target=drain, args=("y", y, 8)) if y else None
+    if ty:
+        ty.start()
+    time.sleep(1.5)  # the agent has tried whatever backend it tries for Y
+    fz.voidcmd("TYPE I")
+    z = socket.create_connection((relay_ip, port), timeout=10, source_address=(z_ip, 0))
+    tz = threading.Thread(target=drain, args=("z", z, 10))
+    tz.start()
+    try:
+        fz.putcmd("RETR client0.bin")
+        print(f"Z: RETR answered {fz.getresp()!r}")
+        tz.join()
+        print(f"Z: after the transfer {fz.getresp()!r}")
+    except (ftplib.Error, OSError) as e:
+        print(f"Z: {e}")
+    tz.join()
+    if ty:
+        ty.join()
+    with open(os.path.join(dirs[1], "client0.bin"), "rb") as f:
+        z_file = f.read()
+    bad = 0
+    if got["y"]:
+        whose = "Z's file from server1" if z_file.startswith(got["y"][:len(z_file)]) else "data"
+        print(f"Y received {len(got['y'])} bytes: {whose}")
+        bad += 1
+    else:
+        print("Y received no byte")
+    if got["z"] == z_file:
+        print(f"Z received its file ({len(z_file)} bytes)")
+    else:
+        print(f"Z received {len(got['z'])} bytes, not its {len(z_file)}-byte file")
+        bad += 1
+    for f, _ in on.values():
+        try:
+            f.quit()
+        except (ftplib.Error, OSError):
+            f.close()
+    return 1 if bad else 0
+
+
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     fn = {
@@ -277,6 +366,7 @@ def main():
         "burst": cmd_burst,
         "ftp-verdict": cmd_ftp_verdict,
         "ftp-log": cmd_ftp_log,
+        "ftp-stray": cmd_ftp_stray,
     }[cmd]
     sys.exit(fn(*args) or 0)
 
