@@ -88,7 +88,7 @@ void BackendConnector::place(io::Worker& w, BoundChannel ch) {
 
 void BackendConnector::at_owner(const std::string& client,
                                 UniqueFunction<void(AffinityTables&)> fn) {
-    const unsigned owner = affinity_owner(client, host_.shard_count());
+    const unsigned owner = balance::owner_shard(client, host_.shard_count());
     if (owner == index_) {
         fn(affinity_);
         return;
