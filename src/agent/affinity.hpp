@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // The agent's client-IP affinity memory, one balance::StickyTable per
-// affinity group. Each client IP has one owner shard (a hash of the address)
+// affinity group. Each client IP has one owner shard (balance::owner_shard)
 // whose tables decide for every shard: an FTP control connection and its
 // passive data connections may land on different workers and must still
 // agree on a backend host. Worker thread of the owner only.
@@ -13,9 +13,6 @@
 #include "balance/sticky_table.hpp"
 
 namespace sp::agent {
-
-/// The shard whose AffinityTables remember `client` (an address as text).
-[[nodiscard]] unsigned affinity_owner(std::string_view client, unsigned shards) noexcept;
 
 class AffinityTables final {
 public:

@@ -88,7 +88,7 @@ void BackendConnector::place(io::Worker& w, BoundChannel ch) {
 
 void BackendConnector::at_owner(const std::string& client,
                                 UniqueFunction<void(AffinityTables&)> fn) {
-    const unsigned owner = affinity_owner(client, host_.shard_count());
+    const unsigned owner = balance::owner_shard(client, host_.shard_count());
     if (owner == index_) {
         fn(affinity_);
         return;
@@ -155,6 +155,7 @@ void BackendConnector::affinity_answer(io::Worker& w, uint64_t id, balance::Choi
         // connection or is not a backend of this service: another host
         // could be the wrong FTP server. Refuse rather than move it.
         log_affinity_refused(a.ch.info, choice.pinned);
+        metrics_.add(metrics::kConnectFailures, {a.ch.info.service, "affinity-held"});
         give_up(w, id, a, EHOSTUNREACH, true);
         return;
     }

@@ -19,8 +19,16 @@ size_t best_in(std::string_view client, std::span<const Candidate> c, Candidate:
 
 }  // namespace
 
+unsigned owner_shard(std::string_view client, unsigned shards) noexcept {
+    if (shards <= 1) {
+        return 0;
+    }
+    return static_cast<unsigned>(rendezvous_score(client, "owner") % shards);
+}
+
 Choice StickyTable::acquire(std::string_view client, std::span<const Candidate> candidates,
-                            std::chrono::seconds hold, Clock::time_point now) {
+                            std::chrono::seconds hold, Clock::time_point now,
+                            OpenClients open_clients) {
     Choice out;
     auto it = entries_.find(std::string(client));
     if (it != entries_.end() && !live(it->second, now)) {
@@ -45,7 +53,7 @@ Choice StickyTable::acquire(std::string_view client, std::span<const Candidate> 
                 return out;
             }
         }
-        if (e.open > 0) {
+        if (e.open > 0 && open_clients == OpenClients::Hold) {
             out.verdict = Choice::Verdict::Refused;
             return out;
         }
@@ -63,8 +71,8 @@ Choice StickyTable::acquire(std::string_view client, std::span<const Candidate> 
     if (it != entries_.end()) {
         out.verdict = Choice::Verdict::Moved;
         it->second.target = candidates[pick].name;
-        it->second.open = 1;
-        it->second.hold = hold;
+        ++it->second.open;  // 0 before, unless OpenClients::Move
+        it->second.hold = std::max(it->second.hold, hold);
         return out;
     }
     out.verdict = Choice::Verdict::Fresh;

@@ -49,6 +49,10 @@ struct Choice {
     }
 };
 
+/// The thread (shard) whose table remembers `client`, out of `shards`: one
+/// owner per client address keeps all of its connections consistent.
+[[nodiscard]] unsigned owner_shard(std::string_view client, unsigned shards) noexcept;
+
 class StickyTable final {
 public:
     using Clock = std::chrono::steady_clock;
@@ -58,10 +62,17 @@ public:
     /// rendezvous without memory (still consistent while targets are up).
     explicit StickyTable(size_t capacity) : capacity_(capacity) {}
 
+    /// What happens to a client with sessions open whose target is no
+    /// longer usable. Hold: refused (the agent's backend hosts, where the
+    /// wrong host is a leak). Move: moved, sessions still counted (the
+    /// relay's agents, which the operator took away or drained).
+    enum class OpenClients : uint8_t { Hold, Move };
+
     /// Chooses a target for a new session of `client` and counts it open
     /// there (when ok()). `hold`: how long an idle entry is kept.
     [[nodiscard]] Choice acquire(std::string_view client, std::span<const Candidate> candidates,
-                                 std::chrono::seconds hold, Clock::time_point now);
+                                 std::chrono::seconds hold, Clock::time_point now,
+                                 OpenClients open_clients = OpenClients::Hold);
     /// A session acquired for `client` ended or never started.
     void release(std::string_view client, Clock::time_point now);
     /// Forgets idle entries older than their hold.

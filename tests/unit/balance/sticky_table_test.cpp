@@ -101,6 +101,34 @@ TEST_SUITE("balance.sticky") {
         }
     }
 
+    TEST_CASE("OpenClients::Move: a client with sessions open moves off an unusable target") {
+        for (const S pinned_state : {S::Excluded, S::Down}) {
+            StickyTable t = pinned_on(other(), 2);
+            const auto c = cands(state_of("srv-a", pinned_state, S::Up, other()),
+                                 state_of("srv-b", pinned_state, S::Up, other()));
+            const Choice ch = t.acquire(kClient, c, kHold, t0, StickyTable::OpenClients::Move);
+            if (pinned_state == S::Down) {
+                CHECK(ch.verdict == V::Kept);  // open sessions still prove it
+                continue;
+            }
+            CHECK(ch.verdict == V::Moved);
+            CHECK(c[ch.index].name == preferred());
+            CHECK(t.open(kClient) == 3);  // the old two still end and release
+        }
+        // Gone from the candidates entirely (an agent that disconnected).
+        StickyTable t = pinned_on("srv-a", 1);
+        const std::vector<Candidate> c{{"srv-c", S::Up}};
+        CHECK(t.acquire(kClient, c, kHold, t0, StickyTable::OpenClients::Move).verdict == V::Moved);
+    }
+
+    TEST_CASE("owner_shard: stable and in range") {
+        CHECK(sp::balance::owner_shard(kClient, 1) == 0);
+        for (unsigned n = 2; n < 8; ++n) {
+            CHECK(sp::balance::owner_shard(kClient, n) < n);
+            CHECK(sp::balance::owner_shard(kClient, n) == sp::balance::owner_shard(kClient, n));
+        }
+    }
+
     TEST_CASE("a target that is not a candidate of this service") {
         StickyTable t = pinned_on("srv-a", 1);
         const std::vector<Candidate> c{{"srv-c", S::Up}};
