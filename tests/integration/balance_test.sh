@@ -62,11 +62,15 @@ descendants() {
 }
 stop_pid() {
     local p=$1 all i
+    if ! kill -0 "$p" 2>/dev/null; then
+        wait "$p" 2>/dev/null
+        return 0
+    fi
     all="$(descendants "$p") $p"
     # shellcheck disable=SC2086
     kill -CONT $all 2>/dev/null
     # shellcheck disable=SC2086
-    kill -TERM $all 2>/dev/null || return 0
+    kill -TERM $all 2>/dev/null
     for ((i = 0; i < 50; i++)); do
         kill -0 "$p" 2>/dev/null || break
         sleep 0.1
