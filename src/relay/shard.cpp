@@ -6,11 +6,11 @@
 #include <algorithm>
 #include <cstring>
 #include <map>
+#include <tuple>
 #include <utility>
 
 #include <fmt/format.h>
 
-#include "balance/rendezvous.hpp"
 #include "base/event.hpp"
 #include "base/events.hpp"
 #include "relay/metrics.hpp"
@@ -105,6 +105,9 @@ void Shard::remove_service(io::Worker& w, const std::string& name) {
         if (it->service == name) {
             w.cancel_timer(it->timer);
             admission_.release(it->peer.ip(), it->service);
+            if (it->pinned) {
+                unpin(it->peer.ip().unmapped().to_string());
+            }
             reject(it->peer, it->local, name, "no-agent", "service withdrawn while waiting",
                    it->listener);
             it = pending_.erase(it);
@@ -150,6 +153,10 @@ bool Shard::eligible(const ServicePolicy& policy, uint64_t agent) const {
 }
 
 void Shard::move_waiting(io::Worker& w, uint64_t agent) {
+    // Clients with affinity ask their owner again, after this loop: an
+    // answer given at once may pair one and erase it from pending_.
+    std::vector<std::tuple<uint64_t, SocketAddress, bool, std::shared_ptr<const ServicePolicy>>>
+        ask;
     for (auto& p : pending_) {
         if (p.agent != agent) {
             continue;
@@ -158,25 +165,25 @@ void Shard::move_waiting(io::Worker& w, uint64_t agent) {
         if (svc == services_.end()) {
             continue;
         }
-        // The agent is gone or draining, so no longer eligible: the next
-        // choice is the client's second best (with affinity) or any other.
-        if (const uint64_t other = choose_agent(*svc->second, p.peer);
-            other != 0 && other != agent) {
+        if (svc->second->affinity_s > 0) {
+            ask.emplace_back(p.id, p.peer, p.pinned, svc->second);
+            p.agent = 0;  // waits on none until the owner moves it
+            p.pinned = false;
+            continue;
+        }
+        // The agent is gone or draining, so no longer eligible.
+        if (const uint64_t other = choose_agent(*svc->second); other != 0 && other != agent) {
             p.agent = other;
             refill(w, other);
         }
     }
+    for (const auto& [id, peer, retry, policy] : ask) {
+        ask_owner(w, *policy, id, peer, retry);
+    }
 }
 
-uint64_t Shard::choose_agent(const ServicePolicy& policy, const SocketAddress& peer) {
+uint64_t Shard::choose_agent(const ServicePolicy& policy) {
     const auto& agents = policy.agents;
-    if (policy.affinity_s > 0) {
-        const size_t best = balance::rendezvous_pick(
-            peer.ip().unmapped().to_string(), agents.size(),
-            [&](size_t i) { return channels_.name(agents[i]); },
-            [&](size_t i) { return eligible(policy, agents[i]); });
-        return best < agents.size() ? agents[best] : 0;
-    }
     for (size_t i = 0; i < agents.size(); ++i) {
         const uint64_t agent = agents[(rotate_ + i) % agents.size()];
         if (eligible(policy, agent)) {
@@ -185,6 +192,91 @@ uint64_t Shard::choose_agent(const ServicePolicy& policy, const SocketAddress& p
         }
     }
     return 0;
+}
+
+void Shard::ask_owner(io::Worker& w, const ServicePolicy& policy, uint64_t pending_id,
+                      const SocketAddress& peer, bool retry) {
+    std::vector<balance::Candidate> cands;
+    std::vector<uint64_t> ids;
+    for (const uint64_t agent : policy.agents) {
+        if (eligible(policy, agent)) {
+            cands.push_back({std::string(channels_.name(agent)), balance::Candidate::State::Up});
+            ids.push_back(agent);
+        }
+    }
+    std::string client = peer.ip().unmapped().to_string();
+    const auto hold = std::chrono::seconds(policy.affinity_s);
+    // Runs on the owner: the agent chosen, 0 when none is eligible.
+    auto decide = [cands = std::move(cands), ids = std::move(ids), client, hold,
+                   retry](balance::StickyTable& table) {
+        const auto now = Clock::now();
+        if (retry) {
+            table.release(client, now);
+        }
+        const auto c =
+            table.acquire(client, cands, hold, now, balance::StickyTable::OpenClients::Move);
+        return c.ok() ? ids[c.index] : uint64_t{0};
+    };
+    const unsigned owner = balance::owner_shard(client, static_cast<unsigned>(peers_.size()));
+    if (owner == index_) {
+        on_agent_chosen(w, pending_id, decide(affinity_), client);
+        return;
+    }
+    peers_.invoke_on(owner, [decide = std::move(decide), client = std::move(client), pending_id,
+                             from = index_](Shard& s, io::Worker&) mutable {
+        const uint64_t agent = decide(s.affinity_);
+        s.peers_.invoke_on(
+            from, [pending_id, agent, client = std::move(client)](Shard& home, io::Worker& wk) {
+                home.on_agent_chosen(wk, pending_id, agent, client);
+            });
+    });
+}
+
+void Shard::on_agent_chosen(io::Worker& w, uint64_t pending_id, uint64_t agent,
+                            const std::string& client) {
+    const auto it = std::find_if(pending_.begin(), pending_.end(),
+                                 [&](const Pending& p) { return p.id == pending_id; });
+    if (it == pending_.end()) {
+        if (agent != 0) {
+            unpin(client);  // timed out or withdrawn meanwhile
+        }
+        return;
+    }
+    const auto svc = services_.find(it->service);
+    if (svc == services_.end()) {
+        return;  // remove_service ends it
+    }
+    if (agent == 0) {
+        // No agent eligible now: wait on the first, as without affinity.
+        it->agent = svc->second->agents.front();
+        refill(w, it->agent);
+        return;
+    }
+    it->agent = agent;
+    it->pinned = true;
+    while (auto ch = channels_.take(agent)) {
+        if (bind(w, *svc->second, *ch, it->client, it->peer, it->local, it->listener, it->accepted,
+                 true)) {
+            w.cancel_timer(it->timer);
+            pending_.erase(it);
+            refill(w, agent);
+            return;
+        }
+        channels_.dead(agent);
+    }
+    // No idle channel: it waits for this agent's next one, bounded by
+    // pending_timeout_ms, rather than take another agent's (issue 14).
+    refill(w, agent);
+}
+
+void Shard::unpin(const std::string& client) {
+    const unsigned owner = balance::owner_shard(client, static_cast<unsigned>(peers_.size()));
+    if (owner == index_) {
+        affinity_.release(client, Clock::now());
+        return;
+    }
+    peers_.invoke_on(
+        owner, [client](Shard& s, io::Worker&) { s.affinity_.release(client, Clock::now()); });
 }
 
 void Shard::issue(uint64_t agent, unsigned count) {
@@ -239,8 +331,8 @@ void Shard::arrive(io::Worker& w, UniqueFd fd, const SocketAddress& peer, const 
         if (svc->second->affinity_s > 0 && it->agent != agent) {
             continue;
         }
-        if (bind(w, *svc->second, *ch, it->client, it->peer, it->local, it->listener,
-                 it->accepted)) {
+        if (bind(w, *svc->second, *ch, it->client, it->peer, it->local, it->listener, it->accepted,
+                 it->pinned)) {
             w.cancel_timer(it->timer);
             pending_.erase(it);
         } else {
@@ -337,22 +429,31 @@ void Shard::on_accept(io::Worker& w, uint64_t listener, const std::string& servi
                    listener);
             return;
     }
-    if (try_pair(w, policy, client, peer, local, listener, accepted)) {
+    if (policy.affinity_s == 0 && try_pair(w, policy, client, peer, local, listener, accepted)) {
         return;
     }
-    // No idle channel: the client's bytes wait in its socket buffer while an
-    // agent dials one for us. Its pool asks for tokens in one batch for all
-    // the clients waiting, not one control round trip per client.
-    uint64_t agent = choose_agent(policy, peer);
-    if (agent == 0) {
-        agent = policy.agents.front();  // none eligible yet: wait on the first
+    // With affinity the client waits until its owner shard names its agent.
+    // Without, no idle channel: the client's bytes wait in its socket
+    // buffer while an agent dials one for us. Its pool asks for tokens in
+    // one batch for all the clients waiting, not one control round trip per
+    // client.
+    uint64_t agent = 0;
+    if (policy.affinity_s == 0) {
+        agent = choose_agent(policy);
+        if (agent == 0) {
+            agent = policy.agents.front();  // none eligible yet: wait on the first
+        }
     }
     const uint64_t id = next_pending_++;
     const uint64_t timer =
         w.add_timer(limits_.pending_timeout, [this, id](io::Worker&) { on_pending_timeout(id); });
     pending_.push_back(
         {id, std::move(client), peer, local, service, agent, timer, listener, accepted});
-    refill(w, agent);
+    if (agent != 0) {
+        refill(w, agent);
+    } else {
+        ask_owner(w, policy, id, peer, false);
+    }
 }
 
 void Shard::on_pending_timeout(uint64_t pending_id) {
@@ -362,6 +463,9 @@ void Shard::on_pending_timeout(uint64_t pending_id) {
         return;
     }
     admission_.release(it->peer.ip(), it->service);
+    if (it->pinned) {
+        unpin(it->peer.ip().unmapped().to_string());
+    }
     reject(it->peer, it->local, it->service, "pending-timeout",
            "no data channel within pending_timeout_ms", it->listener);
     pending_.erase(it);
@@ -376,7 +480,7 @@ bool Shard::try_pair(io::Worker& w, const ServicePolicy& policy, UniqueFd& clien
     }
     const auto try_agent = [&](uint64_t agent) {
         while (auto ch = channels_.take(agent)) {
-            if (bind(w, policy, *ch, client, peer, local, listener, accepted)) {
+            if (bind(w, policy, *ch, client, peer, local, listener, accepted, false)) {
                 refill(w, agent);
                 return true;
             }
@@ -384,15 +488,8 @@ bool Shard::try_pair(io::Worker& w, const ServicePolicy& policy, UniqueFd& clien
         }
         return false;
     };
-    if (policy.affinity_s > 0) {
-        // Only the client's agent: without an idle channel the client waits
-        // for an on-demand one (bounded by pending_timeout_ms) rather than
-        // fall through to another agent (issue 14: 8 connections split 5/3).
-        const uint64_t agent = choose_agent(policy, peer);
-        return agent != 0 && try_agent(agent);
-    }
-    // Without affinity any agent with an idle channel, starting from the
-    // next in rotation.
+    // Any agent with an idle channel, starting from the next in rotation
+    // (with affinity the owner shard chooses: ask_owner).
     for (size_t i = 0; i < agents.size(); ++i) {
         const uint64_t agent = agents[(rotate_ + i) % agents.size()];
         if (eligible(policy, agent) && try_agent(agent)) {
@@ -405,7 +502,7 @@ bool Shard::try_pair(io::Worker& w, const ServicePolicy& policy, UniqueFd& clien
 
 bool Shard::bind(io::Worker& w, const ServicePolicy& policy, Channels::Channel& ch,
                  UniqueFd& client, const SocketAddress& peer, const SocketAddress& local,
-                 uint64_t listener, Clock::time_point accepted) {
+                 uint64_t listener, Clock::time_point accepted, bool pinned) {
     // base + n * workers + index: distinct across workers and never
     // repeated within 2^64 / workers sessions (an OR of a 32-bit counter
     // into the worker bits repeated after 2^32).
@@ -430,9 +527,12 @@ bool Shard::bind(io::Worker& w, const ServicePolicy& policy, Channels::Channel& 
     Live live{info, listener};
     const io::SessionId id = w.start_session(
         std::move(client), std::move(ch.fd),
-        [this, info = std::move(info)](io::Worker&, io::SessionId sid_io,
-                                       const io::SessionEnd& end) {
+        [this, info = std::move(info), pinned](io::Worker&, io::SessionId sid_io,
+                                               const io::SessionEnd& end) {
             admission_.release(info.client.ip(), info.service);
+            if (pinned) {
+                unpin(info.client.ip().unmapped().to_string());
+            }
             on_session_end(sid_io, info, end);
             log_session_close(info, end);
         },
