@@ -53,9 +53,13 @@ pids=()
 
 # stop_pid PID: SIGTERM to PID and every descendant (vsftpd forks one
 # process pair per session), up to 5 s, then SIGKILL.
+children() { # PID: its child PIDs, from /proc (no procps needed)
+    cat /proc/[0-9]*/stat 2>/dev/null |
+        awk -v p="$1" '{ s = $0; sub(/.*\) /, "", s); split(s, f, " "); if (f[2] == p) print $1 }'
+}
 descendants() {
     local c
-    for c in $(ps -o pid= --ppid "$1" 2>/dev/null); do
+    for c in $(children "$1"); do
         descendants "$c"
         echo "$c"
     done
