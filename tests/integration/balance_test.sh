@@ -36,6 +36,7 @@
 #                stays on its backend.
 #
 # Usage: balance_test.sh RELAY_BIN AGENT_BIN [CASE...]  (default: all cases)
+# BALANCE_KEEP_DIR=1 keeps the temp dir (configs, logs, curl transcripts).
 # Exit 0 all passed, 1 a failure, 77 nothing could run (not root, or no
 # vsftpd/curl for the FTP cases and no case left).
 set -uo pipefail
@@ -90,7 +91,11 @@ cleanup() {
         stop_pid "$p"
     done
     pids=()
-    rm -rf "$dir"
+    if [ -n "${BALANCE_KEEP_DIR:-}" ]; then
+        echo "kept $dir (BALANCE_KEEP_DIR)"
+    else
+        rm -rf "$dir"
+    fi
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
@@ -295,10 +300,14 @@ ftp_case() {
     : >"$cdir/manifest"
     ftp_client() {
         local i=$1 src="$net.$((100 + $1))" n=0 rc srv out deadline=$((SECONDS + secs))
+        # Even clients use PASV (the reply names pasv_address, the relay),
+        # odd ones EPSV (the port only, on the control connection's address).
+        local mode=--disable-epsv
+        ((i % 2)) && mode=--ftp-pasv
         while ((n < 25 && SECONDS < deadline)); do
             n=$((n + 1))
             out="$cdir/out/client$i.$n"
-            curl -sS -v --disable-epsv --interface "$src" --connect-timeout 5 --max-time 20 \
+            curl -sS -v "$mode" --interface "$src" --connect-timeout 5 --max-time 20 \
                 -o "$out" "ftp://$relay_ip:2121/client$i.bin" 2>"$out.err"
             rc=$?
             srv=$(sed -n 's/^< 220 sallyport-test server\([12]\).*/\1/p' "$out.err" | head -1)
