@@ -23,7 +23,8 @@
 #   ftp-stray    client Y (control on server2) connects to the only passive
 #                port, which server1 opened for client Z: the agent must not
 #                carry it to server1 when server2 refuses; Y gets no byte, Z
-#                its file (Python ftplib as the clients).
+#                its file, and the agent logs backend-failed
+#                REASON=affinity-held (Python ftplib as the clients).
 #   affinity     two agents serving one service with the same two identity
 #                backends; 20 connections at once from one client address
 #                all reach one agent and one backend (the relay's sessions
@@ -370,6 +371,15 @@ ftp_stray_case() {
     else
         sed "s/^/ftp-stray: /" "$cdir/stray"
         fail "ftp-stray: (see the lines above)"
+    fi
+    # sallyport.toml(5): refused, backend-failed REASON=affinity-held.
+    local y_ip
+    y_ip=$(sed -n 's/.*; Y \([0-9.]*\) (control on server2).*/\1/p' "$cdir/stray")
+    if [ -n "$y_ip" ] && grep ' backend-failed ' "$cdir/ftp-agent.log" |
+        grep " CLIENT_ADDR=$y_ip " | grep -q ' REASON=affinity-held '; then
+        pass "ftp-stray: the agent logged backend-failed REASON=affinity-held for $y_ip"
+    else
+        fail "ftp-stray: no backend-failed REASON=affinity-held for ${y_ip:-Y} in the agent's log"
     fi
     if "${tool[@]}" ftp-log "$cdir/ftp-agent.log" >"$cdir/ftplog"; then
         sed "s/^/ftp-stray: /" "$cdir/ftplog"
