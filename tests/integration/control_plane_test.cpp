@@ -296,6 +296,48 @@ TEST_SUITE("integration.control_plane") {
         }
     }
 
+    TEST_CASE("control: a reload names the keys only a restart changes, and applies the rest") {
+        TestServer echo(TestServer::Mode::Echo);
+        Deployment d;
+        d.make_keys({"agent1"});
+        d.start_relay();
+        REQUIRE(d.relay.wait_for_output(" started ", 10s));
+        const uint16_t port = free_port();
+        d.start_agent(svc("echo", port, echo.port()));
+        REQUIRE(connect_retry("127.0.0.1", port, 10s));
+        auto kept = connect_to("127.0.0.1", port);
+        REQUIRE(kept);
+        // threads (restart-only) and data_path (live) change together with
+        // a limit that applies at once.
+        std::string text = read_file(d.dir.path() + "/relay.toml");
+        const auto at = text.find("threads = 2");
+        REQUIRE(at != std::string::npos);
+        text.replace(at, 11, "threads = 1");
+        const auto dp = text.find("data_path = \"");
+        REQUIRE(dp != std::string::npos);
+        text.replace(dp, text.find('\n', dp) - dp,
+                     d.data_path == "copy" ? "data_path = \"splice\"" : "data_path = \"copy\"");
+        text += "max_sessions_per_client = 1\n";
+        d.dir.write("relay.toml", text, 0600);
+        d.relay.signal(SIGHUP);
+        CHECK(d.relay.wait_for_output("reload-failed REASON=restart-only", 10s));
+        CHECK(d.relay.output().find("relay.threads") != std::string::npos);
+        CHECK(d.relay.output().find("relay.data_path") == std::string::npos);
+        CHECK(d.relay.wait_for_output("relay configuration reloaded", 5s));
+        // The rest applied: a second session from 127.0.0.1 is over the new
+        // limit, while the one open before goes on.
+        bool refused_one = false;
+        for (int i = 0; i < 50 && !refused_one; ++i) {
+            refused_one = !echo_ok(port, "second");
+            std::this_thread::sleep_for(100ms);
+        }
+        CHECK(refused_one);
+        CHECK(d.relay.wait_for_output("REASON=limit", 5s));
+        set_timeouts(kept.get(), 5s);
+        REQUIRE(send_all(kept.get(), "kept", 4));
+        CHECK(recv_n(kept.get(), 4) == "kept");
+    }
+
     TEST_CASE("control: a reload that denies an agent's address disconnects it at once") {
         TestServer a(TestServer::Mode::Echo);
         Deployment d;
