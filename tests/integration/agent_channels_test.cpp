@@ -434,7 +434,7 @@ TEST_SUITE("integration.agent_channels") {
              d.dir.write("relay2.toml", fmt::format(R"([relay]
 threads = 2
 control_listen = ["127.0.0.1:{}"]
-allow_listen = ["127.0.0.1:1024-65535"]
+allow_listen = ["127.0.0.2:1024-65535"]
 status_socket = "{}/relay2.sock"
 [auth]
 keys = "{}/relay.keys"
@@ -444,6 +444,8 @@ keys = "{}/relay.keys"
             d.dir.path() + "/relay2.log");
         const std::string service = Deployment::service(
             "echo", fmt::format("127.0.0.1:{}", port), fmt::format("127.0.0.1:{}", backend.port()));
+        // Relay 2 may not open the service's address (allow_listen): the
+        // port stays relay 1's alone, not a SO_REUSEPORT group of both.
         d.start_agent(service);
         REQUIRE(connect_retry("127.0.0.1", port, 10s));
         std::atomic<bool> stop{false};
