@@ -287,6 +287,9 @@ sc_up() {
 
 sc_now_ms() { date +%s%3N; }
 
+# sc_iso MS: the daemons' event time format (UTC, milliseconds) of MS.
+sc_iso() { printf '%s.%03dZ' "$(date -u -d "@$(($1 / 1000))" +%FT%T)" $(($1 % 1000)); }
+
 # sc_client ADDR: download big.bin through the balancer from ADDR, again and
 # again, until the stop file appears (bounded by SC_LOAD_MAX_S). One line per
 # attempt in load-ADDR.txt: addr attempt start_ms end_ms curl_rc verdict
@@ -555,6 +558,22 @@ sc_test() {
     lab_check "each client kept its backend until the backend was killed (affinity across relays and agents)" \
         test -z "$(awk -v t3="$t3" 'FNR == NR { web[$1] = $4; next } $6 == "ok" && $4 < t3 && $10 != web[$1]' \
             "$LAB_DIR/paths.txt" "$LAB_DIR/load.txt")"
+    # The clients of the dead relay reached the other one from the map update
+    # on: it must have chosen the agent the dead one had chosen for them.
+    local moved
+    moved=$(awk -v from="$(sc_iso "$t1")" -v to="$(sc_iso "$t2")" -v victim="$vr" '
+        FNR == NR { if ($2 == victim) agent[$1] = $3; next }
+        $1 >= from && $1 < to && / session-open / {
+            c = ""; a = ""
+            for (i = 1; i <= NF; i++) {
+                if ($i ~ /^CLIENT_ADDR=/) c = substr($i, 13)
+                if ($i ~ /^AGENT=/) a = substr($i, 7)
+            }
+            if (c in agent) { n++; if (agent[c] != a) bad++ }
+        }
+        END { printf "%d %d\n", n, bad }' "$LAB_DIR/paths.txt" "$LAB_DIR/relay$((3 - $(sc_index "$vr"))).log")
+    lab_check "the other relay sent $vr's clients to the same agents (${moved% *} sessions checked, ${moved#* } elsewhere)" \
+        test "${moved% *}" -gt 0 -a "${moved#* }" -eq 0
     SC_FAILED_SUMMARY=""
     sc_analyse 1 relay "$vr" 2 "$t0" "$t1" "$t2"
     sc_analyse 2 agent "$va" 3 "$t2" "$t2" "$t3"
