@@ -210,6 +210,7 @@ Result<void> App::setup() {
     agents_ = std::make_unique<Agents>(shell_->poller(), *listeners_, shards_, reject_log_,
                                        std::move(*tls), Agents::Options{SP_VERSION});
     agents_->set_handshake_timeout(std::chrono::milliseconds(cfg_.limits.handshake_timeout_ms));
+    listeners_->set_grace(std::chrono::milliseconds(cfg_.limits.listener_grace_ms));
     admin_ = std::make_unique<AdminCommands>(*shell_, shards_, *agents_, *listeners_);
     admin_->install();
     shell_->admin().set_reload([this] { return reload(); });
@@ -223,6 +224,7 @@ Result<void> App::setup() {
 
 void App::tick() {
     agents_->tick(Poller::Clock::now());
+    listeners_->tick(std::chrono::steady_clock::now());
     shell_->status(fmt::format("{} agents, {} sessions, {} listeners", agents_->ready_count(),
                                admission_->sessions(), listeners_->count()));
 }
@@ -273,6 +275,7 @@ Result<void> App::reload() {
         return client_allowed(addr, cfg_.auth.allow_agents, cfg_.auth.deny_agents);
     });
     agents_->set_handshake_timeout(std::chrono::milliseconds(cfg_.limits.handshake_timeout_ms));
+    listeners_->set_grace(std::chrono::milliseconds(cfg_.limits.listener_grace_ms));
     // The listen policy reads cfg_: listeners a narrowed allow_listen no
     // longer permits close now, not at each agent's next CONFIG.
     listeners_->reapply();

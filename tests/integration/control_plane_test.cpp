@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <sys/socket.h>
 
+#include <atomic>
 #include <thread>
 
 #include <doctest/doctest.h>
@@ -235,6 +236,64 @@ TEST_SUITE("integration.control_plane") {
         CHECK(wait_refused(p2, 5s));
         CHECK(echo_ok(p1, "kept"));
         (void)second.stop();
+    }
+
+    TEST_CASE("control: listener grace: clients during an agent restart wait and are served") {
+        TestServer echo(TestServer::Mode::Echo);
+        Deployment d;
+        d.listener_grace_ms = 4000;
+        d.make_keys({"agent1"});
+        d.start_relay();
+        REQUIRE(d.relay.wait_for_output(" started ", 10s));
+        const uint16_t port = free_port();
+        d.start_agent(svc("echo", port, echo.port()));
+        REQUIRE(connect_retry("127.0.0.1", port, 10s));
+        // A client loop across the whole outage: not one may be refused.
+        std::atomic<bool> stop{false};
+        std::atomic<int> ok{0};
+        std::atomic<int> failed{0};
+        std::thread loop([&] {
+            for (int i = 0; i < 2000 && !stop; ++i) {
+                if (echo_ok(port, fmt::format("client {}", i))) {
+                    ++ok;
+                } else {
+                    ++failed;
+                }
+                std::this_thread::sleep_for(10ms);
+            }
+        });
+        std::this_thread::sleep_for(300ms);
+        // SIGKILL: the control channel drops without a goodbye, as in a
+        // network cut; the restarted agent dials again within its backoff.
+        d.agent.signal(SIGKILL);
+        (void)d.agent.wait(5s);
+        CHECK(d.relay.wait_for_output("agent-disconnected", 5s));
+        std::this_thread::sleep_for(500ms);
+        CHECK_FALSE(refused("127.0.0.1", port));
+        d.agent = d.start_agent_process(d.dir.path() + "/agent.toml", "agent2.log");
+        CHECK(d.agent.wait_for_output("config-applied", 10s));
+        std::this_thread::sleep_for(500ms);
+        stop = true;
+        loop.join();
+        MESSAGE("clients served: " << ok.load() << ", failed: " << failed.load());
+        CHECK(ok.load() > 20);
+        CHECK(failed.load() == 0);
+        CHECK(d.relay.output().find("listeners-suspended") == std::string::npos);
+        CHECK(d.relay.output().find("listener-closed") == std::string::npos);
+
+        SUBCASE("no agent within the grace: listeners close, waiting clients are refused") {
+            d.agent.signal(SIGKILL);
+            (void)d.agent.wait(5s);
+            auto waiting = connect_to("127.0.0.1", port);
+            REQUIRE(waiting);
+            CHECK(wait_refused(port, 10s));
+            CHECK(d.relay.wait_for_output("listeners-suspended", 5s));
+            CHECK(d.relay.output().find("REASON=no-agent") != std::string::npos);
+            // The parked client was closed, not left hanging.
+            set_timeouts(waiting.get(), 5s);
+            char b = 0;
+            CHECK(::recv(waiting.get(), &b, 1, 0) <= 0);
+        }
     }
 
     TEST_CASE("control: a reload that denies an agent's address disconnects it at once") {
