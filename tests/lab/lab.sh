@@ -14,6 +14,9 @@
 #                           +------- 10.99.0.0/24  lan (agent .10, sshd .20, nginx .30/.31, vsftpd .40)
 set -uo pipefail
 
+# shellcheck source=tests/lab/lab_lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lab_lib.sh"
+
 LAB_ID=$$
 LAB_NS_R="sp-r-$LAB_ID"
 LAB_NS_I="sp-inet-$LAB_ID"
@@ -36,86 +39,8 @@ LAB_PASV=30000-30009
 LAB_PUBLIC_PORTS="$LAB_SFTP_PORT, $LAB_HTTPS_PORT, $LAB_PP_PORT, $LAB_FTPS_PORT, $LAB_PASV"
 # FTPS runs when vsftpd and lftp are installed (the lab says so when not).
 LAB_WITH_FTPS=0
-LAB_DIR=""
-LAB_PIDS=()
 LAB_AGENT_PID=""
 LAB_RELAY_PID=""
-
-lab_log() { printf '%s lab: %s\n' "$(date +%T)" "$*" >&2; }
-
-# in NS CMD...: run CMD inside one of the lab's namespaces.
-lab_in() {
-    local ns=$1
-    shift
-    ip netns exec "$ns" "$@"
-}
-
-# lab_wait DESC SECONDS CMD...: poll CMD every 0.2 s until it succeeds; 1 on timeout.
-lab_wait() {
-    local desc=$1 secs=$2
-    shift 2
-    local deadline=$((SECONDS + secs))
-    while ((SECONDS < deadline)); do
-        if "$@" >/dev/null 2>&1; then
-            return 0
-        fi
-        sleep 0.2
-    done
-    lab_log "timed out after ${secs}s waiting for: $desc"
-    return 1
-}
-
-# lab_tcp_open NS HOST PORT [SECONDS]: 0 when a TCP connection is accepted.
-lab_tcp_open() {
-    lab_in "$1" timeout "${4:-2}" bash -c "exec 3<>/dev/tcp/$2/$3" 2>/dev/null
-}
-
-# lab_tcp_refused NS HOST PORT: 0 only when the connect is actively refused (RST),
-# which is how a suspended relay listener looks, as opposed to a firewall drop.
-lab_tcp_refused() {
-    local out
-    out=$(lab_in "$1" timeout 3 bash -c "exec 3<>/dev/tcp/$2/$3" 2>&1)
-    [[ $? -ne 0 && $out == *"refused"* ]]
-}
-
-# lab_spawn NS LOG CMD...: start CMD in NS in the background; its PID is in LAB_LAST_PID.
-lab_spawn() {
-    local ns=$1 log=$2
-    shift 2
-    ip netns exec "$ns" "$@" >"$log" 2>&1 </dev/null &
-    LAB_LAST_PID=$!
-    LAB_PIDS+=("$LAB_LAST_PID")
-}
-
-lab_stop_pid() {
-    local pid=$1 i
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for ((i = 0; i < 50; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
-    return 0
-}
-
-lab_teardown() {
-    local pid ns
-    for pid in "${LAB_PIDS[@]}"; do
-        lab_stop_pid "$pid"
-    done
-    # Anything a started process left behind (nginx workers, sshd session
-    # children) lives in our own namespaces: stop those PIDs too.
-    for ns in "$LAB_NS_I" "$LAB_NS_D" "$LAB_NS_L" "$LAB_NS_R"; do
-        for pid in $(ip netns pids "$ns" 2>/dev/null); do
-            kill -KILL "$pid" 2>/dev/null
-        done
-        ip netns del "$ns" 2>/dev/null
-    done
-    if [[ -n $LAB_DIR && -d $LAB_DIR && -z ${LAB_KEEP_DIR:-} ]]; then
-        rm -rf "$LAB_DIR"
-    fi
-}
 
 # lab_link NS_A IF_A ADDR_A NS_B IF_B ADDR_B: a veth pair between two namespaces.
 lab_link() {
@@ -151,6 +76,7 @@ NFT
 
 # lab_topology: namespaces, links, routes, firewall. 77 when the machine cannot.
 lab_topology() {
+    LAB_NAMESPACES=("$LAB_NS_I" "$LAB_NS_D" "$LAB_NS_L" "$LAB_NS_R")
     if [[ $(id -u) -ne 0 ]]; then
         echo "SKIP: the lab needs root (network namespaces and nftables)"
         return 77
@@ -424,21 +350,6 @@ EOF
 # ---------------------------------------------------------------------------
 # The end-to-end test.
 
-LAB_FAILS=0
-lab_pass() { lab_log "PASS $*"; }
-lab_fail() {
-    lab_log "FAIL $*"
-    LAB_FAILS=$((LAB_FAILS + 1))
-}
-# lab_check DESC CMD...: one assertion.
-lab_check() {
-    local desc=$1
-    shift
-    if "$@"; then lab_pass "$desc"; else lab_fail "$desc"; fi
-}
-
-lab_sha() { sha256sum "$1" | cut -d' ' -f1; }
-
 lab_sftp() {
     lab_in "$LAB_NS_I" timeout 60 sftp -q -b "$1" -i "$LAB_DIR/client_key" \
         -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes \
@@ -452,11 +363,6 @@ lab_curl() {
 # lab_counter NAME: the packet count of one of the router's named counters.
 lab_counter() {
     lab_in "$LAB_NS_R" nft list counter inet lab "$1" | sed -n 's/.*packets \([0-9]*\).*/\1/p'
-}
-
-# lab_no_connect NS HOST PORT: the connection must fail (the router drops it).
-lab_no_connect() {
-    ! lab_tcp_open "$1" "$2" "$3" 2
 }
 
 lab_test_sftp() {
