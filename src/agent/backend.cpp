@@ -37,7 +37,8 @@ BackendSelector::BackendSelector(std::vector<HostPorts> listen, std::vector<Host
       backends_(std::move(backends)),
       affinity_(affinity),
       fail_hold_(fail_hold),
-      failed_until_(backends_.size()) {}
+      failed_until_(backends_.size()),
+      down_(backends_.size(), 0) {}
 
 std::optional<uint32_t> BackendSelector::offset_of(uint16_t listen_port) const {
     // Offsets run across the listen entries in order, so "0.0.0.0:21" plus
@@ -66,7 +67,7 @@ std::optional<BackendTarget> BackendSelector::pick(const IpAddress& client, uint
     const std::string key = client.unmapped().to_string();
     if (affinity_.count() > 0) {
         if (const auto it = sticky_.find(key); it != sticky_.end()) {
-            if (it->second.until > now && failed_until_[it->second.index] <= now) {
+            if (it->second.until > now && healthy(it->second.index, now)) {
                 it->second.until = now + affinity_;
                 return target(it->second.index, *offset);
             }
@@ -82,12 +83,12 @@ std::optional<BackendTarget> BackendSelector::pick(const IpAddress& client, uint
         bool any_healthy = false;
         uint64_t best = 0;
         for (size_t idx = 0; idx < backends_.size(); ++idx) {
-            const bool healthy = failed_until_[idx] <= now;
+            const bool ok = healthy(idx, now);
             const uint64_t score = rendezvous(key, idx);
-            if ((healthy && !any_healthy) || (healthy == any_healthy && score > best)) {
+            if ((ok && !any_healthy) || (ok == any_healthy && score > best)) {
                 chosen = idx;
                 best = score;
-                any_healthy = any_healthy || healthy;
+                any_healthy = any_healthy || ok;
             }
         }
         sticky_[key] = {chosen, now + affinity_};
@@ -95,7 +96,7 @@ std::optional<BackendTarget> BackendSelector::pick(const IpAddress& client, uint
     }
     for (size_t i = 0; i < backends_.size(); ++i) {
         const size_t idx = (next_ + i) % backends_.size();
-        if (failed_until_[idx] <= now) {
+        if (healthy(idx, now)) {
             chosen = idx;
             break;
         }
@@ -116,6 +117,12 @@ std::optional<BackendTarget> BackendSelector::next_after(const BackendTarget& fa
 void BackendSelector::mark_failed(size_t index, Clock::time_point now) {
     if (index < failed_until_.size()) {
         failed_until_[index] = now + fail_hold_;
+    }
+}
+
+void BackendSelector::set_down(size_t index, bool down) {
+    if (index < down_.size()) {
+        down_[index] = down ? 1 : 0;
     }
 }
 

@@ -39,6 +39,39 @@ TEST_SUITE("agent.backend") {
         CHECK(s.pick(kClientA, 2222, now + 6s)->host == "10.0.0.1");
     }
 
+    TEST_CASE("backend: a backend down by its checks is skipped until it is up again") {
+        BackendSelector s(hps({"0.0.0.0:2222"}), hps({"10.0.0.1:22", "10.0.0.2:22"}), 0s, 5s);
+        const auto now = BackendSelector::Clock::now();
+        s.set_down(0, true);
+        CHECK_FALSE(s.healthy(0, now));
+        CHECK(s.healthy(1, now));
+        // Unlike a failed connect, no hold expires it: only the checks do.
+        for (int i = 0; i < 4; ++i) {
+            CHECK(s.pick(kClientA, 2222, now + std::chrono::hours(i))->host == "10.0.0.2");
+        }
+        s.set_down(0, false);
+        CHECK(s.healthy(0, now));
+        std::set<std::string> hosts;
+        for (int i = 0; i < 2; ++i) {
+            hosts.insert(s.pick(kClientA, 2222, now)->host);
+        }
+        CHECK(hosts.size() == 2);
+        s.set_down(7, true);  // out of range: ignored
+        CHECK_FALSE(s.healthy(7, now));
+    }
+
+    TEST_CASE("backend: with affinity a client leaves a down backend and comes back") {
+        BackendSelector s(hps({"0.0.0.0:21"}), hps({"10.0.0.1:21", "10.0.0.2:21"}), 60s, 5s);
+        const auto now = BackendSelector::Clock::now();
+        const auto first = s.pick(kClientA, 21, now)->index;
+        s.set_down(first, true);
+        CHECK(s.pick(kClientA, 21, now)->index != first);
+        s.set_down(first, false);
+        // Sticky on the other until its affinity lapses, then back by score.
+        CHECK(s.pick(kClientA, 21, now)->index != first);
+        CHECK(s.pick(kClientA, 21, now + 120s)->index == first);
+    }
+
     TEST_CASE("backend: next_after walks each backend once") {
         BackendSelector s(hps({"0.0.0.0:80"}), hps({"a:80", "b:80", "c:80"}), 0s, 5s);
         const auto now = BackendSelector::Clock::now();
