@@ -46,6 +46,9 @@ public:
     /// Health checks (agent/health_checker) took backend `index` down, or
     /// brought it back; it is skipped while down, like a failed one.
     void set_down(size_t index, bool down);
+    [[nodiscard]] bool down(size_t index) const noexcept {
+        return index < down_.size() && down_[index] != 0;
+    }
     [[nodiscard]] size_t size() const noexcept { return backends_.size(); }
     /// False while backend `index` is skipped after a failed connect (for
     /// fail_hold) or is down by its health checks; an index out of range is
