@@ -118,6 +118,11 @@ void App::publish_services() {
     std::shared_ptr<const ServiceTable> t = std::move(table);
     // Before the workers run, posts wait in their inboxes: still in order.
     shards_.invoke_on_all([t](Shard& s, io::Worker& w) { s.set_services(w, t); });
+    // Posted after every shard's new table, so no verdict of the checks
+    // reaches a shard before its table does.
+    if (shards_.size() > 0) {
+        shards_.invoke_on(0, [](Shard& s, io::Worker& w) { s.start_health_checks(w); });
+    }
 }
 
 // Backend names are resolved ahead of the first session and refreshed, so a

@@ -68,6 +68,14 @@ void HealthChecker::set_services(io::Worker& w, std::shared_ptr<const ServiceTab
             targets_.push_back(std::move(t));
         }
     }
+    started_ = false;
+}
+
+void HealthChecker::start(io::Worker& w) {
+    if (stopped_ || started_) {
+        return;
+    }
+    started_ = true;
     for (size_t i = 0; i < targets_.size(); ++i) {
         if (!targets_[i].state.up()) {
             announce(targets_[i], false);  // the new selectors start all up
@@ -83,7 +91,7 @@ void HealthChecker::set_address(const std::string& host, std::optional<IpAddress
 }
 
 void HealthChecker::passive_failure(uint64_t gen, const std::string& service, size_t index) {
-    if (stopped_ || !table_ || table_->generation != gen) {
+    if (!started_ || stopped_ || !table_ || table_->generation != gen) {
         return;
     }
     for (auto& t : targets_) {

@@ -32,11 +32,16 @@ public:
     HealthChecker(const HealthChecker&) = delete;
     HealthChecker& operator=(const HealthChecker&) = delete;
 
-    /// Stops the checks under way and starts those of `table`. An address
-    /// that a service keeps, with the same rise and fall, keeps its state:
-    /// one that was down is announced down again for the new generation
-    /// (the shards' selectors start all up). No-op after stop().
+    /// Stops the checks under way and prepares those of `table`; they run
+    /// from start(). An address that a service keeps, with the same rise
+    /// and fall, keeps its state. No-op after stop().
     void set_services(io::Worker& w, std::shared_ptr<const ServiceTable> table);
+    /// Starts the checks of the last set_services(), and announces again
+    /// the addresses that stayed down (the shards' new selectors start all
+    /// up). Call it once every shard has its set_services() queued: a
+    /// verdict posted to a shard before its new table would be dropped as
+    /// another generation's.
+    void start(io::Worker& w);
     /// A resolver answer. A name not resolved yet is not checked (no result
     /// either way) until its answer arrives; one that did not resolve fails
     /// its checks (EHOSTUNREACH), as a session to it would.
@@ -85,6 +90,7 @@ private:
     std::shared_ptr<const ServiceTable> table_;
     std::vector<Target> targets_;
     std::unordered_map<std::string, std::optional<IpAddress>> addresses_;
+    bool started_ = false;  // for this table
     bool stopped_ = false;
 };
 

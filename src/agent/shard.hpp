@@ -50,8 +50,15 @@ public:
     Shard& operator=(const Shard&) = delete;
 
     /// Replaces the services; channels already bound keep what they picked.
-    /// Shard 0 also restarts the health checks for them.
+    /// Shard 0 also prepares the health checks for them.
     void set_services(io::Worker& w, std::shared_ptr<const ServiceTable> table);
+    /// Shard 0: starts the checks prepared by set_services (posted after
+    /// every shard's set_services). Other shards: no-op.
+    void start_health_checks(io::Worker& w) {
+        if (checker_) {
+            checker_->start(w);
+        }
+    }
     /// A resolver answer (nullopt: the name did not resolve).
     void set_address(io::Worker& w, const std::string& host, std::optional<IpAddress> ip);
     /// A shard found a backend refusing (a failed check too, on shard 0).
