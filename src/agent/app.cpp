@@ -243,6 +243,10 @@ void App::session_count(int delta) {
     sessions_ += delta;
 }
 
+void App::on_shard(unsigned shard, UniqueFunction<void(Shard&, io::Worker&)> fn) {
+    shards_.invoke_on(shard, std::move(fn));
+}
+
 void App::tick() {
     const auto now = Poller::Clock::now();
     for (auto& [id, l] : links_) {

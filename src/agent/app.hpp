@@ -67,6 +67,10 @@ private:
     void backend_health(uint64_t gen, const std::string& service, size_t index, bool up) override;
     void backend_failed(LinkId link, control::BackendFailed msg) override;
     void session_count(int delta) override;
+    void on_shard(unsigned shard, UniqueFunction<void(Shard&, io::Worker&)> fn) override;
+    [[nodiscard]] unsigned shard_count() const override {
+        return static_cast<unsigned>(shards_.size());
+    }
     // AgentView (control thread)
     [[nodiscard]] std::vector<std::pair<LinkId, LinkStatus>> links() const override;
     [[nodiscard]] const config::AgentConfig& agent_config() const override { return cfg_; }

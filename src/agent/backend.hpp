@@ -1,13 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
-// Picks the backend for one client session: maps a listener port range onto
-// the backend's range, rotates over the service's backends, skips ones that
-// just failed, and keeps a client IP on one backend for affinity_s seconds
-// (an FTP data connection must reach the server of its control connection).
+// Picks the backend for one client session of a service without affinity:
+// maps a listener port range onto the backend's range, rotates over the
+// service's backends and skips ones that just failed. With affinity the
+// choice is the owner shard's (agent/affinity.hpp); this only maps it.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
-#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -28,16 +27,15 @@ public:
     using Clock = std::chrono::steady_clock;
 
     BackendSelector(std::vector<HostPorts> listen, std::vector<HostPorts> backends,
-                    std::chrono::seconds affinity, std::chrono::seconds fail_hold);
+                    std::chrono::seconds fail_hold);
 
-    /// The backend for a client that reached listener port `listen_port`.
-    /// Returns nullopt when the port is in no listen entry. Without affinity,
-    /// candidates come in rotation order; with affinity, a new client gets
-    /// the healthy backend with the highest rendezvous score for its IP, so
-    /// every selector built from the same config (one per worker) agrees.
-    /// Failed backends are skipped while another is healthy.
-    [[nodiscard]] std::optional<BackendTarget> pick(const IpAddress& client, uint16_t listen_port,
-                                                    Clock::time_point now);
+    /// The next backend in rotation for a client that reached listener port
+    /// `listen_port`, skipping failed ones while another is healthy.
+    /// Returns nullopt when the port is in no listen entry.
+    [[nodiscard]] std::optional<BackendTarget> pick(uint16_t listen_port, Clock::time_point now);
+    /// Backend `index` for listener port `listen_port`; nullopt when the
+    /// port is in no listen entry or the index is out of range.
+    [[nodiscard]] std::optional<BackendTarget> at(size_t index, uint16_t listen_port) const;
     /// The next candidate after `failed` for the same session (after a
     /// refused connect), or nullopt when every backend has been tried.
     [[nodiscard]] std::optional<BackendTarget> next_after(const BackendTarget& failed,
@@ -65,16 +63,10 @@ private:
 
     std::vector<HostPorts> listen_;
     std::vector<HostPorts> backends_;
-    std::chrono::seconds affinity_;
     std::chrono::seconds fail_hold_;
     std::vector<Clock::time_point> failed_until_;
     std::vector<uint8_t> down_;  // by health checks: 1 = down
     size_t next_ = 0;
-    struct Sticky {
-        size_t index;
-        Clock::time_point until;
-    };
-    std::map<std::string, Sticky> sticky_;  // client IP -> backend
 };
 
 }  // namespace sp::agent

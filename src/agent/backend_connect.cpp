@@ -9,6 +9,7 @@
 
 #include "agent/metrics.hpp"
 #include "agent/proxy_header.hpp"
+#include "agent/shard.hpp"
 #include "io/net.hpp"
 
 namespace sp::agent {
@@ -33,19 +34,23 @@ struct BackendConnector::Attempt {
     uint64_t wait = 0;                                // wait_fd on the backend connect
     uint64_t timer = 0;                               // while waiting for the resolver
     std::vector<std::pair<std::string, int>> failed;  // backends that refused, with errno
+    std::vector<size_t> tried_backends;               // indexes, with affinity
+    bool pinned = false;                              // holds an affinity slot at the owner shard
+    std::string group;       // with affinity: its group and client address,
+    std::string client_key;  // as the owner's table knows them
 };
 
-BackendConnector::BackendConnector(ShardHost& host) : host_(host) {}
+BackendConnector::BackendConnector(ShardHost& host, unsigned index, AffinityTables& affinity)
+    : host_(host), index_(index), affinity_(affinity) {}
 
 BackendConnector::~BackendConnector() = default;
 
 void BackendConnector::set_services(std::shared_ptr<const ServiceTable> table) {
     services_.clear();
     for (const auto& s : table->services) {
-        services_.emplace(
-            s.name, Service{BackendSelector(s.listen, s.backend, std::chrono::seconds(s.affinity_s),
-                                            kFailHold),
-                            s.proxy_protocol});
+        services_.emplace(s.name,
+                          Service{BackendSelector(s.listen, s.backend, kFailHold), s.proxy_protocol,
+                                  std::chrono::seconds(s.affinity_s), s.affinity_group});
     }
     table_ = std::move(table);
 }
@@ -76,9 +81,12 @@ void BackendConnector::place(io::Worker& w, BoundChannel ch) {
     Attempt& at = *a;
     attempts_.emplace(id, std::move(a));
     const auto svc = services_.find(at.ch.info.service);
+    if (svc != services_.end() && svc->second.affinity.count() > 0) {
+        ask_affinity(w, id, at, svc->second, false);
+        return;
+    }
     if (svc != services_.end()) {
-        at.target =
-            svc->second.selector.pick(at.ch.info.client.ip(), at.ch.listen.port(), Clock::now());
+        at.target = svc->second.selector.pick(at.ch.listen.port(), Clock::now());
     }
     if (!at.target) {
         give_up(w, id, at, EHOSTUNREACH);  // the listener port maps to no backend
@@ -86,6 +94,96 @@ void BackendConnector::place(io::Worker& w, BoundChannel ch) {
     }
     at.tried = 1;
     connect(w, id, at);
+}
+
+void BackendConnector::at_owner(const std::string& client,
+                                UniqueFunction<void(AffinityTables&)> fn) {
+    const unsigned owner = balance::owner_shard(client, host_.shard_count());
+    if (owner == index_) {
+        fn(affinity_);
+        return;
+    }
+    host_.on_shard(owner, [f = std::move(fn)](Shard& s, io::Worker&) mutable { f(s.affinity()); });
+}
+
+void BackendConnector::ask_affinity(io::Worker& /*w*/, uint64_t id, Attempt& a, const Service& svc,
+                                    bool retry) {
+    // The candidates as this shard sees them: health is broadcast to every
+    // shard, so the owner decides on the same view.
+    const auto now = Clock::now();
+    std::vector<balance::Candidate> cands;
+    const auto& backends = svc.selector.backends();
+    cands.reserve(backends.size());
+    for (size_t i = 0; i < backends.size(); ++i) {
+        auto state = svc.selector.healthy(i, now) ? balance::Candidate::State::Up
+                                                  : balance::Candidate::State::Down;
+        if (std::find(a.tried_backends.begin(), a.tried_backends.end(), i) !=
+            a.tried_backends.end()) {
+            state = balance::Candidate::State::Excluded;
+        }
+        cands.push_back({backends[i].host, state});
+    }
+    a.pinned = false;  // until the answer: a retry gives its slot back first
+    a.group = svc.group;
+    a.client_key = a.ch.info.client.ip().unmapped().to_string();
+    at_owner(a.client_key, [cands = std::move(cands), client = a.client_key, group = svc.group,
+                            hold = svc.affinity, retry, id, from = index_,
+                            &host = host_](AffinityTables& t) mutable {
+        auto& table = t.group(group);
+        const auto now_owner = Clock::now();
+        if (retry) {
+            table.release(client, now_owner);
+        }
+        auto choice = table.acquire(client, cands, hold, now_owner);
+        host.on_shard(from, [id, c = std::move(choice), group = std::move(group),
+                             client = std::move(client)](Shard& s, io::Worker& wk) mutable {
+            s.affinity_answer(wk, id, std::move(c), group, client);
+        });
+    });
+}
+
+void BackendConnector::affinity_answer(io::Worker& w, uint64_t id, balance::Choice choice,
+                                       const std::string& group, const std::string& client) {
+    const auto it = attempts_.find(id);
+    if (it == attempts_.end()) {
+        if (choice.ok()) {
+            unpin(group, client);  // abandoned meanwhile (drain): give the slot back
+        }
+        return;
+    }
+    Attempt& a = *it->second;
+    const auto svc = services_.find(a.ch.info.service);
+    if (choice.ok()) {
+        a.pinned = true;
+    }
+    if (svc == services_.end()) {
+        give_up(w, id, a, EHOSTUNREACH);  // withdrawn by a reload meanwhile
+        return;
+    }
+    if (choice.verdict == balance::Choice::Verdict::Refused) {
+        // The client has sessions open on its host, which refused this
+        // connection or is not a backend of this service: another host
+        // could be the wrong FTP server. Refuse rather than move it.
+        log_affinity_refused(a.ch.info, choice.pinned);
+        metrics_.add(metrics::kConnectFailures, {a.ch.info.service, "affinity-held"});
+        give_up(w, id, a, EHOSTUNREACH, true);
+        return;
+    }
+    if (choice.ok()) {
+        a.target = svc->second.selector.at(choice.index, a.ch.listen.port());
+    }
+    if (!choice.ok() || !a.target) {
+        give_up(w, id, a, a.failed.empty() ? EHOSTUNREACH : a.failed.back().second);
+        return;
+    }
+    a.tried_backends.push_back(choice.index);
+    a.tried = a.tried_backends.size();
+    connect(w, id, a);
+}
+
+void BackendConnector::unpin(const std::string& group, const std::string& client) {
+    at_owner(client,
+             [group, client](AffinityTables& t) { t.group(group).release(client, Clock::now()); });
 }
 
 void BackendConnector::connect(io::Worker& w, uint64_t id, Attempt& a) {
@@ -172,6 +270,10 @@ void BackendConnector::attempt_failed(io::Worker& w, uint64_t id, Attempt& a, in
     }
     svc->second.selector.mark_failed(a.target->index, Clock::now());
     host_.backend_down(table_->generation, a.ch.info.service, a.target->index);
+    if (a.pinned) {
+        ask_affinity(w, id, a, svc->second, true);
+        return;
+    }
     auto next = svc->second.selector.next_after(*a.target, a.ch.listen.port(), a.tried);
     if (!next) {
         give_up(w, id, a, err);
@@ -182,11 +284,11 @@ void BackendConnector::attempt_failed(io::Worker& w, uint64_t id, Attempt& a, in
     connect(w, id, a);
 }
 
-void BackendConnector::give_up(io::Worker& w, uint64_t id, Attempt& a, int err) {
+void BackendConnector::give_up(io::Worker& w, uint64_t id, Attempt& a, int err, bool logged) {
     for (const auto& [addr, e] : a.failed) {
         log_backend_failed(a.ch.info, addr, e, {});
     }
-    if (a.failed.empty()) {
+    if (a.failed.empty() && !logged) {
         log_backend_failed(a.ch.info, {}, err, {});
         metrics_.add(metrics::kConnectFailures, {a.ch.info.service, errno_reason(err)});
     }
@@ -223,14 +325,22 @@ void BackendConnector::start(io::Worker& w, uint64_t id, Attempt& a) {
     metrics_.observe(metrics::kConnectSeconds, {service},
                      std::chrono::duration<double>(Clock::now() - a.began).count());
     Live live{a.ch.info, a.target->index, {}};
+    std::optional<Pin> pin;
+    if (a.pinned) {
+        pin = Pin{a.group, a.client_key};
+        a.pinned = false;  // the session holds it now
+    }
     // session-close repeats every field of session-open.
     live.sid = w.start_session(
         std::move(a.ch.fd), std::move(a.backend),
-        [this, info = std::move(a.ch.info)](io::Worker&, io::SessionId sid,
-                                            const io::SessionEnd& end) {
+        [this, info = std::move(a.ch.info), pin = std::move(pin)](io::Worker&, io::SessionId sid,
+                                                                  const io::SessionEnd& end) {
             log_session_close(info, end);
             ended(sid, info.service, end);
             host_.session_count(-1);
+            if (pin) {
+                unpin(pin->group, pin->client);
+            }
         },
         0);
     // Listed only while the pump holds it: a session that ended inside
@@ -347,6 +457,9 @@ void BackendConnector::forget(io::Worker& w, uint64_t id) {
     if (a.timer != 0) {
         w.cancel_timer(a.timer);
         std::erase(resolving_[a.target->host], id);
+    }
+    if (a.pinned) {
+        unpin(a.group, a.client_key);
     }
     attempts_.erase(it);
 }

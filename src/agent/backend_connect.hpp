@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // Places a bound data channel on a backend, on the worker that read its
-// binding header: picks a backend of the service (its own BackendSelector
-// copies), connects with retries over the service's backends, writes the
-// PROXY header, and starts the splice session on the same ring.
+// binding header: picks a backend of the service (round robin on its own
+// BackendSelector copy, or, with affinity_s, the choice of the client IP's
+// owner shard), connects with retries over the service's backends, writes
+// the PROXY header, and starts the splice session on the same ring.
 #pragma once
 
 #include <chrono>
@@ -15,6 +16,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "agent/affinity.hpp"
 #include "agent/backend.hpp"
 #include "agent/link_id.hpp"
 #include "agent/session_log.hpp"
@@ -68,7 +70,9 @@ struct SessionTotals {
 /// Worker thread only, like its Shard.
 class BackendConnector final {
 public:
-    explicit BackendConnector(ShardHost& host);
+    /// `affinity`: the tables of shard `index` (this one), for the clients
+    /// it owns.
+    BackendConnector(ShardHost& host, unsigned index, AffinityTables& affinity);
     ~BackendConnector();
     BackendConnector(const BackendConnector&) = delete;
     BackendConnector& operator=(const BackendConnector&) = delete;
@@ -82,6 +86,9 @@ public:
     /// A resolver answer (nullopt: did not resolve); resumes the attempts
     /// waiting for `host`.
     void set_address(io::Worker& w, const std::string& host, std::optional<IpAddress> ip);
+    /// The owner shard's choice for attempt `id` (see place()).
+    void affinity_answer(io::Worker& w, uint64_t id, balance::Choice choice,
+                         const std::string& group, const std::string& client);
     /// Another shard found backend `index` of `service` refusing.
     void mark_down(uint64_t gen, const std::string& service, size_t index);
     /// The health checks took backend `index` of `service` down or back up.
@@ -110,11 +117,23 @@ private:
     struct Service {
         BackendSelector selector;
         config::ProxyProtocol proxy = config::ProxyProtocol::None;
+        std::chrono::seconds affinity{0};
+        std::string group;  // affinity group
     };
+    /// Asks the client's owner shard for a backend host (a retry first
+    /// releases the slot the failed try held).
+    void ask_affinity(io::Worker& w, uint64_t id, Attempt& a, const Service& svc, bool retry);
+    /// Runs fn on the owner of `client`'s affinity memory: here at once if
+    /// this shard owns it, else by message.
+    void at_owner(const std::string& client, UniqueFunction<void(AffinityTables&)> fn);
+    /// A session (or attempt) that held an affinity slot is gone.
+    void unpin(const std::string& group, const std::string& client);
     void connect(io::Worker& w, uint64_t id, Attempt& a);
     void on_connected(io::Worker& w, uint64_t id, int res);
     void attempt_failed(io::Worker& w, uint64_t id, Attempt& a, int err);
-    void give_up(io::Worker& w, uint64_t id, Attempt& a, int err);
+    /// No backend takes the session. `logged`: its reason is in the journal
+    /// already (backend-failed lines are still written per failed backend).
+    void give_up(io::Worker& w, uint64_t id, Attempt& a, int err, bool logged = false);
     void start(io::Worker& w, uint64_t id, Attempt& a);
     void forget(io::Worker& w, uint64_t id);
     void ended(io::SessionId sid, const std::string& service, const io::SessionEnd& end);
@@ -125,11 +144,17 @@ private:
         size_t backend = 0;  // index in its service's backend list
         io::SessionId sid;
     };
+    struct Pin {  // an affinity slot a session holds at its owner shard
+        std::string group;
+        std::string client;
+    };
     [[nodiscard]] static uint64_t key(io::SessionId sid) noexcept {
         return (uint64_t{sid.slot} << 16) | sid.gen;
     }
 
     ShardHost& host_;
+    unsigned index_;
+    AffinityTables& affinity_;
     std::shared_ptr<const ServiceTable> table_;
     std::map<std::string, Service, std::less<>> services_;
     std::unordered_map<std::string, std::optional<IpAddress>> addresses_;

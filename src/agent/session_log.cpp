@@ -78,4 +78,19 @@ void log_backend_failed(const SessionInfo& s, std::string_view failed, int err,
                                  failed, s.service, reason, taken_by));
 }
 
+void log_affinity_refused(const SessionInfo& s, std::string_view held) {
+    const std::string sid = hex_id(s.session_id);
+    log::event(Ev::BackendFailed,
+               {{f::kSessionId, sid},
+                {f::kService, s.service},
+                {f::kClientAddr, s.client.ip().to_string()},
+                {f::kBackendAddr, std::string(held)},
+                {f::kRelayAddr, s.relay_addr},
+                {f::kReason, "affinity-held"}},
+               fmt::format("session {}: client {} has sessions open on backend host {}, which "
+                           "cannot take this one of \"{}\"; refused rather than sent to "
+                           "another host (affinity_s)",
+                           sid, s.client.ip().to_string(), held, s.service));
+}
+
 }  // namespace sp::agent

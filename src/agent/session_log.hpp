@@ -33,5 +33,9 @@ void log_session_close(const SessionInfo& s, const io::SessionEnd& end);
 /// backend that took it instead, empty when none did (the client is closed).
 void log_backend_failed(const SessionInfo& s, std::string_view failed, int err,
                         std::string_view taken_by);
+/// A client with sessions open on backend host `held` opened one that this
+/// host could not take (it refused, or the service does not list it): the
+/// session is refused, not moved to another host (REASON affinity-held).
+void log_affinity_refused(const SessionInfo& s, std::string_view held);
 
 }  // namespace sp::agent

@@ -42,7 +42,7 @@ struct Shard::Channel {
 // whatever the number of workers, and its verdict reaches them all.
 Shard::Shard(unsigned index, ShardHost& host)
     : index_(index),
-      connector_(host),
+      connector_(host, index, affinity_),
       checker_(index == 0 ? std::make_unique<HealthChecker>(host) : nullptr) {}
 
 Shard::~Shard() = default;

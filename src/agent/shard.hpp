@@ -61,6 +61,13 @@ public:
     }
     /// A resolver answer (nullopt: the name did not resolve).
     void set_address(io::Worker& w, const std::string& host, std::optional<IpAddress> ip);
+    /// The affinity memory for the client IPs this shard owns.
+    [[nodiscard]] AffinityTables& affinity() noexcept { return affinity_; }
+    /// The owner's answer for placement attempt `attempt` of this shard.
+    void affinity_answer(io::Worker& w, uint64_t attempt, balance::Choice choice,
+                         const std::string& group, const std::string& client) {
+        connector_.affinity_answer(w, attempt, std::move(choice), group, client);
+    }
     /// A shard found a backend refusing (a failed check too, on shard 0).
     void mark_down(uint64_t gen, const std::string& service, size_t index);
     /// The health checks took a backend down or brought it back.
@@ -112,6 +119,7 @@ private:
                      const std::string& detail, const control::Binding* b = nullptr);
 
     unsigned index_;
+    AffinityTables affinity_;  // before connector_, which holds a reference
     BackendConnector connector_;
     std::unique_ptr<HealthChecker> checker_;  // shard 0 only: one checker per agent
     std::map<LinkId, Link> links_;

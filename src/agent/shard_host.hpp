@@ -10,10 +10,17 @@
 #include <vector>
 
 #include "agent/link_id.hpp"
+#include "base/unique_function.hpp"
 #include "config/agent_config.hpp"
 #include "control/frame.hpp"
 
+namespace sp::io {
+class Worker;
+}
+
 namespace sp::agent {
+
+class Shard;
 
 /// Every method may be called from any worker thread and must not block:
 /// implementations post to the thread that owns the state.
@@ -33,6 +40,10 @@ public:
     virtual void backend_failed(LinkId link, control::BackendFailed msg) = 0;
     /// A session started (+1) or ended (-1): the drain waits for zero.
     virtual void session_count(int delta) = 0;
+    /// Runs fn on shard `shard`'s worker, in posting order (a shard asking
+    /// a client's affinity owner, and the owner answering).
+    virtual void on_shard(unsigned shard, UniqueFunction<void(Shard&, io::Worker&)> fn) = 0;
+    [[nodiscard]] virtual unsigned shard_count() const = 0;
 
 protected:
     ~ShardHost() = default;

@@ -50,10 +50,19 @@ constexpr std::array<std::string_view, 6> kAgentKeys = {"name", "status_socket",
                                                         "pool", "threads",       "data_path"};
 constexpr std::array<std::string_view, 6> kRelayKeys = {"address",     "key",      "certificate",
                                                         "private_key", "relay_ca", "standby"};
-constexpr std::array<std::string_view, 12> kServiceKeys = {
-    "name",         "listen",       "backend",    "proxy_protocol",    "allow_clients",
-    "deny_clients", "max_sessions", "affinity_s", "check_interval_ms", "check_timeout_ms",
-    "check_rise",   "check_fall"};
+constexpr std::array<std::string_view, 13> kServiceKeys = {"name",
+                                                           "listen",
+                                                           "backend",
+                                                           "proxy_protocol",
+                                                           "allow_clients",
+                                                           "deny_clients",
+                                                           "max_sessions",
+                                                           "affinity_s",
+                                                           "affinity_group",
+                                                           "check_interval_ms",
+                                                           "check_timeout_ms",
+                                                           "check_rise",
+                                                           "check_fall"};
 constexpr std::array<std::string_view, 1> kOutboundKeys = {"socks5_listen"};
 constexpr std::array<detail::SchemaTable, 4> kSchema = {{
     {"agent", kAgentKeys},
@@ -327,6 +336,14 @@ void parse_service(const TableReader& r, Service& s, std::vector<Located>& ret_l
     }
     d.ok(r.read_uint("max_sessions", 0, kMaxSessions, s.max_sessions));
     d.ok(r.read_uint("affinity_s", 0, kMaxAffinityS, s.affinity_s));
+    if (auto group = r.string_item("affinity_group"); d.ok(group) && *group) {
+        if (!detail::valid_name((*group)->value)) {
+            d.add(r.error((*group)->pos, "affinity_group",
+                          "must be 1-64 characters of letters, digits, '-', '_' or '.'"));
+        } else {
+            s.affinity_group = (*group)->value;
+        }
+    }
     parse_checks(r, s, d);
 }
 

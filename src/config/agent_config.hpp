@@ -52,6 +52,9 @@ struct Service {
     uint32_t check_timeout_ms = 1000;   // < check_interval_ms
     uint32_t check_rise = 2;            // consecutive successes to come back up
     uint32_t check_fall = 3;            // consecutive failures to go down
+    // Services with the same group share a client's backend host; empty =
+    // the agent's default group (every service that names none).
+    std::string affinity_group;
 };
 
 /// Parsed from agent.toml; error positions and key paths follow the

@@ -240,6 +240,10 @@ std::vector<RelayAction> RelayFsm::on_await_hello(RelayInput& input) {
                 return leave(GoodbyeReason::BadKey, CE::AgentRejected, CR::BadKey,
                              "key removed or changed by reload");
             },
+            [&](relay_in::AddressDenied&) {
+                return leave(GoodbyeReason::NotAllowed, CE::AgentRejected, CR::NotAllowed,
+                             "address no longer allowed by allow_agents/deny_agents (reload)");
+            },
             [&](relay_in::Shutdown&) {
                 return leave(GoodbyeReason::Shutdown, CE::None, CR::Shutdown, "relay stopping");
             },
@@ -313,6 +317,10 @@ std::vector<RelayAction> RelayFsm::on_ready(RelayInput& input) {
                 // paired with its agent-connected), not as a stranger refused.
                 return leave(GoodbyeReason::BadKey, CE::AgentDisconnected, CR::KeyRemoved,
                              "key removed or changed by reload");
+            },
+            [&](relay_in::AddressDenied&) {
+                return leave(GoodbyeReason::NotAllowed, CE::AgentDisconnected, CR::NotAllowed,
+                             "address no longer allowed by allow_agents/deny_agents (reload)");
             },
             [&](relay_in::Replaced&) {
                 return leave(GoodbyeReason::Replaced, CE::AgentDisconnected, CR::Replaced,

@@ -82,6 +82,9 @@ public:
     void tick(Poller::Clock::time_point now);
     void replace();
     void revoke_key();
+    /// A reload's allow_agents/deny_agents no longer admit its address:
+    /// GOODBYE(not-allowed) and close.
+    void deny_address();
     void shutdown();
     /// Sends `tokens` in as few OPEN_CHANNELS frames as kMaxTokens allows.
     void send_tokens(const std::vector<control::Token>& tokens);

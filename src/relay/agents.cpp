@@ -86,6 +86,22 @@ void Agents::revoke(const std::function<bool(const std::string& identity)>& revo
     }
 }
 
+void Agents::deny(const std::function<bool(const IpAddress& addr)>& admitted) {
+    std::vector<uint64_t> ids;
+    for (const auto& [id, a] : agents_) {
+        const AgentSession& s = *a.session;
+        if ((s.state() == control::RelayState::AwaitHello || s.ready()) &&
+            !admitted(s.address().ip())) {
+            ids.push_back(id);
+        }
+    }
+    for (const uint64_t id : ids) {
+        if (const auto it = agents_.find(id); it != agents_.end()) {
+            it->second.session->deny_address();
+        }
+    }
+}
+
 void Agents::shutdown() {
     stopping_ = true;
     std::vector<uint64_t> ids;

@@ -44,6 +44,11 @@ public:
     /// Sends GOODBYE(bad-key) to every authenticated session for which
     /// `revoked(identity)` is true (a reload removed or changed its key).
     void revoke(const std::function<bool(const std::string& identity)>& revoked);
+    /// Sends GOODBYE(not-allowed) to every session past its TLS handshake
+    /// whose peer address `admitted` refuses (a reload changed allow_agents
+    /// or deny_agents): a control channel kept open would keep its
+    /// listeners while every data channel it dials is refused.
+    void deny(const std::function<bool(const IpAddress& addr)>& admitted);
     /// SIGTERM: GOODBYE(shutdown) to every session; no new ones after.
     void shutdown();
     [[nodiscard]] size_t ready_count() const;

@@ -16,6 +16,7 @@
 #include "config.h"
 #include "config/keys.hpp"
 #include "io/net.hpp"
+#include "relay/admission.hpp"
 
 namespace sp::relay {
 
@@ -264,9 +265,13 @@ Result<void> App::reload() {
                             cfg_.limits.max_new_sessions_per_client_per_s});
     warn_fd_budget(cfg_);
     shards_.invoke_on_all([l = shard_limits()](Shard& s, io::Worker&) { s.set_limits(l); });
-    // allow_agents applies to agents that connect from now on, as with any
-    // firewall change; connected ones keep their channel.
+    // allow_agents/deny_agents apply to connected agents too: one kept
+    // connected would hold its listeners while the front door refuses every
+    // data channel it dials, so its clients would wait and be dropped.
     shards_.invoke_on_all([r = agent_rules()](Shard& s, io::Worker&) { s.set_agent_rules(r); });
+    agents_->deny([&](const IpAddress& addr) {
+        return client_allowed(addr, cfg_.auth.allow_agents, cfg_.auth.deny_agents);
+    });
     agents_->set_handshake_timeout(std::chrono::milliseconds(cfg_.limits.handshake_timeout_ms));
     // The listen policy reads cfg_: listeners a narrowed allow_listen no
     // longer permits close now, not at each agent's next CONFIG.

@@ -48,6 +48,11 @@ public:
     /// The agent left Ready: its tokens are void, its idle channels close.
     void drop_agent(uint64_t agent);
     [[nodiscard]] bool serves(uint64_t agent) const { return agents_.contains(agent); }
+    /// The agent's name (empty when not served): what affinity hashes.
+    [[nodiscard]] std::string_view name(uint64_t agent) const {
+        const auto it = agents_.find(agent);
+        return it == agents_.end() ? std::string_view() : std::string_view(it->second.name);
+    }
     /// Makes and registers up to `count` tokens of `agent` and returns them
     /// (none when the agent is unknown, at its outstanding cap, or the RNG
     /// failed). The caller sends them.

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstring>
 #include <map>
+#include <tuple>
 #include <utility>
 
 #include <fmt/format.h>
@@ -23,16 +24,6 @@ using namespace std::chrono_literals;
 
 double seconds(std::chrono::steady_clock::duration d) {
     return std::chrono::duration<double>(d).count();
-}
-
-// Where in a service's agent list a client starts looking: with affinity the
-// same client IP always tries the same agent first (its backend choice is
-// sticky there); otherwise the shard rotates across agents.
-size_t first_agent(const ServicePolicy& policy, const SocketAddress& peer, size_t& rotate) {
-    if (policy.affinity_s > 0) {
-        return std::hash<std::string>{}(peer.ip().unmapped().to_string());
-    }
-    return rotate++;
 }
 
 }  // namespace
@@ -114,6 +105,9 @@ void Shard::remove_service(io::Worker& w, const std::string& name) {
         if (it->service == name) {
             w.cancel_timer(it->timer);
             admission_.release(it->peer.ip(), it->service);
+            if (it->pinned) {
+                unpin(it->peer.ip().unmapped().to_string());
+            }
             reject(it->peer, it->local, name, "no-agent", "service withdrawn while waiting",
                    it->listener);
             it = pending_.erase(it);
@@ -159,6 +153,10 @@ bool Shard::eligible(const ServicePolicy& policy, uint64_t agent) const {
 }
 
 void Shard::move_waiting(io::Worker& w, uint64_t agent) {
+    // Clients with affinity ask their owner again, after this loop: an
+    // answer given at once may pair one and erase it from pending_.
+    std::vector<std::tuple<uint64_t, SocketAddress, bool, std::shared_ptr<const ServicePolicy>>>
+        ask;
     for (auto& p : pending_) {
         if (p.agent != agent) {
             continue;
@@ -167,14 +165,118 @@ void Shard::move_waiting(io::Worker& w, uint64_t agent) {
         if (svc == services_.end()) {
             continue;
         }
-        for (const uint64_t other : svc->second->agents) {
-            if (other != agent && eligible(*svc->second, other)) {
-                p.agent = other;
-                refill(w, other);
-                break;
-            }
+        if (svc->second->affinity_s > 0) {
+            ask.emplace_back(p.id, p.peer, p.pinned, svc->second);
+            p.agent = 0;  // waits on none until the owner moves it
+            p.pinned = false;
+            continue;
+        }
+        // The agent is gone or draining, so no longer eligible.
+        if (const uint64_t other = choose_agent(*svc->second); other != 0 && other != agent) {
+            p.agent = other;
+            refill(w, other);
         }
     }
+    for (const auto& [id, peer, retry, policy] : ask) {
+        ask_owner(w, *policy, id, peer, retry);
+    }
+}
+
+uint64_t Shard::choose_agent(const ServicePolicy& policy) {
+    const auto& agents = policy.agents;
+    for (size_t i = 0; i < agents.size(); ++i) {
+        const uint64_t agent = agents[(rotate_ + i) % agents.size()];
+        if (eligible(policy, agent)) {
+            rotate_ += i + 1;
+            return agent;
+        }
+    }
+    return 0;
+}
+
+void Shard::ask_owner(io::Worker& w, const ServicePolicy& policy, uint64_t pending_id,
+                      const SocketAddress& peer, bool retry) {
+    std::vector<balance::Candidate> cands;
+    std::vector<uint64_t> ids;
+    for (const uint64_t agent : policy.agents) {
+        if (eligible(policy, agent)) {
+            cands.push_back({std::string(channels_.name(agent)), balance::Candidate::State::Up});
+            ids.push_back(agent);
+        }
+    }
+    std::string client = peer.ip().unmapped().to_string();
+    const auto hold = std::chrono::seconds(policy.affinity_s);
+    // Runs on the owner: the agent chosen, 0 when none is eligible.
+    auto decide = [cands = std::move(cands), ids = std::move(ids), client, hold,
+                   retry](balance::StickyTable& table) {
+        const auto now = Clock::now();
+        if (retry) {
+            table.release(client, now);
+        }
+        const auto c =
+            table.acquire(client, cands, hold, now, balance::StickyTable::OpenClients::Move);
+        return c.ok() ? ids[c.index] : uint64_t{0};
+    };
+    const unsigned owner = balance::owner_shard(client, static_cast<unsigned>(peers_.size()));
+    if (owner == index_) {
+        on_agent_chosen(w, pending_id, decide(affinity_), client);
+        return;
+    }
+    peers_.invoke_on(owner, [decide = std::move(decide), client = std::move(client), pending_id,
+                             from = index_](Shard& s, io::Worker&) mutable {
+        const uint64_t agent = decide(s.affinity_);
+        s.peers_.invoke_on(
+            from, [pending_id, agent, client = std::move(client)](Shard& home, io::Worker& wk) {
+                home.on_agent_chosen(wk, pending_id, agent, client);
+            });
+    });
+}
+
+void Shard::on_agent_chosen(io::Worker& w, uint64_t pending_id, uint64_t agent,
+                            const std::string& client) {
+    const auto it = std::find_if(pending_.begin(), pending_.end(),
+                                 [&](const Pending& p) { return p.id == pending_id; });
+    if (it == pending_.end()) {
+        if (agent != 0) {
+            unpin(client);  // timed out or withdrawn meanwhile
+        }
+        return;
+    }
+    const auto svc = services_.find(it->service);
+    if (svc == services_.end()) {
+        return;  // remove_service ends it
+    }
+    if (agent == 0) {
+        // No agent eligible now: wait on the first, as without affinity.
+        it->agent = svc->second->agents.front();
+        refill(w, it->agent);
+        return;
+    }
+    it->agent = agent;
+    it->pinned = true;
+    while (auto ch = channels_.take(agent)) {
+        if (bind(w, *svc->second, *ch, it->client, it->peer, it->local, it->listener, it->accepted,
+                 true)) {
+            w.cancel_timer(it->timer);
+            pending_.erase(it);
+            refill(w, agent);
+            return;
+        }
+        channels_.dead(agent);
+    }
+    // No idle channel: it waits for this agent's next one, bounded by
+    // pending_timeout_ms, rather than take another agent's (issue 14).
+    refill(w, agent);
+}
+
+void Shard::unpin(const std::string& client) {
+    const unsigned owner = balance::owner_shard(client, static_cast<unsigned>(peers_.size()));
+    if (owner == index_) {
+        affinity_.release(client, Clock::now());
+        return;
+    }
+    peers_.invoke_on(
+        owner, [client](Shard& s, io::Worker&) { s.affinity_.release(client, Clock::now()); });
 }
 
 void Shard::issue(uint64_t agent, unsigned count) {
@@ -223,8 +325,14 @@ void Shard::arrive(io::Worker& w, UniqueFd fd, const SocketAddress& peer, const 
             !eligible(*svc->second, agent)) {
             continue;
         }
-        if (bind(w, *svc->second, *ch, it->client, it->peer, it->local, it->listener,
-                 it->accepted)) {
+        // With affinity a client waits for its own agent's channel: another
+        // agent may place it on another backend host than its FTP control
+        // connection (issue 14). It moves only if that agent goes or drains.
+        if (svc->second->affinity_s > 0 && it->agent != agent) {
+            continue;
+        }
+        if (bind(w, *svc->second, *ch, it->client, it->peer, it->local, it->listener, it->accepted,
+                 it->pinned)) {
             w.cancel_timer(it->timer);
             pending_.erase(it);
         } else {
@@ -321,19 +429,19 @@ void Shard::on_accept(io::Worker& w, uint64_t listener, const std::string& servi
                    listener);
             return;
     }
-    if (try_pair(w, policy, client, peer, local, listener, accepted)) {
+    if (policy.affinity_s == 0 && try_pair(w, policy, client, peer, local, listener, accepted)) {
         return;
     }
-    // No idle channel: the client's bytes wait in its socket buffer while an
-    // agent dials one for us. Its pool asks for tokens in one batch for all
-    // the clients waiting, not one control round trip per client.
-    const auto& agents = policy.agents;
-    const size_t start = first_agent(policy, peer, rotate_);
-    uint64_t agent = agents[start % agents.size()];
-    for (size_t i = 0; i < agents.size(); ++i) {
-        if (eligible(policy, agents[(start + i) % agents.size()])) {
-            agent = agents[(start + i) % agents.size()];
-            break;
+    // With affinity the client waits until its owner shard names its agent.
+    // Without, no idle channel: the client's bytes wait in its socket
+    // buffer while an agent dials one for us. Its pool asks for tokens in
+    // one batch for all the clients waiting, not one control round trip per
+    // client.
+    uint64_t agent = 0;
+    if (policy.affinity_s == 0) {
+        agent = choose_agent(policy);
+        if (agent == 0) {
+            agent = policy.agents.front();  // none eligible yet: wait on the first
         }
     }
     const uint64_t id = next_pending_++;
@@ -341,7 +449,11 @@ void Shard::on_accept(io::Worker& w, uint64_t listener, const std::string& servi
         w.add_timer(limits_.pending_timeout, [this, id](io::Worker&) { on_pending_timeout(id); });
     pending_.push_back(
         {id, std::move(client), peer, local, service, agent, timer, listener, accepted});
-    refill(w, agent);
+    if (agent != 0) {
+        refill(w, agent);
+    } else {
+        ask_owner(w, policy, id, peer, false);
+    }
 }
 
 void Shard::on_pending_timeout(uint64_t pending_id) {
@@ -351,6 +463,9 @@ void Shard::on_pending_timeout(uint64_t pending_id) {
         return;
     }
     admission_.release(it->peer.ip(), it->service);
+    if (it->pinned) {
+        unpin(it->peer.ip().unmapped().to_string());
+    }
     reject(it->peer, it->local, it->service, "pending-timeout",
            "no data channel within pending_timeout_ms", it->listener);
     pending_.erase(it);
@@ -363,18 +478,23 @@ bool Shard::try_pair(io::Worker& w, const ServicePolicy& policy, UniqueFd& clien
     if (agents.empty()) {
         return false;
     }
-    const size_t start = first_agent(policy, peer, rotate_);
-    for (size_t i = 0; i < agents.size(); ++i) {
-        const uint64_t agent = agents[(start + i) % agents.size()];
-        if (!eligible(policy, agent)) {
-            continue;
-        }
+    const auto try_agent = [&](uint64_t agent) {
         while (auto ch = channels_.take(agent)) {
-            if (bind(w, policy, *ch, client, peer, local, listener, accepted)) {
+            if (bind(w, policy, *ch, client, peer, local, listener, accepted, false)) {
                 refill(w, agent);
                 return true;
             }
             channels_.dead(agent);
+        }
+        return false;
+    };
+    // Any agent with an idle channel, starting from the next in rotation
+    // (with affinity the owner shard chooses: ask_owner).
+    for (size_t i = 0; i < agents.size(); ++i) {
+        const uint64_t agent = agents[(rotate_ + i) % agents.size()];
+        if (eligible(policy, agent) && try_agent(agent)) {
+            rotate_ += i + 1;
+            return true;
         }
     }
     return false;
@@ -382,7 +502,7 @@ bool Shard::try_pair(io::Worker& w, const ServicePolicy& policy, UniqueFd& clien
 
 bool Shard::bind(io::Worker& w, const ServicePolicy& policy, Channels::Channel& ch,
                  UniqueFd& client, const SocketAddress& peer, const SocketAddress& local,
-                 uint64_t listener, Clock::time_point accepted) {
+                 uint64_t listener, Clock::time_point accepted, bool pinned) {
     // base + n * workers + index: distinct across workers and never
     // repeated within 2^64 / workers sessions (an OR of a 32-bit counter
     // into the worker bits repeated after 2^32).
@@ -407,9 +527,12 @@ bool Shard::bind(io::Worker& w, const ServicePolicy& policy, Channels::Channel& 
     Live live{info, listener};
     const io::SessionId id = w.start_session(
         std::move(client), std::move(ch.fd),
-        [this, info = std::move(info)](io::Worker&, io::SessionId sid_io,
-                                       const io::SessionEnd& end) {
+        [this, info = std::move(info), pinned](io::Worker&, io::SessionId sid_io,
+                                               const io::SessionEnd& end) {
             admission_.release(info.client.ip(), info.service);
+            if (pinned) {
+                unpin(info.client.ip().unmapped().to_string());
+            }
             on_session_end(sid_io, info, end);
             log_session_close(info, end);
         },

@@ -17,6 +17,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "balance/sticky_table.hpp"
 #include "base/addr.hpp"
 #include "base/unique_fd.hpp"
 #include "control/frame.hpp"
@@ -162,6 +163,7 @@ private:
         uint64_t timer;
         uint64_t listener;  // key of the listener that accepted it
         Clock::time_point accepted;
+        bool pinned = false;  // holds a slot in its owner shard's affinity table
     };
     /// What the shard keeps of an open session, for listings and metrics.
     struct Live {
@@ -189,9 +191,11 @@ private:
                   Clock::time_point accepted);
     /// Sends the binding header on `ch` and starts the session; false when
     /// the channel turned out dead (client untouched).
+    /// `pinned`: the client holds an affinity slot, given back when the
+    /// session ends.
     bool bind(io::Worker& w, const ServicePolicy& policy, Channels::Channel& ch, UniqueFd& client,
               const SocketAddress& peer, const SocketAddress& local, uint64_t listener,
-              Clock::time_point accepted);
+              Clock::time_point accepted, bool pinned);
     [[nodiscard]] size_t waiting_for(uint64_t agent) const;
     /// `agent` may take a new client of `policy`: Ready here, and not
     /// draining unless every other Ready agent of the service drains too.
@@ -199,6 +203,22 @@ private:
     /// Clients waiting for `agent` ask another eligible agent of their
     /// service instead, if there is one.
     void move_waiting(io::Worker& w, uint64_t agent);
+    /// The next eligible agent of `policy` in rotation, 0 when none is.
+    [[nodiscard]] uint64_t choose_agent(const ServicePolicy& policy);
+    /// With affinity_s: asks the client's owner shard (balance::owner_shard)
+    /// which agent waiting client `pending_id` uses. Its table keeps a client
+    /// address on one agent while it has sessions open and for affinity_s
+    /// after, on every worker and across reloads; a new client gets the
+    /// eligible agent whose name scores highest for its address (rendezvous:
+    /// an agent joining or leaving moves only its share). `retry`: the
+    /// client's agent went away; its slot is given back first.
+    void ask_owner(io::Worker& w, const ServicePolicy& policy, uint64_t pending_id,
+                   const SocketAddress& peer, bool retry);
+    /// The owner's answer: `agent` 0 when no agent is eligible.
+    void on_agent_chosen(io::Worker& w, uint64_t pending_id, uint64_t agent,
+                         const std::string& client);
+    /// Gives a client's affinity slot back to its owner shard.
+    void unpin(const std::string& client);
     /// Lets `agent`'s pool issue tokens once this loop iteration is done,
     /// so every client and channel event of one batch of completions is
     /// answered by one OPEN_CHANNELS rather than one each.
@@ -227,6 +247,8 @@ private:
     std::deque<Pending> pending_;
     std::unordered_set<uint64_t> draining_agents_;  // agents that asked for no new sessions
     size_t rotate_ = 0;
+    // Clients whose owner shard this is (about 200 bytes each, bounded).
+    balance::StickyTable affinity_{65536};
     std::vector<uint64_t> refill_;  // agents whose pool may issue tokens
     bool refill_posted_ = false;
     bool stopping_ = false;

@@ -237,6 +237,24 @@ TEST_SUITE("integration.control_plane") {
         (void)second.stop();
     }
 
+    TEST_CASE("control: a reload that denies an agent's address disconnects it at once") {
+        TestServer a(TestServer::Mode::Echo);
+        Deployment d;
+        d.make_keys({"agent1"});
+        d.start_relay();
+        REQUIRE(d.relay.wait_for_output(" started ", 10s));
+        const uint16_t p1 = free_port();
+        d.start_agent(svc("one", p1, a.port()));
+        REQUIRE(connect_retry("127.0.0.1", p1, 10s));
+        d.write_relay_config("deny_agents = [\"127.0.0.0/8\"]");
+        d.relay.signal(SIGHUP);
+        CHECK(d.relay.wait_for_output("REASON=not-allowed", 10s));
+        CHECK(d.relay.output().find("agent-disconnected AGENT=agent1 ") != std::string::npos);
+        // No listener kept for an agent the admin just shut out, and it
+        // cannot come back: the front door refuses it now.
+        CHECK(wait_refused(p1, 5s));
+    }
+
     TEST_CASE("control: a reload that narrows allow_listen closes what it no longer permits") {
         TestServer a(TestServer::Mode::Echo);
         Deployment d;

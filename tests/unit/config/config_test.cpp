@@ -463,6 +463,8 @@ TEST_SUITE("config.agent") {
         CHECK(s.check_timeout_ms == 3599999);
         CHECK(s.check_rise == 100);
         CHECK(s.check_fall == 1);
+        CHECK(s.affinity_group == "ftp.sites");
+        CHECK(c->services[1].affinity_group.empty());
         CHECK(c->services[1].proxy_protocol == ProxyProtocol::V1);
         CHECK(c->services[1].listen[0].ports.size() == 100);
         CHECK(c->socks5_listen == "127.0.0.1:1080");

@@ -179,6 +179,8 @@ TEST_SUITE("control.relay_fsm") {
              V{}},
             {"key revoked before authentication: the next handshake decides", S::AwaitTls,
              I{relay_in::KeyRevoked{}}, S::AwaitTls, V{}},
+            {"address denied before authentication: the front door decides", S::AwaitTls,
+             I{relay_in::AddressDenied{}}, S::AwaitTls, V{}},
         });
     }
 
@@ -255,6 +257,8 @@ TEST_SUITE("control.relay_fsm") {
              V{"Close(agent-rejected,protocol)"}},
             {"key revoked", S::AwaitHello, I{relay_in::KeyRevoked{}}, S::Closing,
              V{"Goodbye(bad-key)", "Close(agent-rejected,bad-key)"}},
+            {"address denied by reload", S::AwaitHello, I{relay_in::AddressDenied{}}, S::Closing,
+             V{"Goodbye(not-allowed)", "Close(agent-rejected,not-allowed)"}},
             {"shutdown", S::AwaitHello, I{relay_in::Shutdown{}}, S::Closing,
              V{"Goodbye(shutdown)", "Close(none,shutdown)"}},
             {"unsolicited claim answer ignored", S::AwaitHello, I{relay_in::ClaimGranted{}},
@@ -313,6 +317,8 @@ TEST_SUITE("control.relay_fsm") {
              V{"Goodbye(timeout)", "Close(agent-disconnected,timeout,ready)"}},
             {"key revoked", S::Ready, I{relay_in::KeyRevoked{}}, S::Closing,
              V{"Goodbye(bad-key)", "Close(agent-disconnected,key-removed,ready)"}},
+            {"address denied by reload", S::Ready, I{relay_in::AddressDenied{}}, S::Closing,
+             V{"Goodbye(not-allowed)", "Close(agent-disconnected,not-allowed,ready)"}},
             {"replaced", S::Ready, I{relay_in::Replaced{}}, S::Closing,
              V{"Goodbye(replaced)", "Close(agent-disconnected,replaced,ready)"}},
             {"shutdown", S::Ready, I{relay_in::Shutdown{}}, S::Closing,
