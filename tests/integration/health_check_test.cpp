@@ -3,8 +3,9 @@
 // with two backends checked every 200 ms; one backend stops listening, the
 // agent logs backend-down and every new session goes to the other without
 // trying it first; it listens again, the agent logs backend-up and new
-// sessions reach it again. Every wait is bounded; every process is stopped
-// by its PID.
+// sessions reach it again. The services command and the
+// sallyport_agent_backend_up gauge follow. Every wait is bounded; every
+// process is stopped by its PID.
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -124,6 +125,24 @@ std::optional<admin::Json> backend_status(const Deployment& d, size_t index) {
     return svcs[0]["backends"][index];
 }
 
+/// The agent's sallyport_agent_backend_up sample for backend port `port`
+/// ("" when absent).
+std::string backend_up(const Deployment& d, uint16_t port) {
+    auto r = admin::call(d.dir.path() + "/agent.sock", admin::Request{"metrics", {}}, 5s);
+    if (!r || !r->ok || !r->data["text"].is_string()) {
+        return "";
+    }
+    const std::string text = r->data["text"].get<std::string>();
+    const std::string head =
+        fmt::format("sallyport_agent_backend_up{{service=\"hc\",backend=\"127.0.0.1:{}\"}} ", port);
+    const size_t at = text.find(head);
+    if (at == std::string::npos) {
+        return "";
+    }
+    const size_t end = text.find('\n', at);
+    return text.substr(at + head.size(), end - at - head.size());
+}
+
 }  // namespace
 
 TEST_SUITE("integration.health_check") {
@@ -160,6 +179,7 @@ TEST_SUITE("integration.health_check") {
         REQUIRE(up);
         CHECK((*up)["check"] == "up");
         CHECK((*up)["healthy"] == true);
+        CHECK(backend_up(d, pa) == "1");
 
         // A stops listening: two refused checks take it down.
         a.stop();
@@ -179,6 +199,8 @@ TEST_SUITE("integration.health_check") {
             }
         }
         CHECK(skipped);
+        CHECK(backend_up(d, pa) == "0");
+        CHECK(backend_up(d, pb) == "1");
         // New sessions all go to B, and none tries A first: no connect to
         // A fails on their behalf (backend-failed).
         const size_t failed_before = count(d.agent.output(), "backend-failed");
@@ -211,6 +233,7 @@ TEST_SUITE("integration.health_check") {
             }
         }
         CHECK(back);
+        CHECK(backend_up(d, pa) == "1");
         seen_a = 0;
         for (int i = 0; i < 20 && seen_a == 0; ++i) {
             seen_a += session(port) == "A" ? 1 : 0;
