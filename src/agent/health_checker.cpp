@@ -181,21 +181,22 @@ void HealthChecker::apply(Target& t, HealthEvent e, int err) {
     if (up) {
         log::event(log::Ev::BackendUp,
                    {{f::kService, t.service}, {f::kBackendAddr, t.address}, {f::kChecks, checks}},
-                   fmt::format("backend {} of service {} is up after {} successful checks; it "
+                   fmt::format("backend {} of service {} is up after {} successful check{}; it "
                                "takes new sessions again",
-                               t.address, t.service, checks));
+                               t.address, t.service, checks, t.state.streak() == 1 ? "" : "s"));
     } else {
         // A session's own backend-failed line names its errno.
         const std::string reason =
             e == HealthEvent::PassiveFailure ? "session-failed" : log::errno_reason(err);
-        log::event(log::Ev::BackendDown,
-                   {{f::kService, t.service},
-                    {f::kBackendAddr, t.address},
-                    {f::kReason, reason},
-                    {f::kChecks, checks}},
-                   fmt::format("backend {} of service {} is down after {} failures in a row ({}); "
-                               "new sessions go to its other backends",
-                               t.address, t.service, checks, reason));
+        log::event(
+            log::Ev::BackendDown,
+            {{f::kService, t.service},
+             {f::kBackendAddr, t.address},
+             {f::kReason, reason},
+             {f::kChecks, checks}},
+            fmt::format("backend {} of service {} is down after {} failure{} in a row ({}); "
+                        "new sessions go to its other backends",
+                        t.address, t.service, checks, t.state.streak() == 1 ? "" : "s", reason));
     }
     announce(t, up);
 }
