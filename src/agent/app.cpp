@@ -15,6 +15,7 @@
 #include "base/events.hpp"
 #include "base/notify.hpp"
 #include "config.h"
+#include "daemon/reload.hpp"
 
 namespace sp::agent {
 
@@ -301,14 +302,30 @@ Result<void> App::apply_reload() {
         notify::ready();
         return Unexpected(fresh.error());
     }
-    fresh->agent.threads = cfg_.agent.threads;  // workers are not rebuilt
-    fresh->agent.data_path = cfg_.agent.data_path;
-    // The status socket and the metrics endpoint stay as started: moving
-    // them under a running sallyportctl or scraper would only lose it.
-    const bool admin_changed = fresh->agent.status_socket != cfg_.agent.status_socket ||
-                               fresh->agent.metrics_listen != cfg_.agent.metrics_listen;
+    // Keys only a restart changes keep their running values, said by name.
+    std::vector<daemon::KeptKey> restart_only;
+    if (fresh->agent.threads != cfg_.agent.threads) {
+        restart_only.push_back(
+            {"agent.threads", "the worker threads and their rings are created at start"});
+    }
+    if (fresh->agent.status_socket != cfg_.agent.status_socket) {
+        restart_only.push_back(
+            {"agent.status_socket",
+             "moving it would cut off the sallyportctl that asked for the reload"});
+    }
+    if (fresh->agent.metrics_listen != cfg_.agent.metrics_listen) {
+        restart_only.push_back(
+            {"agent.metrics_listen", "moving it would lose the scraper mid-series"});
+    }
+    fresh->agent.threads = cfg_.agent.threads;
     fresh->agent.status_socket = cfg_.agent.status_socket;
     fresh->agent.metrics_listen = cfg_.agent.metrics_listen;
+    // data_path applies to sessions that start from now on.
+    if (fresh->agent.data_path != cfg_.agent.data_path) {
+        const auto path = fresh->agent.data_path == config::DataPath::Copy ? io::DataPath::Copy
+                                                                           : io::DataPath::Splice;
+        shards_.invoke_on_all([path](Shard&, io::Worker& w) { w.set_data_path(path); });
+    }
     // HELLO carries the name and the pool: the relays learn a change only
     // from a new connection.
     const bool hello_same =
@@ -357,13 +374,14 @@ Result<void> App::apply_reload() {
     publish_services();
     resolve_backends();
     apply_policy();
+    const auto kept_error = daemon::report_kept_keys(restart_only);
     log::event(Ev::Reload, {},
-               fmt::format("agent configuration reloaded: {} relays, {} services, generation {}{}",
-                           links_.size(), cfg_.services.size(), generation_,
-                           admin_changed ? "; status_socket and metrics_listen keep their running "
-                                           "values until a restart"
-                                         : ""));
+               fmt::format("agent configuration reloaded: {} relays, {} services, generation {}",
+                           links_.size(), cfg_.services.size(), generation_));
     notify::ready();
+    if (kept_error) {
+        return Unexpected(*kept_error);
+    }
     return {};
 }
 

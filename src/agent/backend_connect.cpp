@@ -164,9 +164,22 @@ void BackendConnector::affinity_answer(io::Worker& w, uint64_t id, balance::Choi
         // The client has sessions open on its host, which refused this
         // connection or is not a backend of this service: another host
         // could be the wrong FTP server. Refuse rather than move it.
-        log_affinity_refused(a.ch.info, choice.pinned);
+        // Name the held backend as host:port for this listener, as the
+        // other backend-failed lines do.
+        std::string held = choice.pinned;
+        const auto& list = svc->second.selector.backends();
+        for (size_t i = 0; i < list.size(); ++i) {
+            if (list[i].host == choice.pinned) {
+                if (const auto t = svc->second.selector.at(i, a.ch.listen.port())) {
+                    held = t->to_string();
+                }
+                break;
+            }
+        }
+        log_affinity_refused(a.ch.info, held);
         metrics_.add(metrics::kConnectFailures, {a.ch.info.service, "affinity-held"});
-        give_up(w, id, a, EHOSTUNREACH, true);
+        // The relay hears the error the held host gave, if it gave one.
+        give_up(w, id, a, a.failed.empty() ? EHOSTUNREACH : a.failed.back().second, true);
         return;
     }
     if (choice.ok()) {

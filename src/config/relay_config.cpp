@@ -42,9 +42,10 @@ constexpr std::array<std::string_view, 7> kRelayKeys = {
     "status_socket", "metrics_listen", "drain_timeout_s"};
 constexpr std::array<std::string_view, 6> kAuthKeys = {"keys",     "certificate",  "private_key",
                                                        "agent_ca", "allow_agents", "deny_agents"};
-constexpr std::array<std::string_view, 6> kLimitsKeys = {
+constexpr std::array<std::string_view, 7> kLimitsKeys = {
     "max_sessions",       "max_sessions_per_client", "max_new_sessions_per_client_per_s",
-    "pending_timeout_ms", "handshake_timeout_ms",    "idle_timeout_s"};
+    "pending_timeout_ms", "handshake_timeout_ms",    "idle_timeout_s",
+    "listener_grace_ms"};
 constexpr std::array<std::string_view, 1> kOutboundKeys = {"allow"};
 constexpr std::array<detail::SchemaTable, 4> kSchema = {{
     {"relay", kRelayKeys},
@@ -179,6 +180,7 @@ void parse_limits_section(const TableReader& r, LimitsSection& l, Diagnostics& d
     d.ok(r.read_uint("pending_timeout_ms", 1, kMaxTimeoutMs, l.pending_timeout_ms));
     d.ok(r.read_uint("handshake_timeout_ms", 1, kMaxTimeoutMs, l.handshake_timeout_ms));
     d.ok(r.read_uint("idle_timeout_s", 0, kMaxIdleS, l.idle_timeout_s));
+    d.ok(r.read_uint("listener_grace_ms", 0, kMaxTimeoutMs, l.listener_grace_ms));
 }
 
 Result<PortRange> parse_ports(std::string_view text, std::string_view whole) {

@@ -59,6 +59,9 @@ struct LimitsSection {
     uint32_t pending_timeout_ms = 10000;
     uint32_t handshake_timeout_ms = 5000;
     uint32_t idle_timeout_s = 0;  // 0 = none
+    // How long a service's listeners outlive its last agent's control
+    // channel (a blip, an agent restart); 0 = closed at once.
+    uint32_t listener_grace_ms = 5000;
 };
 
 /// One `[outbound] allow` entry: "HOST:PORT" (host may be a name) or

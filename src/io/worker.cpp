@@ -155,6 +155,11 @@ size_t Worker::buffers_in_use() const noexcept {
     return pump_->buffers_in_use();
 }
 
+void Worker::set_data_path(DataPath path) noexcept {
+    options_.data_path = path;
+    pump_->register_buffers();  // nothing unless Copy and not registered yet
+}
+
 bool Worker::uring_copy() const noexcept {
     return pump_->uring();
 }

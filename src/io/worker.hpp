@@ -206,6 +206,11 @@ public:
     /// Cancels a pending wait_fd; fn is destroyed without running.
     void cancel_wait(uint64_t id);
 
+    /// Worker thread: sessions started from now on use `path`; open ones
+    /// keep theirs (a reload that changed data_path). Copy registers the
+    /// buffer ring on first use.
+    void set_data_path(DataPath path) noexcept;
+
     [[nodiscard]] unsigned index() const noexcept { return options_.index; }
     [[nodiscard]] const WorkerOptions& options() const noexcept { return options_; }
     [[nodiscard]] const PipePool& pipe_pool() const noexcept;

@@ -81,6 +81,7 @@ void Agents::revoke(const std::function<bool(const std::string& identity)>& revo
     }
     for (const uint64_t id : ids) {
         if (const auto it = agents_.find(id); it != agents_.end()) {
+            refused_.insert(id);
             it->second.session->revoke_key();
         }
     }
@@ -97,6 +98,7 @@ void Agents::deny(const std::function<bool(const IpAddress& addr)>& admitted) {
     }
     for (const uint64_t id : ids) {
         if (const auto it = agents_.find(id); it != agents_.end()) {
+            refused_.insert(id);
             it->second.session->deny_address();
         }
     }
@@ -220,7 +222,7 @@ void Agents::gone(AgentSession& s) {
     // Drop what it served: unused tokens, idle channels, listeners of
     // services nobody else serves. Sessions already paired run on.
     shards_.invoke_on_all([id](Shard& sh, io::Worker& w) { sh.drop_agent(w, id); });
-    listeners_.remove_agent(id, s.name(), stopping_);
+    listeners_.remove_agent(id, s.name(), stopping_, refused_.erase(id) == 0);
 }
 
 void Agents::finished(AgentSession& s) {

@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -98,6 +99,9 @@ private:
     control::AgentDirectory directory_;
     PreAuth preauth_;
     uint64_t next_id_ = 1;
+    // Sessions the admin shut out (key removed, address denied): their
+    // services get no listener grace.
+    std::set<uint64_t> refused_;
     bool stopping_ = false;
 };
 

@@ -15,6 +15,7 @@
 #include "base/notify.hpp"
 #include "config.h"
 #include "config/keys.hpp"
+#include "daemon/reload.hpp"
 #include "io/net.hpp"
 #include "relay/admission.hpp"
 
@@ -210,6 +211,7 @@ Result<void> App::setup() {
     agents_ = std::make_unique<Agents>(shell_->poller(), *listeners_, shards_, reject_log_,
                                        std::move(*tls), Agents::Options{SP_VERSION});
     agents_->set_handshake_timeout(std::chrono::milliseconds(cfg_.limits.handshake_timeout_ms));
+    listeners_->set_grace(std::chrono::milliseconds(cfg_.limits.listener_grace_ms));
     admin_ = std::make_unique<AdminCommands>(*shell_, shards_, *agents_, *listeners_);
     admin_->install();
     shell_->admin().set_reload([this] { return reload(); });
@@ -223,6 +225,7 @@ Result<void> App::setup() {
 
 void App::tick() {
     agents_->tick(Poller::Clock::now());
+    listeners_->tick(std::chrono::steady_clock::now());
     shell_->status(fmt::format("{} agents, {} sessions, {} listeners", agents_->ready_count(),
                                admission_->sessions(), listeners_->count()));
 }
@@ -237,24 +240,41 @@ Result<void> App::reload() {
         notify::ready();
         return Unexpected(fresh.error());
     }
-    // The status socket and the metrics endpoint are restart-only too: a
-    // reload that moved them could cut off the sallyportctl that asked for it.
-    const bool restart_only = fresh->relay.control_listen != cfg_.relay.control_listen ||
-                              fresh->relay.threads != cfg_.relay.threads ||
-                              fresh->relay.data_path != cfg_.relay.data_path ||
-                              psk_mode(*fresh) != psk_mode(cfg_) ||
-                              fresh->relay.status_socket != cfg_.relay.status_socket ||
-                              fresh->relay.metrics_listen != cfg_.relay.metrics_listen;
+    // Keys only a restart changes keep their running values, said by name.
+    std::vector<daemon::KeptKey> kept;
+    const auto keep = [&](bool changed, std::string key, std::string why) {
+        if (changed) {
+            kept.push_back({std::move(key), std::move(why)});
+        }
+    };
+    keep(fresh->relay.control_listen != cfg_.relay.control_listen, "relay.control_listen",
+         "the control sockets are bound once, at start");
+    keep(fresh->relay.threads != cfg_.relay.threads, "relay.threads",
+         "the worker threads and their rings are created at start");
+    keep(psk_mode(*fresh) != psk_mode(cfg_), "auth.keys",
+         "the authentication mode (shared keys or certificates) is chosen at start");
+    keep(!psk_mode(*fresh) && !psk_mode(cfg_) &&
+             (fresh->auth.certificate != cfg_.auth.certificate ||
+              fresh->auth.private_key != cfg_.auth.private_key ||
+              fresh->auth.agent_ca != cfg_.auth.agent_ca),
+         "auth.certificate", "the relay's certificate, key and agent CA are loaded at start");
+    keep(fresh->relay.status_socket != cfg_.relay.status_socket, "relay.status_socket",
+         "moving it would cut off the sallyportctl that asked for the reload");
+    keep(fresh->relay.metrics_listen != cfg_.relay.metrics_listen, "relay.metrics_listen",
+         "moving it would lose the scraper mid-series");
     fresh->relay.status_socket = cfg_.relay.status_socket;
     fresh->relay.metrics_listen = cfg_.relay.metrics_listen;
     const auto old_keys = keys_;
     const bool psk = psk_mode(cfg_);
-    // Restart-only settings keep their running values; the auth mode too
-    // (certificate files are read once, at start).
     fresh->relay.control_listen = cfg_.relay.control_listen;
     fresh->relay.threads = cfg_.relay.threads;
-    fresh->relay.data_path = cfg_.relay.data_path;
-    if (psk_mode(*fresh) != psk) {
+    // data_path applies to sessions that start from now on.
+    if (fresh->relay.data_path != cfg_.relay.data_path) {
+        const auto path = fresh->relay.data_path == config::DataPath::Copy ? io::DataPath::Copy
+                                                                           : io::DataPath::Splice;
+        shards_.invoke_on_all([path](Shard&, io::Worker& w) { w.set_data_path(path); });
+    }
+    if (psk_mode(*fresh) != psk || !psk) {
         fresh->auth.keys = cfg_.auth.keys;
         fresh->auth.certificate = cfg_.auth.certificate;
         fresh->auth.private_key = cfg_.auth.private_key;
@@ -273,6 +293,7 @@ Result<void> App::reload() {
         return client_allowed(addr, cfg_.auth.allow_agents, cfg_.auth.deny_agents);
     });
     agents_->set_handshake_timeout(std::chrono::milliseconds(cfg_.limits.handshake_timeout_ms));
+    listeners_->set_grace(std::chrono::milliseconds(cfg_.limits.listener_grace_ms));
     // The listen policy reads cfg_: listeners a narrowed allow_listen no
     // longer permits close now, not at each agent's next CONFIG.
     listeners_->reapply();
@@ -294,18 +315,16 @@ Result<void> App::reload() {
             });
         }
     }
-    // One reload event once the new configuration is in effect; warning
-    // priority when part of the file waits for a restart.
-    log::event(restart_only ? Level::Warn : Level::Info, log::Ev::Reload, {},
-               restart_only ? "relay configuration reloaded; control_listen, threads, data_path, "
-                              "the auth mode, status_socket and metrics_listen change only on "
-                              "restart, ignoring those"
-                            : "relay configuration reloaded");
+    const auto kept_error = daemon::report_kept_keys(kept);
+    log::event(log::Ev::Reload, {}, "relay configuration reloaded");
     notify::ready();
     if (key_error) {
         // The rest of the file applied; sallyportctl reload still says the
         // keys did not.
         return Unexpected(*key_error);
+    }
+    if (kept_error) {
+        return Unexpected(*kept_error);
     }
     return {};
 }

@@ -72,6 +72,7 @@ control::ConfigResult Listeners::apply(uint64_t agent, const std::string& agent_
     applied_.insert_or_assign(agent, Applied{agent_name, cfg});
     Parsed parsed = parse(cfg);
     const ApplyOutcome out = registry_.apply(agent, parsed.specs);
+    prune_orphans();
     std::map<std::string, int> bind_failed;  // service -> errno
     for (const auto& a : out.actions) {
         if (a.kind == ListenerAction::Kind::Close) {
@@ -151,18 +152,62 @@ void Listeners::reapply() {
     }
 }
 
-void Listeners::remove_agent(uint64_t agent, const std::string& agent_name, bool stopping) {
+void Listeners::remove_agent(uint64_t agent, const std::string& agent_name, bool stopping,
+                             bool may_hold) {
     generations_.erase(agent);
     applied_.erase(agent);
     const bool had = count() > 0;
-    for (const auto& action : registry_.remove_agent(agent)) {
+    const bool hold = may_hold && !stopping && grace_.count() > 0;
+    for (const auto& action : registry_.remove_agent(agent, hold)) {
         close(action.address);
+    }
+    if (hold) {
+        const auto deadline = std::chrono::steady_clock::now() + grace_;
+        for (const auto& name : registry_.orphans()) {
+            orphans_.try_emplace(name, Orphan{deadline, agent_name});
+        }
     }
     broadcast();
     announce(agent_name, stopping ? "stopping" : "no-agent");
     if (had && count() == 0 && !stopping) {
         log::event(log::Ev::ListenersSuspended, {{"AGENT", agent_name}},
                    "no agent left: public listeners closed until an agent connects");
+    }
+}
+
+void Listeners::prune_orphans() {
+    const auto now = registry_.orphans();
+    std::erase_if(orphans_, [&](const auto& kv) {
+        return std::find(now.begin(), now.end(), kv.first) == now.end();
+    });
+}
+
+void Listeners::tick(std::chrono::steady_clock::time_point now) {
+    prune_orphans();
+    std::string last_agent;
+    bool closed = false;
+    for (auto it = orphans_.begin(); it != orphans_.end();) {
+        if (it->second.deadline > now) {
+            ++it;
+            continue;
+        }
+        for (const auto& action : registry_.close_orphan(it->first)) {
+            close(action.address);
+        }
+        last_agent = it->second.agent_name;
+        closed = true;
+        it = orphans_.erase(it);
+    }
+    if (!closed) {
+        return;
+    }
+    // Their waiting clients are refused (no-agent) as the service goes.
+    broadcast();
+    announce(last_agent, "no-agent");
+    if (count() == 0) {
+        log::event(log::Ev::ListenersSuspended, {{"AGENT", last_agent}},
+                   "no agent came back within listener_grace_ms: public listeners closed until "
+                   "an agent connects");
     }
 }
 
@@ -265,8 +310,9 @@ void Listeners::broadcast() {
         policy->max_sessions = spec->max_sessions;
         policy->affinity_s = spec->affinity_s;
         policy->agents = registry_.agents_of(name);
+        policy->held = policy->agents.empty();  // an orphan in its grace
         std::shared_ptr<const ServicePolicy> shared = std::move(policy);
-        shards_.invoke_on_all([shared](Shard& s, io::Worker&) { s.set_service(shared); });
+        shards_.invoke_on_all([shared](Shard& s, io::Worker& w) { s.set_service(w, shared); });
     }
     for (const auto& gone : broadcast_names_) {
         if (!now.contains(gone)) {

@@ -5,6 +5,7 @@
 // every worker's copy of the service policies current. Control thread only.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -44,8 +45,16 @@ public:
     /// Forgets `agent` (it left Ready): services nobody else serves close
     /// (listener-closed REASON=no-agent, or stopping when `stopping`).
     /// Logs listeners-suspended when that closed the last listener and
-    /// `stopping` is false.
-    void remove_agent(uint64_t agent, const std::string& agent_name, bool stopping);
+    /// `stopping` is false. With `may_hold` (its connection was lost, not
+    /// refused by the admin) and a grace set, they stay open instead for
+    /// the grace and their clients wait (Registry orphans): an agent back in
+    /// time takes them over, else tick() closes them as above.
+    void remove_agent(uint64_t agent, const std::string& agent_name, bool stopping,
+                      bool may_hold = false);
+    /// listener_grace_ms; 0 closes at once.
+    void set_grace(std::chrono::milliseconds grace) { grace_ = grace; }
+    /// About once a second: closes orphans whose grace is over.
+    void tick(std::chrono::steady_clock::time_point now);
 
     /// Agents serving `service`, in join order.
     [[nodiscard]] std::vector<uint64_t> agents_of(const std::string& service) const {
@@ -90,6 +99,14 @@ private:
         control::Config config;
     };
     std::map<uint64_t, Applied> applied_;  // each Ready agent's last CONFIG, for reapply()
+    struct Orphan {
+        std::chrono::steady_clock::time_point deadline;
+        std::string agent_name;  // the last agent that served it, for events
+    };
+    std::map<std::string, Orphan> orphans_;  // service -> grace
+    std::chrono::milliseconds grace_{0};
+    /// Forgets graces of services an agent took over, or that are gone.
+    void prune_orphans();
     uint64_t next_key_ = 1;
 };
 

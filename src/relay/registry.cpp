@@ -61,23 +61,48 @@ std::optional<std::string> Registry::conflict_for(const ServiceSpec& spec,
     return std::nullopt;
 }
 
-void Registry::leave(uint64_t agent, const std::string& name, std::vector<ListenerAction>& closes) {
+void Registry::leave(uint64_t agent, const std::string& name, std::vector<ListenerAction>& closes,
+                     bool hold) {
     const auto it = services_.find(name);
     if (it == services_.end()) {
         return;
     }
     auto& agents = it->second.agents;
     agents.erase(std::remove(agents.begin(), agents.end(), agent), agents.end());
-    if (!agents.empty()) {
+    if (!agents.empty() || hold) {
         return;
     }
+    close_service(it, closes);
+}
+
+void Registry::close_service(std::map<std::string, Served>::iterator it,
+                             std::vector<ListenerAction>& closes) {
     for (const auto& entry : it->second.spec.listen) {
         for (const auto& addr : expand(entry)) {
-            closes.push_back({ListenerAction::Kind::Close, addr, name});
+            closes.push_back({ListenerAction::Kind::Close, addr, it->first});
             listeners_.erase(addr.to_string());
         }
     }
     services_.erase(it);
+}
+
+std::vector<ListenerAction> Registry::close_orphan(const std::string& name) {
+    std::vector<ListenerAction> closes;
+    const auto it = services_.find(name);
+    if (it != services_.end() && it->second.agents.empty()) {
+        close_service(it, closes);
+    }
+    return closes;
+}
+
+std::vector<std::string> Registry::orphans() const {
+    std::vector<std::string> out;
+    for (const auto& [name, served] : services_) {
+        if (served.agents.empty()) {
+            out.push_back(name);
+        }
+    }
+    return out;
 }
 
 ApplyOutcome Registry::apply(uint64_t agent, const std::vector<ServiceSpec>& services) {
@@ -105,6 +130,31 @@ ApplyOutcome Registry::apply(uint64_t agent, const std::vector<ServiceSpec>& ser
         leave(agent, name, closes);
         if (want == services.end()) {
             out.left.push_back(name);
+        }
+    }
+
+    // An orphan (held for its grace, no agent) yields to what is pushed
+    // now: kept for the same service with the same listen set (it joins
+    // below), closed when it is the same service changed, or another one
+    // that overlaps it.
+    for (const auto& spec : services) {
+        for (auto it = services_.begin(); it != services_.end();) {
+            const Served& o = it->second;
+            const bool same_name = it->first == spec.name;
+            const bool collides =
+                same_name
+                    ? !same_listen_set(spec, o.spec)
+                    : std::any_of(spec.listen.begin(), spec.listen.end(), [&](const HostPorts& e) {
+                          return std::any_of(o.spec.listen.begin(), o.spec.listen.end(),
+                                             [&](const HostPorts& h) { return overlaps(e, h); });
+                      });
+            if (o.agents.empty() && collides) {
+                const auto next = std::next(it);
+                close_service(it, closes);
+                it = next;
+            } else {
+                ++it;
+            }
         }
     }
 
@@ -198,13 +248,16 @@ std::vector<ListenerAction> Registry::drop_service(const std::string& name) {
     for (const auto a : agents) {
         leave(a, name, closes);
     }
+    if (agents.empty()) {
+        close_service(it, closes);  // an orphan
+    }
     return closes;
 }
 
-std::vector<ListenerAction> Registry::remove_agent(uint64_t agent) {
+std::vector<ListenerAction> Registry::remove_agent(uint64_t agent, bool hold) {
     std::vector<ListenerAction> closes;
     for (const auto& name : services_of(agent)) {
-        leave(agent, name, closes);
+        leave(agent, name, closes, hold);
     }
     return closes;
 }

@@ -72,8 +72,17 @@ public:
     /// bind); returns the Close actions for its other listeners.
     [[nodiscard]] std::vector<ListenerAction> drop_service(const std::string& name);
 
-    /// Forgets `agent`; returns the Close actions of services left with no agent.
-    [[nodiscard]] std::vector<ListenerAction> remove_agent(uint64_t agent);
+    /// Forgets `agent`; returns the Close actions of services left with no
+    /// agent. With `hold`, such services keep their listeners instead, as
+    /// orphans (no agent, listeners held): the caller closes them with
+    /// close_orphan() when its grace ends, unless an agent pushes the same
+    /// service first (apply() joins it). An orphan yields to any pushed
+    /// service whose listen entries overlap it: it is closed then.
+    [[nodiscard]] std::vector<ListenerAction> remove_agent(uint64_t agent, bool hold = false);
+    /// Closes an orphan; nothing when `name` is not one.
+    [[nodiscard]] std::vector<ListenerAction> close_orphan(const std::string& name);
+    /// Services held with no agent.
+    [[nodiscard]] std::vector<std::string> orphans() const;
 
     /// The spec of a served service (the first agent's), or nullptr.
     [[nodiscard]] const ServiceSpec* service(const std::string& name) const;
@@ -95,7 +104,10 @@ private:
 
     [[nodiscard]] std::optional<std::string> conflict_for(const ServiceSpec& spec,
                                                           const HostPorts& entry) const;
-    void leave(uint64_t agent, const std::string& name, std::vector<ListenerAction>& closes);
+    void leave(uint64_t agent, const std::string& name, std::vector<ListenerAction>& closes,
+               bool hold = false);
+    void close_service(std::map<std::string, Served>::iterator it,
+                       std::vector<ListenerAction>& closes);
 
     ListenPolicy policy_;
     std::map<std::string, Served> services_;

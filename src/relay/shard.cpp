@@ -94,8 +94,31 @@ void Shard::remove_all_listeners(io::Worker& w) {
     door_.close(w);
 }
 
-void Shard::set_service(std::shared_ptr<const ServicePolicy> policy) {
-    services_[policy->name] = std::move(policy);
+void Shard::set_service(io::Worker& w, std::shared_ptr<const ServicePolicy> policy) {
+    const ServicePolicy& p = *policy;
+    services_[p.name] = policy;
+    if (p.agents.empty()) {
+        return;
+    }
+    // Parked clients ask after the loop: an answer given at once may pair
+    // one and erase it from pending_.
+    std::vector<std::pair<uint64_t, SocketAddress>> ask;
+    for (auto& waiting : pending_) {
+        if (!waiting.parked || waiting.service != p.name) {
+            continue;
+        }
+        waiting.parked = false;
+        if (p.affinity_s > 0) {
+            ask.emplace_back(waiting.id, waiting.peer);
+            continue;
+        }
+        const uint64_t agent = choose_agent(p);
+        waiting.agent = agent != 0 ? agent : p.agents.front();
+        refill(w, waiting.agent);
+    }
+    for (const auto& [id, peer] : ask) {
+        ask_owner(w, p, id, peer, false);
+    }
 }
 
 void Shard::remove_service(io::Worker& w, const std::string& name) {
@@ -247,6 +270,10 @@ void Shard::on_agent_chosen(io::Worker& w, uint64_t pending_id, uint64_t agent,
         return;  // remove_service ends it
     }
     if (agent == 0) {
+        if (svc->second->agents.empty()) {
+            it->parked = true;  // held: set_service asks again once one is back
+            return;
+        }
         // No agent eligible now: wait on the first, as without affinity.
         it->agent = svc->second->agents.front();
         refill(w, it->agent);
@@ -409,7 +436,7 @@ void Shard::on_accept(io::Worker& w, uint64_t listener, const std::string& servi
         return;  // closing `client` refuses it at once
     }
     const auto it = services_.find(service);
-    if (it == services_.end() || it->second->agents.empty()) {
+    if (it == services_.end() || (it->second->agents.empty() && !it->second->held)) {
         reject(peer, local, service, "no-agent", "no agent serves this service", listener);
         return;
     }
@@ -428,6 +455,12 @@ void Shard::on_accept(io::Worker& w, uint64_t listener, const std::string& servi
             reject(peer, local, service, "rate", "too many new sessions from this address",
                    listener);
             return;
+    }
+    if (policy.agents.empty()) {
+        // Held: its agent's control channel dropped a moment ago. The
+        // client waits, bounded by pending_timeout_ms, for it to return.
+        park(w, std::move(client), peer, local, service, listener, accepted);
+        return;
     }
     if (policy.affinity_s == 0 && try_pair(w, policy, client, peer, local, listener, accepted)) {
         return;
@@ -454,6 +487,17 @@ void Shard::on_accept(io::Worker& w, uint64_t listener, const std::string& servi
     } else {
         ask_owner(w, policy, id, peer, false);
     }
+}
+
+void Shard::park(io::Worker& w, UniqueFd client, const SocketAddress& peer,
+                 const SocketAddress& local, const std::string& service, uint64_t listener,
+                 Clock::time_point accepted) {
+    const uint64_t id = next_pending_++;
+    const uint64_t timer =
+        w.add_timer(limits_.pending_timeout, [this, id](io::Worker&) { on_pending_timeout(id); });
+    Pending p{id, std::move(client), peer, local, service, 0, timer, listener, accepted};
+    p.parked = true;
+    pending_.push_back(std::move(p));
 }
 
 void Shard::on_pending_timeout(uint64_t pending_id) {

@@ -40,6 +40,9 @@ struct ServicePolicy {
     uint32_t max_sessions = 0;
     uint32_t affinity_s = 0;
     std::vector<uint64_t> agents;  // connection ids, in join order
+    // No agent, listeners held for listener_grace_ms: clients wait (within
+    // pending_timeout_ms) for an agent to come back instead of being refused.
+    bool held = false;
 };
 
 /// Calls to the control thread. Both are posted there, never run inline,
@@ -99,7 +102,9 @@ public:
     void remove_listener(io::Worker& w, uint64_t key);
     /// Drain: stops accepting, clients and agents alike; sessions go on.
     void remove_all_listeners(io::Worker& w);
-    void set_service(std::shared_ptr<const ServicePolicy> policy);
+    /// Clients parked while the service had no agent (held) go to an agent
+    /// once it has one again.
+    void set_service(io::Worker& w, std::shared_ptr<const ServicePolicy> policy);
     void remove_service(io::Worker& w, const std::string& name);
     void set_limits(ShardLimits limits) {
         limits_ = limits;
@@ -164,6 +169,7 @@ private:
         uint64_t listener;  // key of the listener that accepted it
         Clock::time_point accepted;
         bool pinned = false;  // holds a slot in its owner shard's affinity table
+        bool parked = false;  // its service had no agent (held): waits for one
     };
     /// What the shard keeps of an open session, for listings and metrics.
     struct Live {
@@ -231,6 +237,9 @@ private:
     /// A session ended (its on_close): forgets it, counts its bytes and duration.
     void on_session_end(io::SessionId id, const SessionInfo& info, const io::SessionEnd& end);
     void on_pending_timeout(uint64_t pending_id);
+    /// Queues a client of a held service (no agent yet): see set_service.
+    void park(io::Worker& w, UniqueFd client, const SocketAddress& peer, const SocketAddress& local,
+              const std::string& service, uint64_t listener, Clock::time_point accepted);
 
     unsigned index_;
     io::Sharded<Shard>& peers_;

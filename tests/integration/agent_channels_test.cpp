@@ -421,6 +421,67 @@ TEST_SUITE("integration.agent_channels") {
         }
     }
 
+    TEST_CASE("agent: a reload that adds a relay never re-dials the unchanged one") {
+        HashServer backend;
+        Deployment d;
+        d.make_keys({"agent1"});
+        d.start_relay();
+        REQUIRE(d.relay.wait_for_output(" started ", 10s));
+        const uint16_t port = free_port();
+        const uint16_t control2 = free_port();
+        auto relay2 = Process::start(
+            {relay_bin(), "-c",
+             d.dir.write("relay2.toml", fmt::format(R"([relay]
+threads = 2
+control_listen = ["127.0.0.1:{}"]
+allow_listen = ["127.0.0.1:1024-65535"]
+status_socket = "{}/relay2.sock"
+[auth]
+keys = "{}/relay.keys"
+)",
+                                                    control2, d.dir.path(), d.dir.path())),
+             "--log-target", "stderr"},
+            d.dir.path() + "/relay2.log");
+        const std::string service = Deployment::service(
+            "echo", fmt::format("127.0.0.1:{}", port), fmt::format("127.0.0.1:{}", backend.port()));
+        d.start_agent(service);
+        REQUIRE(connect_retry("127.0.0.1", port, 10s));
+        std::atomic<bool> stop{false};
+        std::atomic<int> ok{0};
+        std::atomic<int> failed{0};
+        std::thread loop([&] {
+            for (int i = 0; i < 3000 && !stop; ++i) {
+                const std::string msg = fmt::format("client {}", i);
+                if (sp::test::exchange(port, msg) == sha256_hex(msg)) {
+                    ++ok;
+                } else {
+                    ++failed;
+                }
+            }
+        });
+        std::this_thread::sleep_for(300ms);
+        std::string cfg = read_file(d.dir.path() + "/agent.toml");
+        const auto at = cfg.find("[[service]]");
+        REQUIRE(at != std::string::npos);
+        cfg.insert(at, fmt::format("[[relay]]\naddress = \"127.0.0.1:{}\"\nkey = \"{}\"\n\n",
+                                   control2, d.agent_key("agent1")));
+        d.dir.write("agent.toml", cfg, 0600);
+        d.agent.signal(SIGHUP);
+        CHECK(relay2.wait_for_output("agent-connected", 10s));
+        std::this_thread::sleep_for(500ms);
+        stop = true;
+        loop.join();
+        MESSAGE("exchanges through relay 1 across the reload: " << ok.load() << " ok, "
+                                                                << failed.load() << " failed");
+        CHECK(failed.load() == 0);
+        CHECK(ok.load() > 10);
+        const std::string r1 = d.relay.output();
+        CHECK(r1.find("agent-disconnected") == std::string::npos);
+        CHECK(r1.find("listener-closed") == std::string::npos);
+        CHECK(r1.find("agent-connected") == r1.rfind("agent-connected"));  // dialled once
+        (void)relay2.stop();
+    }
+
     TEST_CASE("agent: a reload with a shorter relay list keeps spliced sessions and survives") {
         HashServer backend;
         Deployment d;

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <sys/socket.h>
 
+#include <atomic>
 #include <thread>
 
 #include <doctest/doctest.h>
@@ -235,6 +236,106 @@ TEST_SUITE("integration.control_plane") {
         CHECK(wait_refused(p2, 5s));
         CHECK(echo_ok(p1, "kept"));
         (void)second.stop();
+    }
+
+    TEST_CASE("control: listener grace: clients during an agent restart wait and are served") {
+        TestServer echo(TestServer::Mode::Echo);
+        Deployment d;
+        d.listener_grace_ms = 4000;
+        d.make_keys({"agent1"});
+        d.start_relay();
+        REQUIRE(d.relay.wait_for_output(" started ", 10s));
+        const uint16_t port = free_port();
+        d.start_agent(svc("echo", port, echo.port()));
+        REQUIRE(connect_retry("127.0.0.1", port, 10s));
+        // A client loop across the whole outage: not one may be refused.
+        std::atomic<bool> stop{false};
+        std::atomic<int> ok{0};
+        std::atomic<int> failed{0};
+        std::thread loop([&] {
+            for (int i = 0; i < 2000 && !stop; ++i) {
+                if (echo_ok(port, fmt::format("client {}", i))) {
+                    ++ok;
+                } else {
+                    ++failed;
+                }
+                std::this_thread::sleep_for(10ms);
+            }
+        });
+        std::this_thread::sleep_for(300ms);
+        // SIGKILL: the control channel drops without a goodbye, as in a
+        // network cut; the restarted agent dials again within its backoff.
+        d.agent.signal(SIGKILL);
+        (void)d.agent.wait(5s);
+        CHECK(d.relay.wait_for_output("agent-disconnected", 5s));
+        std::this_thread::sleep_for(500ms);
+        CHECK_FALSE(refused("127.0.0.1", port));
+        d.agent = d.start_agent_process(d.dir.path() + "/agent.toml", "agent2.log");
+        CHECK(d.agent.wait_for_output("config-applied", 10s));
+        std::this_thread::sleep_for(500ms);
+        stop = true;
+        loop.join();
+        MESSAGE("clients served: " << ok.load() << ", failed: " << failed.load());
+        CHECK(ok.load() > 20);
+        CHECK(failed.load() == 0);
+        CHECK(d.relay.output().find("listeners-suspended") == std::string::npos);
+        CHECK(d.relay.output().find("listener-closed") == std::string::npos);
+
+        SUBCASE("no agent within the grace: listeners close, waiting clients are refused") {
+            d.agent.signal(SIGKILL);
+            (void)d.agent.wait(5s);
+            auto waiting = connect_to("127.0.0.1", port);
+            REQUIRE(waiting);
+            CHECK(wait_refused(port, 10s));
+            CHECK(d.relay.wait_for_output("listeners-suspended", 5s));
+            CHECK(d.relay.output().find("REASON=no-agent") != std::string::npos);
+            // The parked client was closed, not left hanging.
+            set_timeouts(waiting.get(), 5s);
+            char b = 0;
+            CHECK(::recv(waiting.get(), &b, 1, 0) <= 0);
+        }
+    }
+
+    TEST_CASE("control: a reload names the keys only a restart changes, and applies the rest") {
+        TestServer echo(TestServer::Mode::Echo);
+        Deployment d;
+        d.make_keys({"agent1"});
+        d.start_relay();
+        REQUIRE(d.relay.wait_for_output(" started ", 10s));
+        const uint16_t port = free_port();
+        d.start_agent(svc("echo", port, echo.port()));
+        REQUIRE(connect_retry("127.0.0.1", port, 10s));
+        auto kept = connect_to("127.0.0.1", port);
+        REQUIRE(kept);
+        // threads (restart-only) and data_path (live) change together with
+        // a limit that applies at once.
+        std::string text = read_file(d.dir.path() + "/relay.toml");
+        const auto at = text.find("threads = 2");
+        REQUIRE(at != std::string::npos);
+        text.replace(at, 11, "threads = 1");
+        const auto dp = text.find("data_path = \"");
+        REQUIRE(dp != std::string::npos);
+        text.replace(dp, text.find('\n', dp) - dp,
+                     d.data_path == "copy" ? "data_path = \"splice\"" : "data_path = \"copy\"");
+        text += "max_sessions_per_client = 1\n";
+        d.dir.write("relay.toml", text, 0600);
+        d.relay.signal(SIGHUP);
+        CHECK(d.relay.wait_for_output("reload-failed REASON=restart-only", 10s));
+        CHECK(d.relay.output().find("relay.threads") != std::string::npos);
+        CHECK(d.relay.output().find("relay.data_path") == std::string::npos);
+        CHECK(d.relay.wait_for_output("relay configuration reloaded", 5s));
+        // The rest applied: a second session from 127.0.0.1 is over the new
+        // limit, while the one open before goes on.
+        bool refused_one = false;
+        for (int i = 0; i < 50 && !refused_one; ++i) {
+            refused_one = !echo_ok(port, "second");
+            std::this_thread::sleep_for(100ms);
+        }
+        CHECK(refused_one);
+        CHECK(d.relay.wait_for_output("REASON=limit", 5s));
+        set_timeouts(kept.get(), 5s);
+        REQUIRE(send_all(kept.get(), "kept", 4));
+        CHECK(recv_n(kept.get(), 4) == "kept");
     }
 
     TEST_CASE("control: a reload that denies an agent's address disconnects it at once") {

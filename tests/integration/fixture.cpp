@@ -175,10 +175,11 @@ drain_timeout_s = 5
 keys = "{}/relay.keys"
 {}
 [limits]
+listener_grace_ms = {}
 {}
 )",
                                                data_path, control_port, dir.path(), relay_extra,
-                                               dir.path(), extra, limits_extra));
+                                               dir.path(), extra, listener_grace_ms, limits_extra));
 }
 
 std::string Deployment::write_agent_config(const std::string& name, const std::string& services,

@@ -22,6 +22,9 @@ struct Deployment {
     std::string data_path = "splice";
     std::string relay_extra;                // TOML lines appended to [relay]'s file
     std::string limits_extra;               // TOML lines of the relay's [limits] section
+    // Most tests check what happens when an agent leaves: at once, as with
+    // listener_grace_ms = 0. The grace tests set it.
+    uint32_t listener_grace_ms = 0;
     std::string agent_extra;                // TOML lines appended to [agent] of every agent file
     std::vector<std::string> relay_prefix;  // e.g. {"prlimit", "--nofile=96:96", "--"}
     Process relay;

@@ -260,6 +260,7 @@ TEST_SUITE("config.relay") {
         CHECK(c->limits.pending_timeout_ms == 10000);
         CHECK(c->limits.handshake_timeout_ms == 5000);
         CHECK(c->limits.idle_timeout_s == 0);
+        CHECK(c->limits.listener_grace_ms == 5000);
         CHECK(c->outbound_allow.empty());
         CHECK(c->auth.allow_agents.empty());
         CHECK(c->shared_key_mode());
@@ -324,6 +325,7 @@ TEST_SUITE("config.relay") {
         CHECK(c->limits.pending_timeout_ms == 1);
         CHECK(c->limits.handshake_timeout_ms == 3600000);
         CHECK(c->limits.idle_timeout_s == 600);
+        CHECK(c->limits.listener_grace_ms == 0);
         REQUIRE(c->outbound_allow.size() == 4);
         CHECK(c->outbound_allow[0].host == "partner.example.com");
         CHECK_FALSE(c->outbound_allow[0].cidr);

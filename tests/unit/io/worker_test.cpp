@@ -64,6 +64,34 @@ TEST_SUITE("io.worker") {
         CHECK(h.buffers_in_use() == 0);
     }
 
+    TEST_CASE("worker: set_data_path switches new sessions, open ones keep theirs") {
+        Harness h(DataPath::Splice);
+        CHECK_FALSE(h.call([](Worker& w) { return w.uring_copy(); }));
+        // A session started under splice, still open across the switch.
+        Link before = make_link(h);
+        h.call([](Worker& w) {
+            w.set_data_path(DataPath::Copy);
+            return 0;
+        });
+        CHECK(h.call([](Worker& w) { return w.uring_copy(); }));
+        Link after = make_link(h);
+        constexpr uint64_t kSize = 8ULL << 20;
+        Endpoint c1(before.client.get(), kSize, 3);
+        Endpoint b1(before.backend.get(), kSize, 4);
+        Endpoint c2(after.client.get(), kSize, 5);
+        Endpoint b2(after.backend.get(), kSize, 6);
+        REQUIRE(drive({&c1, &b1, &c2, &b2}, 40s));
+        CHECK(b1.recv_hash == c1.send_hash);
+        CHECK(c1.recv_hash == b1.send_hash);
+        CHECK(b2.recv_hash == c2.send_hash);
+        CHECK(c2.recv_hash == b2.send_hash);
+        REQUIRE(h.closes.wait(2, 5s) == 2);
+        // The first moved its bytes through pipes, the second through the
+        // buffer ring: both pools are back to empty either way.
+        CHECK(h.pipes_in_use() == 0);
+        CHECK(h.buffers_in_use() == 0);
+    }
+
     TEST_CASE("worker: 100 concurrent sessions of different sizes arrive byte-exact") {
         Harness h(pick_path());
         constexpr int kSessions = 100;

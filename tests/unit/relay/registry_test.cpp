@@ -153,4 +153,56 @@ TEST_SUITE("relay.registry") {
         CHECK_FALSE(overlaps(hp("10.0.0.1:80"), hp("10.0.0.1:81")));
         CHECK(overlaps(hp("[::]:80"), hp("[::1]:80")));
     }
+
+    TEST_CASE("registry: held on the last agent's departure, an orphan keeps its listeners") {
+        auto r = make();
+        (void)r.apply(1, {svc("ftp", {"0.0.0.0:2021", "0.0.0.0:30000-30001"})});
+        CHECK(r.remove_agent(1, true).empty());
+        CHECK(r.listeners().size() == 3);
+        CHECK(r.orphans() == std::vector<std::string>{"ftp"});
+        CHECK(r.agents_of("ftp").empty());
+        // The agent is back with the same service: it joins, nothing moves.
+        const auto back = r.apply(2, {svc("ftp", {"0.0.0.0:2021", "0.0.0.0:30000-30001"})});
+        CHECK(back.actions.empty());
+        CHECK(back.results.size() == 2);
+        CHECK(back.results[0].status == ListenStatus::Ok);
+        CHECK(r.agents_of("ftp") == std::vector<uint64_t>{2});
+        CHECK(r.orphans().empty());
+        CHECK(r.close_orphan("ftp").empty());  // not an orphan any more
+    }
+
+    TEST_CASE("registry: an orphan's grace ends with close_orphan") {
+        auto r = make();
+        (void)r.apply(1, {svc("web", {"0.0.0.0:8443"}), svc("ssh", {"0.0.0.0:2222"})});
+        (void)r.apply(2, {svc("ssh", {"0.0.0.0:2222"})});
+        (void)r.remove_agent(1, true);
+        CHECK(r.orphans() == std::vector<std::string>{"web"});  // ssh still has agent 2
+        const auto closes = r.close_orphan("web");
+        CHECK(count(closes, Kind::Close) == 1);
+        CHECK(r.listeners().size() == 1);
+        CHECK(r.service("web") == nullptr);
+    }
+
+    TEST_CASE("registry: without hold the last agent's departure closes at once") {
+        auto r = make();
+        (void)r.apply(1, {svc("web", {"0.0.0.0:8443"})});
+        CHECK(count(r.remove_agent(1), Kind::Close) == 1);
+        CHECK(r.orphans().empty());
+    }
+
+    TEST_CASE("registry: an orphan yields to a changed or overlapping service") {
+        auto r = make();
+        (void)r.apply(1, {svc("web", {"0.0.0.0:8443"}), svc("old", {"0.0.0.0:9000"})});
+        (void)r.remove_agent(1, true);
+        // Same name, other port: the orphan closes, the new set opens.
+        // Other name, overlapping port: the orphan closes, the new one opens.
+        const auto out = r.apply(2, {svc("web", {"0.0.0.0:8444"}), svc("new", {"127.0.0.1:9000"})});
+        CHECK(count(out.actions, Kind::Close) == 2);
+        CHECK(count(out.actions, Kind::Open) == 2);
+        for (const auto& res : out.results) {
+            CHECK(res.status == ListenStatus::Ok);
+        }
+        CHECK(r.orphans().empty());
+        CHECK(r.service("old") == nullptr);
+    }
 }

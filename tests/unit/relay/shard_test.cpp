@@ -95,12 +95,12 @@ struct Fixture {
 
     void agent(uint64_t id, unsigned cap, const std::string& service = "svc") {
         for (unsigned i = 0; i < shards.size(); ++i) {
-            call(i, [=](Shard& s, io::Worker&) {
+            call(i, [=](Shard& s, io::Worker& w) {
                 s.add_agent(id, "agent-" + std::to_string(id), cap);
                 auto p = std::make_shared<ServicePolicy>();
                 p->name = service;
                 p->agents = {id};
-                s.set_service(p);
+                s.set_service(w, p);
             });
         }
     }
@@ -337,17 +337,17 @@ TEST_SUITE("relay.shard") {
 
     TEST_CASE("shard: a draining agent serves only clients no other agent can take") {
         Fixture f(1);
-        f.call(0, [](Shard& s, io::Worker&) {
+        f.call(0, [](Shard& s, io::Worker& w) {
             s.add_agent(1, "agent-1", 4);
             s.add_agent(2, "agent-2", 4);
             auto both = std::make_shared<ServicePolicy>();
             both->name = "svc";
             both->agents = {1, 2};
-            s.set_service(both);
+            s.set_service(w, both);
             auto solo = std::make_shared<ServicePolicy>();
             solo->name = "solo";
             solo->agents = {1};
-            s.set_service(solo);
+            s.set_service(w, solo);
         });
         const auto idle = [&f] {
             return f.call(0, [](Shard& s, io::Worker&) { return s.idle_channels(); });
