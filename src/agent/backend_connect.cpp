@@ -404,7 +404,9 @@ std::vector<BackendRow> BackendConnector::backends() const {
         const auto& sel = svc->second.selector;
         const size_t first = out.size();
         for (size_t i = 0; i < sel.size(); ++i) {
-            const char* check = cfg.check_interval_ms == 0 ? "off" : sel.down(i) ? "down" : "up";
+            // Port ranges are not checked (agent/health_checker.hpp).
+            const bool checked = cfg.check_interval_ms != 0 && sel.backends()[i].ports.size() == 1;
+            const char* check = !checked ? "off" : sel.down(i) ? "down" : "up";
             out.push_back(BackendRow{cfg.name, i, sel.backends()[i].to_string(),
                                      sel.healthy(i, now), check, 0});
         }

@@ -35,6 +35,12 @@ void HealthChecker::set_services(io::Worker& w, std::shared_ptr<const ServiceTab
         }
         for (size_t idx = 0; idx < s.backend.size(); ++idx) {
             const auto& b = s.backend[idx];
+            if (b.ports.size() > 1) {
+                // A range's ports (FTP passive ports) listen only while a
+                // transfer waits: a check would find them closed, or take
+                // the connection a client's transfer is waiting for.
+                continue;
+            }
             const std::string address = BackendTarget{b.host, b.ports.first, idx}.to_string();
             const auto same = std::find_if(targets_.begin(), targets_.end(), [&](const Target& t) {
                 return t.service == s.name && t.address == address;
