@@ -6,6 +6,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <tuple>
 
 #include <fmt/format.h>
@@ -103,6 +104,9 @@ void register_services(daemon::Shell& shell, io::Sharded<Shard>& shards, AgentVi
                         if (!fresh) {
                             // Any worker that skips it makes it unhealthy.
                             it->second.healthy = it->second.healthy && row.healthy;
+                            if (std::string_view(row.check) == "down") {
+                                it->second.check = row.check;
+                            }
                             it->second.sessions += row.sessions;
                         }
                     }
@@ -120,10 +124,12 @@ void register_services(daemon::Shell& shell, io::Sharded<Shard>& shards, AgentVi
                         for (size_t i = 0; i < svc.backend.size(); ++i) {
                             const auto it = rows.find(Key{svc.name, i});
                             const bool healthy = it == rows.end() || it->second.healthy;
+                            const char* check = it == rows.end() ? "off" : it->second.check;
                             const uint64_t n = it == rows.end() ? 0 : it->second.sessions;
                             sessions += n;
                             backends.push_back({{"address", svc.backend[i].to_string()},
                                                 {"healthy", healthy},
+                                                {"check", check},
                                                 {"sessions", n}});
                         }
                         list.push_back({{"name", svc.name},

@@ -118,7 +118,12 @@ void App::publish_services() {
     table->services = cfg_.services;
     std::shared_ptr<const ServiceTable> t = std::move(table);
     // Before the workers run, posts wait in their inboxes: still in order.
-    shards_.invoke_on_all([t](Shard& s, io::Worker&) { s.set_services(t); });
+    shards_.invoke_on_all([t](Shard& s, io::Worker& w) { s.set_services(w, t); });
+    // Posted after every shard's new table, so no verdict of the checks
+    // reaches a shard before its table does.
+    if (shards_.size() > 0) {
+        shards_.invoke_on(0, [](Shard& s, io::Worker& w) { s.start_health_checks(w); });
+    }
 }
 
 // Backend names are resolved ahead of the first session and refreshed, so a
@@ -218,6 +223,12 @@ void App::phase_changed(LinkId /*link*/) {
 void App::backend_down(uint64_t gen, const std::string& service, size_t index) {
     shards_.invoke_on_all(
         [gen, service, index](Shard& s, io::Worker&) { s.mark_down(gen, service, index); });
+}
+
+void App::backend_health(uint64_t gen, const std::string& service, size_t index, bool up) {
+    shards_.invoke_on_all([gen, service, index, up](Shard& s, io::Worker&) {
+        s.set_backend_health(gen, service, index, up);
+    });
 }
 
 void App::backend_failed(LinkId link, control::BackendFailed msg) {

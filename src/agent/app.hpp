@@ -64,6 +64,7 @@ private:
     void phase_changed(LinkId link) override;
     // ShardHost (any worker thread)
     void backend_down(uint64_t gen, const std::string& service, size_t index) override;
+    void backend_health(uint64_t gen, const std::string& service, size_t index, bool up) override;
     void backend_failed(LinkId link, control::BackendFailed msg) override;
     void session_count(int delta) override;
     void on_shard(unsigned shard, UniqueFunction<void(Shard&, io::Worker&)> fn) override;

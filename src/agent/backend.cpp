@@ -17,7 +17,8 @@ BackendSelector::BackendSelector(std::vector<HostPorts> listen, std::vector<Host
     : listen_(std::move(listen)),
       backends_(std::move(backends)),
       fail_hold_(fail_hold),
-      failed_until_(backends_.size()) {}
+      failed_until_(backends_.size()),
+      down_(backends_.size(), 0) {}
 
 std::optional<uint32_t> BackendSelector::offset_of(uint16_t listen_port) const {
     // Offsets run across the listen entries in order, so "0.0.0.0:21" plus
@@ -45,7 +46,7 @@ std::optional<BackendTarget> BackendSelector::pick(uint16_t listen_port, Clock::
     size_t chosen = next_ % backends_.size();
     for (size_t i = 0; i < backends_.size(); ++i) {
         const size_t idx = (next_ + i) % backends_.size();
-        if (failed_until_[idx] <= now) {
+        if (healthy(idx, now)) {
             chosen = idx;
             break;
         }
@@ -74,6 +75,12 @@ std::optional<BackendTarget> BackendSelector::next_after(const BackendTarget& fa
 void BackendSelector::mark_failed(size_t index, Clock::time_point now) {
     if (index < failed_until_.size()) {
         failed_until_[index] = now + fail_hold_;
+    }
+}
+
+void BackendSelector::set_down(size_t index, bool down) {
+    if (index < down_.size()) {
+        down_[index] = down ? 1 : 0;
     }
 }
 

@@ -41,11 +41,18 @@ public:
     [[nodiscard]] std::optional<BackendTarget> next_after(const BackendTarget& failed,
                                                           uint16_t listen_port, size_t tried);
     void mark_failed(size_t index, Clock::time_point now);
+    /// Health checks (agent/health_checker) took backend `index` down, or
+    /// brought it back; it is skipped while down, like a failed one.
+    void set_down(size_t index, bool down);
+    [[nodiscard]] bool down(size_t index) const noexcept {
+        return index < down_.size() && down_[index] != 0;
+    }
     [[nodiscard]] size_t size() const noexcept { return backends_.size(); }
     /// False while backend `index` is skipped after a failed connect (for
-    /// fail_hold); an index out of range is not healthy.
+    /// fail_hold) or is down by its health checks; an index out of range is
+    /// not healthy.
     [[nodiscard]] bool healthy(size_t index, Clock::time_point now) const noexcept {
-        return index < failed_until_.size() && failed_until_[index] <= now;
+        return index < failed_until_.size() && failed_until_[index] <= now && down_[index] == 0;
     }
     /// The backend entries, as configured.
     [[nodiscard]] const std::vector<HostPorts>& backends() const noexcept { return backends_; }
@@ -58,6 +65,7 @@ private:
     std::vector<HostPorts> backends_;
     std::chrono::seconds fail_hold_;
     std::vector<Clock::time_point> failed_until_;
+    std::vector<uint8_t> down_;  // by health checks: 1 = down
     size_t next_ = 0;
 };
 

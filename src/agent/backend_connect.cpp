@@ -64,6 +64,16 @@ void BackendConnector::mark_down(uint64_t gen, const std::string& service, size_
     }
 }
 
+void BackendConnector::set_backend_health(uint64_t gen, const std::string& service, size_t index,
+                                          bool up) {
+    if (!table_ || table_->generation != gen) {
+        return;
+    }
+    if (const auto it = services_.find(service); it != services_.end()) {
+        it->second.selector.set_down(index, !up);
+    }
+}
+
 void BackendConnector::place(io::Worker& w, BoundChannel ch) {
     const uint64_t id = next_++;
     auto a = std::make_unique<Attempt>();
@@ -394,8 +404,11 @@ std::vector<BackendRow> BackendConnector::backends() const {
         const auto& sel = svc->second.selector;
         const size_t first = out.size();
         for (size_t i = 0; i < sel.size(); ++i) {
-            out.push_back(
-                BackendRow{cfg.name, i, sel.backends()[i].to_string(), sel.healthy(i, now), 0});
+            // Port ranges are not checked (agent/health_checker.hpp).
+            const bool checked = cfg.check_interval_ms != 0 && sel.backends()[i].ports.size() == 1;
+            const char* check = !checked ? "off" : sel.down(i) ? "down" : "up";
+            out.push_back(BackendRow{cfg.name, i, sel.backends()[i].to_string(),
+                                     sel.healthy(i, now), check, 0});
         }
         for (const auto& [k, l] : live_) {
             if (l.info.service == cfg.name && l.backend < sel.size()) {

@@ -54,7 +54,8 @@ struct BackendRow {
     std::string service;
     size_t index = 0;  // in the service's backend list
     std::string address;
-    bool healthy = true;  // not skipped after a failed connect
+    bool healthy = true;        // not skipped after a failed connect, nor down by its checks
+    const char* check = "off";  // health checks: "off", "up" or "down"
     uint64_t sessions = 0;
 };
 
@@ -90,6 +91,8 @@ public:
                          const std::string& group, const std::string& client);
     /// Another shard found backend `index` of `service` refusing.
     void mark_down(uint64_t gen, const std::string& service, size_t index);
+    /// The health checks took backend `index` of `service` down or back up.
+    void set_backend_health(uint64_t gen, const std::string& service, size_t index, bool up);
 
     /// Takes the channel. Either a session starts on `w` (session-open,
     /// backend-failed for every backend that refused first), or no backend

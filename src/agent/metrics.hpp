@@ -16,6 +16,7 @@ inline constexpr std::array<std::string_view, 1> kServiceLabel = {"service"};
 inline constexpr std::array<std::string_view, 2> kServiceDirection = {"service", "direction"};
 inline constexpr std::array<std::string_view, 2> kServiceReason = {"service", "reason"};
 inline constexpr std::array<std::string_view, 1> kRelayLabel = {"relay"};
+inline constexpr std::array<std::string_view, 2> kServiceBackend = {"service", "backend"};
 
 inline constexpr obs::Family kSessions{
     "sallyport_agent_sessions_total",
@@ -57,6 +58,13 @@ inline constexpr obs::Family kSessionSeconds{
     obs::Kind::Histogram,
     kServiceLabel,
     obs::kDurationBuckets,
+};
+inline constexpr obs::Family kBackendUp{
+    "sallyport_agent_backend_up",
+    "1 while new sessions may go to the backend, 0 while the agent skips it (down by its "
+    "health checks, or a refused connect in the last 5 s).",
+    obs::Kind::Gauge,
+    kServiceBackend,
 };
 inline constexpr obs::Family kIdleChannels{
     "sallyport_agent_idle_channels",

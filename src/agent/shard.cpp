@@ -38,10 +38,35 @@ struct Shard::Channel {
     std::vector<uint8_t> buf;
 };
 
+// The checks run on one worker: each backend is checked once per interval,
+// whatever the number of workers, and its verdict reaches them all.
 Shard::Shard(unsigned index, ShardHost& host)
-    : index_(index), connector_(host, index, affinity_) {}
+    : index_(index),
+      connector_(host, index, affinity_),
+      checker_(index == 0 ? std::make_unique<HealthChecker>(host) : nullptr) {}
 
 Shard::~Shard() = default;
+
+void Shard::set_services(io::Worker& w, std::shared_ptr<const ServiceTable> table) {
+    if (checker_) {
+        checker_->set_services(w, table);
+    }
+    connector_.set_services(std::move(table));
+}
+
+void Shard::set_address(io::Worker& w, const std::string& host, std::optional<IpAddress> ip) {
+    if (checker_) {
+        checker_->set_address(host, ip);
+    }
+    connector_.set_address(w, host, ip);
+}
+
+void Shard::mark_down(uint64_t gen, const std::string& service, size_t index) {
+    if (checker_) {
+        checker_->passive_failure(gen, service, index);
+    }
+    connector_.mark_down(gen, service, index);
+}
 
 void Shard::dial(io::Worker& w, const LinkRoute& route, const std::vector<control::Token>& tokens) {
     const auto now = Clock::now();
@@ -217,6 +242,9 @@ void Shard::close_all(io::Worker& w) {
         drop(w, id);
     }
     connector_.close_all(w);
+    if (checker_) {
+        checker_->stop(w);
+    }
 }
 
 std::map<LinkId, size_t> Shard::idle_by_link() const {
@@ -235,6 +263,14 @@ std::map<LinkId, size_t> Shard::idle_by_link() const {
 obs::MetricSet Shard::snapshot_metrics(const io::Worker& w) const {
     obs::MetricSet m = connector_.snapshot_metrics(w);
     m.declare(metrics::kIdleChannels);
+    if (index_ == 0) {
+        // Every shard has the same verdicts (they are broadcast): one
+        // reports them, so the scrape needs no merge rule for them.
+        m.declare(metrics::kBackendUp);
+        for (const auto& row : connector_.backends()) {
+            m.set(metrics::kBackendUp, {row.service, row.address}, row.healthy ? 1 : 0);
+        }
+    }
     const auto idle = idle_by_link();
     for (const auto& [link, l] : links_) {
         const auto it = idle.find(link);

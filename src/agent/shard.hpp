@@ -18,6 +18,7 @@
 
 #include "agent/backend_connect.hpp"
 #include "agent/channel_policy.hpp"
+#include "agent/health_checker.hpp"
 #include "agent/link_id.hpp"
 #include "agent/shard_host.hpp"
 #include "base/addr.hpp"
@@ -49,13 +50,17 @@ public:
     Shard& operator=(const Shard&) = delete;
 
     /// Replaces the services; channels already bound keep what they picked.
-    void set_services(std::shared_ptr<const ServiceTable> table) {
-        connector_.set_services(std::move(table));
+    /// Shard 0 also prepares the health checks for them.
+    void set_services(io::Worker& w, std::shared_ptr<const ServiceTable> table);
+    /// Shard 0: starts the checks prepared by set_services (posted after
+    /// every shard's set_services). Other shards: no-op.
+    void start_health_checks(io::Worker& w) {
+        if (checker_) {
+            checker_->start(w);
+        }
     }
     /// A resolver answer (nullopt: the name did not resolve).
-    void set_address(io::Worker& w, const std::string& host, std::optional<IpAddress> ip) {
-        connector_.set_address(w, host, ip);
-    }
+    void set_address(io::Worker& w, const std::string& host, std::optional<IpAddress> ip);
     /// The affinity memory for the client IPs this shard owns.
     [[nodiscard]] AffinityTables& affinity() noexcept { return affinity_; }
     /// The owner's answer for placement attempt `attempt` of this shard.
@@ -63,9 +68,11 @@ public:
                          const std::string& group, const std::string& client) {
         connector_.affinity_answer(w, attempt, std::move(choice), group, client);
     }
-    /// Another shard found a backend down.
-    void mark_down(uint64_t gen, const std::string& service, size_t index) {
-        connector_.mark_down(gen, service, index);
+    /// A shard found a backend refusing (a failed check too, on shard 0).
+    void mark_down(uint64_t gen, const std::string& service, size_t index);
+    /// The health checks took a backend down or brought it back.
+    void set_backend_health(uint64_t gen, const std::string& service, size_t index, bool up) {
+        connector_.set_backend_health(gen, service, index, up);
     }
 
     /// Dials one data channel per token to `route.relay`, within the link's
@@ -74,7 +81,7 @@ public:
     /// The link's control channel closed: its unbound channels die (the
     /// relay voided their tokens); bound ones and sessions run on.
     void drop_link(io::Worker& w, LinkId link);
-    /// Drain: closes every channel not yet spliced.
+    /// Drain: closes every channel not yet spliced; the health checks stop.
     void close_all(io::Worker& w);
 
     /// Channels dialled and not yet bound.
@@ -114,6 +121,7 @@ private:
     unsigned index_;
     AffinityTables affinity_;  // before connector_, which holds a reference
     BackendConnector connector_;
+    std::unique_ptr<HealthChecker> checker_;  // shard 0 only: one checker per agent
     std::map<LinkId, Link> links_;
     std::unordered_map<uint64_t, std::unique_ptr<Channel>> channels_;
     uint64_t next_channel_ = 1;

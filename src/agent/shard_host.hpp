@@ -31,6 +31,11 @@ public:
     /// Backend `index` of `service` (service table generation `gen`) refused
     /// a connect: every shard should skip it for a while.
     virtual void backend_down(uint64_t gen, const std::string& service, size_t index) = 0;
+    /// The health checks (on shard 0) took backend `index` of `service`
+    /// down (`up` false) or brought it back: every shard should skip or
+    /// readmit it.
+    virtual void backend_health(uint64_t gen, const std::string& service, size_t index,
+                                bool up) = 0;
     /// Tell relay `link` that no backend took its session (BACKEND_FAILED).
     virtual void backend_failed(LinkId link, control::BackendFailed msg) = 0;
     /// A session started (+1) or ended (-1): the drain waits for zero.

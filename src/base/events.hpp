@@ -42,6 +42,8 @@ enum class Ev : uint8_t {
     AgentResume,
     RelayDrain,
     RelayResume,
+    BackendDown,
+    BackendUp,
 };
 
 /// Which daemon emits an event.
@@ -65,12 +67,13 @@ inline constexpr std::string_view kDurationMs = "DURATION_MS";
 inline constexpr std::string_view kReason = "REASON";
 inline constexpr std::string_view kSuppressed = "SUPPRESSED";
 inline constexpr std::string_view kFallbackAddr = "FALLBACK_ADDR";
+inline constexpr std::string_view kChecks = "CHECKS";
 
 /// Every field an event may carry; the lists in kEvents use these names only.
-inline constexpr std::array kAll = {kSessionId,  kService, kClientAddr, kClientPort,
-                                    kListenAddr, kAgent,   kAgentAddr,  kBackendAddr,
-                                    kRelayAddr,  kKeyId,   kBytesUp,    kBytesDown,
-                                    kDurationMs, kReason,  kSuppressed, kFallbackAddr};
+inline constexpr std::array kAll = {
+    kSessionId,  kService,     kClientAddr, kClientPort,   kListenAddr, kAgent,
+    kAgentAddr,  kBackendAddr, kRelayAddr,  kKeyId,        kBytesUp,    kBytesDown,
+    kDurationMs, kReason,      kSuppressed, kFallbackAddr, kChecks};
 }  // namespace f
 
 /// The fields of one event, as space-separated journal names. A field is
@@ -151,6 +154,10 @@ inline constexpr std::array kEvents = {
               {"", "", "", ""}},
     EventSpec{Ev::RelayResume, "relay-resume", Level::Notice, Side::Relay,
               {"", "", "", ""}},
+    EventSpec{Ev::BackendDown, "backend-down", Level::Warn, Side::Agent,
+              {"SERVICE BACKEND_ADDR REASON CHECKS", "", "", ""}},
+    EventSpec{Ev::BackendUp, "backend-up", Level::Notice, Side::Agent,
+              {"SERVICE BACKEND_ADDR CHECKS", "", "", ""}},
 };
 // clang-format on
 

@@ -28,6 +28,9 @@ using detail::TableReader;
 // - threads: as on the relay.
 // - service max_sessions: as the relay's limit, 0 = unlimited.
 // - affinity_s: at most 30 days; 0 = off.
+// - check_interval_ms: 0 = off, else 100 ms (a check per backend and tenth
+//   of a second is plenty) to one hour; the timeout must end before the next
+//   check starts; rise/fall up to 100 checks.
 constexpr uint32_t kMaxPool = 1024;
 // What the control protocol carries bounds what a file may say
 // (base/wire_limits.hpp): names are valid_name()s of at most 64 bytes, well
@@ -37,15 +40,29 @@ static_assert(kMaxPool <= UINT16_MAX);
 constexpr uint32_t kMaxThreads = 1024;
 constexpr uint32_t kMaxSessions = 10'000'000;
 constexpr uint32_t kMaxAffinityS = 2'592'000;
+constexpr uint32_t kMinCheckIntervalMs = 100;
+constexpr uint32_t kMaxCheckIntervalMs = 3'600'000;
+constexpr uint32_t kMinCheckTimeoutMs = 10;
+constexpr uint32_t kMaxCheckCount = 100;
 
 constexpr std::array<std::string_view, 4> kRootKeys = {"agent", "relay", "service", "outbound"};
 constexpr std::array<std::string_view, 6> kAgentKeys = {"name", "status_socket", "metrics_listen",
                                                         "pool", "threads",       "data_path"};
 constexpr std::array<std::string_view, 6> kRelayKeys = {"address",     "key",      "certificate",
                                                         "private_key", "relay_ca", "standby"};
-constexpr std::array<std::string_view, 9> kServiceKeys = {
-    "name",         "listen",     "backend",       "proxy_protocol", "allow_clients",
-    "deny_clients", "max_sessions", "affinity_s", "affinity_group"};
+constexpr std::array<std::string_view, 13> kServiceKeys = {"name",
+                                                           "listen",
+                                                           "backend",
+                                                           "proxy_protocol",
+                                                           "allow_clients",
+                                                           "deny_clients",
+                                                           "max_sessions",
+                                                           "affinity_s",
+                                                           "affinity_group",
+                                                           "check_interval_ms",
+                                                           "check_timeout_ms",
+                                                           "check_rise",
+                                                           "check_fall"};
 constexpr std::array<std::string_view, 1> kOutboundKeys = {"socks5_listen"};
 constexpr std::array<detail::SchemaTable, 4> kSchema = {{
     {"agent", kAgentKeys},
@@ -212,6 +229,33 @@ void check_wire_string(const TableReader& r, const StringItem& item, const std::
     }
 }
 
+// The health check keys (agent only: the relay never sees them).
+void parse_checks(const TableReader& r, Service& s, Diagnostics& d) {
+    const auto at = [&r](std::string_view k) { return detail::pos_of(*r.table().get(k)); };
+    if (d.ok(r.read_uint("check_interval_ms", 0, kMaxCheckIntervalMs, s.check_interval_ms)) &&
+        s.check_interval_ms != 0 && s.check_interval_ms < kMinCheckIntervalMs) {
+        d.add(r.error(at("check_interval_ms"), "check_interval_ms",
+                      fmt::format("{} is out of range (0 to turn checks off, or {}-{})",
+                                  s.check_interval_ms, kMinCheckIntervalMs, kMaxCheckIntervalMs)));
+        s.check_interval_ms = 0;
+    }
+    // Unset, the timeout is 1 s or half the interval, whichever is shorter,
+    // so a short interval alone is a valid setting.
+    if (r.table().get("check_timeout_ms") == nullptr) {
+        s.check_timeout_ms =
+            std::min<uint32_t>(s.check_timeout_ms, std::max<uint32_t>(1, s.check_interval_ms / 2));
+    } else if (d.ok(r.read_uint("check_timeout_ms", kMinCheckTimeoutMs, kMaxCheckIntervalMs,
+                                s.check_timeout_ms)) &&
+               s.check_interval_ms != 0 && s.check_timeout_ms >= s.check_interval_ms) {
+        d.add(r.error(at("check_timeout_ms"), "check_timeout_ms",
+                      fmt::format("{} is not less than check_interval_ms ({}): a check must end "
+                                  "before the next one starts",
+                                  s.check_timeout_ms, s.check_interval_ms)));
+    }
+    d.ok(r.read_uint("check_rise", 1, kMaxCheckCount, s.check_rise));
+    d.ok(r.read_uint("check_fall", 1, kMaxCheckCount, s.check_fall));
+}
+
 void parse_service(const TableReader& r, Service& s, std::vector<Located>& ret_listens,
                    size_t index, Diagnostics& d) {
     r.check_keys(kServiceKeys, d);
@@ -300,6 +344,7 @@ void parse_service(const TableReader& r, Service& s, std::vector<Located>& ret_l
             s.affinity_group = (*group)->value;
         }
     }
+    parse_checks(r, s, d);
 }
 
 /// Payload bytes of `s` in a CONFIG message (control-protocol.md 3.2): the

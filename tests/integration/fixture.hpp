@@ -65,7 +65,8 @@ struct Deployment {
     /// Waits until the relay has a public listener for `service`.
     bool wait_relay_listener(const std::string& service, std::chrono::milliseconds timeout) const;
 
-    /// One [[service]] block.
+    /// One [[service]] block; health checks off unless `extra` has a check_
+    /// key (tests count the connections their backends see).
     static std::string service(const std::string& name, const std::string& listen,
                                const std::string& backend, const std::string& extra = "");
 };

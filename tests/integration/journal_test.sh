@@ -129,6 +129,8 @@ fallback_port=$(free_port)
 dead_svc_port=$(free_port)
 wait_port=$(free_port)
 dead_backend=$(free_port) # nothing listens there: ECONNREFUSED
+health_port=$(free_port)
+health_backend=$(free_port) # nothing listens until backend-up is provoked
 range_port=$(free_range)
 
 "$relay_bin" --gen-key journal-agent >"$dir/journal-agent.key"
@@ -217,8 +219,13 @@ TOML
     if [ "${5:-}" != journal-limit ]; then
         service journal-limit "127.0.0.1:$limit_port" "$live" "max_sessions = 1"
     fi
-    service journal-fallback "127.0.0.1:$fallback_port" "\"127.0.0.1:$dead_backend\", $live"
-    service journal-dead "127.0.0.1:$dead_svc_port" "\"127.0.0.1:$dead_backend\""
+    # No health checks: the dead backend must stay in rotation to fail.
+    service journal-fallback "127.0.0.1:$fallback_port" "\"127.0.0.1:$dead_backend\", $live" \
+        "check_interval_ms = 0"
+    service journal-dead "127.0.0.1:$dead_svc_port" "\"127.0.0.1:$dead_backend\"" \
+        "check_interval_ms = 0"
+    service journal-health "127.0.0.1:$health_port" "\"127.0.0.1:$health_backend\", $live" \
+        "check_interval_ms = 200"
     service journal-range "127.0.0.1:$range_port-$((range_port + 2))" "$live"
     service journal-taken "127.0.0.1:$taken_port" "$live"
     service journal-low "127.0.0.1:1000" "$live"
@@ -456,6 +463,19 @@ if grep -q '^FALLBACK_ADDR=' "$dir/last"; then
     fail "agent: backend-failed names a FALLBACK_ADDR where no backend took the session"
 fi
 check relay "$relay_pid" backend-failed SESSION_ID="$sid" AGENT=journal-agent REASON=ECONNREFUSED
+
+echo "== backend-down, backend-up: the health checks"
+check agent "$agent_pid" backend-down SERVICE=journal-health \
+    BACKEND_ADDR="127.0.0.1:$health_backend" REASON=ECONNREFUSED CHECKS=3
+python3 -c '
+import socket, sys
+s = socket.create_server(("127.0.0.1", int(sys.argv[1])))
+while True:
+    s.accept()[0].close()
+' "$health_backend" &
+pids+=($!)
+check agent "$agent_pid" backend-up SERVICE=journal-health \
+    BACKEND_ADDR="127.0.0.1:$health_backend" CHECKS=2
 
 echo "== client-rejected pending-timeout; an agent connection replaced"
 kill -STOP "$idle_pid"

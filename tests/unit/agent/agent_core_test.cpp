@@ -37,6 +37,27 @@ TEST_SUITE("agent.backend") {
         CHECK(s.pick(2222, now + 6s)->host == "10.0.0.1");
     }
 
+    TEST_CASE("backend: a backend down by its checks is skipped until it is up again") {
+        BackendSelector s(hps({"0.0.0.0:2222"}), hps({"10.0.0.1:22", "10.0.0.2:22"}), 5s);
+        const auto now = BackendSelector::Clock::now();
+        s.set_down(0, true);
+        CHECK_FALSE(s.healthy(0, now));
+        CHECK(s.healthy(1, now));
+        // Unlike a failed connect, no hold expires it: only the checks do.
+        for (int i = 0; i < 4; ++i) {
+            CHECK(s.pick(2222, now + std::chrono::hours(i))->host == "10.0.0.2");
+        }
+        s.set_down(0, false);
+        CHECK(s.healthy(0, now));
+        std::set<std::string> hosts;
+        for (int i = 0; i < 2; ++i) {
+            hosts.insert(s.pick(2222, now)->host);
+        }
+        CHECK(hosts.size() == 2);
+        s.set_down(7, true);  // out of range: ignored
+        CHECK_FALSE(s.healthy(7, now));
+    }
+
     TEST_CASE("backend: next_after walks each backend once") {
         BackendSelector s(hps({"0.0.0.0:80"}), hps({"a:80", "b:80", "c:80"}), 5s);
         const auto now = BackendSelector::Clock::now();
@@ -74,8 +95,7 @@ TEST_SUITE("agent.backend") {
 
     TEST_CASE("backend: IPv6 backends print with brackets") {
         BackendSelector s(hps({"[::]:443"}), hps({"[2001:db8::5]:8443"}), 5s);
-        CHECK(s.pick(443, BackendSelector::Clock::now())->to_string() ==
-              "[2001:db8::5]:8443");
+        CHECK(s.pick(443, BackendSelector::Clock::now())->to_string() == "[2001:db8::5]:8443");
     }
 }
 
