@@ -405,7 +405,8 @@ std::vector<BackendRow> BackendConnector::backends() const {
         const size_t first = out.size();
         for (size_t i = 0; i < sel.size(); ++i) {
             // Port ranges are not checked (agent/health_checker.hpp).
-            const bool checked = cfg.check_interval_ms != 0 && sel.backends()[i].ports.size() == 1;
+            const bool checked =
+                cfg.health_check_interval_ms != 0 && sel.backends()[i].ports.size() == 1;
             const char* check = !checked ? "off" : sel.down(i) ? "down" : "up";
             out.push_back(BackendRow{cfg.name, i, sel.backends()[i].to_string(),
                                      sel.healthy(i, now), check, 0});

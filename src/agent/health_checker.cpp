@@ -30,7 +30,7 @@ void HealthChecker::set_services(io::Worker& w, std::shared_ptr<const ServiceTab
     targets_.clear();
     table_ = std::move(table);
     for (const auto& s : table_->services) {
-        if (s.check_interval_ms == 0) {
+        if (s.health_check_interval_ms == 0) {
             continue;
         }
         for (size_t idx = 0; idx < s.backend.size(); ++idx) {
@@ -54,11 +54,11 @@ void HealthChecker::set_services(io::Worker& w, std::shared_ptr<const ServiceTab
                      .port = b.ports.first,
                      .address = address,
                      .indexes = {idx},
-                     .state = HealthState(s.check_rise, s.check_fall),
-                     .interval = std::chrono::milliseconds(s.check_interval_ms),
-                     .timeout = std::chrono::milliseconds(s.check_timeout_ms),
-                     .rise = s.check_rise,
-                     .fall = s.check_fall,
+                     .state = HealthState(s.health_check_rise, s.health_check_fall),
+                     .interval = std::chrono::milliseconds(s.health_check_interval_ms),
+                     .timeout = std::chrono::milliseconds(s.health_check_timeout_ms),
+                     .rise = s.health_check_rise,
+                     .fall = s.health_check_fall,
                      .timer = 0,
                      .wait = 0,
                      .fd = {},

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // Active TCP health checks of the backends, on one worker (shard 0): every
-// check_interval_ms a non-blocking connect to each distinct backend address
+// health_check_interval_ms a non-blocking connect to each distinct backend address
 // (HOST:PORT of a single-port backend entry; port ranges are not checked)
 // of each service with checks on, fed
 // to a HealthState per address. A transition is logged (backend-down,

@@ -28,7 +28,7 @@ using detail::TableReader;
 // - threads: as on the relay.
 // - service max_sessions: as the relay's limit, 0 = unlimited.
 // - affinity_s: at most 30 days; 0 = off.
-// - check_interval_ms: 0 = off, else 100 ms (a check per backend and tenth
+// - health_check_interval_ms: 0 = off, else 100 ms (a check per backend and tenth
 //   of a second is plenty) to one hour; the timeout must end before the next
 //   check starts; rise/fall up to 100 checks.
 constexpr uint32_t kMaxPool = 1024;
@@ -59,10 +59,10 @@ constexpr std::array<std::string_view, 13> kServiceKeys = {"name",
                                                            "max_sessions",
                                                            "affinity_s",
                                                            "affinity_group",
-                                                           "check_interval_ms",
-                                                           "check_timeout_ms",
-                                                           "check_rise",
-                                                           "check_fall"};
+                                                           "health_check_interval_ms",
+                                                           "health_check_timeout_ms",
+                                                           "health_check_rise",
+                                                           "health_check_fall"};
 constexpr std::array<std::string_view, 1> kOutboundKeys = {"socks5_listen"};
 constexpr std::array<detail::SchemaTable, 4> kSchema = {{
     {"agent", kAgentKeys},
@@ -232,28 +232,32 @@ void check_wire_string(const TableReader& r, const StringItem& item, const std::
 // The health check keys (agent only: the relay never sees them).
 void parse_checks(const TableReader& r, Service& s, Diagnostics& d) {
     const auto at = [&r](std::string_view k) { return detail::pos_of(*r.table().get(k)); };
-    if (d.ok(r.read_uint("check_interval_ms", 0, kMaxCheckIntervalMs, s.check_interval_ms)) &&
-        s.check_interval_ms != 0 && s.check_interval_ms < kMinCheckIntervalMs) {
-        d.add(r.error(at("check_interval_ms"), "check_interval_ms",
-                      fmt::format("{} is out of range (0 to turn checks off, or {}-{})",
-                                  s.check_interval_ms, kMinCheckIntervalMs, kMaxCheckIntervalMs)));
-        s.check_interval_ms = 0;
+    if (d.ok(r.read_uint("health_check_interval_ms", 0, kMaxCheckIntervalMs,
+                         s.health_check_interval_ms)) &&
+        s.health_check_interval_ms != 0 && s.health_check_interval_ms < kMinCheckIntervalMs) {
+        d.add(r.error(
+            at("health_check_interval_ms"), "health_check_interval_ms",
+            fmt::format("{} is out of range (0 to turn checks off, or {}-{})",
+                        s.health_check_interval_ms, kMinCheckIntervalMs, kMaxCheckIntervalMs)));
+        s.health_check_interval_ms = 0;
     }
     // Unset, the timeout is 1 s or half the interval, whichever is shorter,
     // so a short interval alone is a valid setting.
-    if (r.table().get("check_timeout_ms") == nullptr) {
-        s.check_timeout_ms =
-            std::min<uint32_t>(s.check_timeout_ms, std::max<uint32_t>(1, s.check_interval_ms / 2));
-    } else if (d.ok(r.read_uint("check_timeout_ms", kMinCheckTimeoutMs, kMaxCheckIntervalMs,
-                                s.check_timeout_ms)) &&
-               s.check_interval_ms != 0 && s.check_timeout_ms >= s.check_interval_ms) {
-        d.add(r.error(at("check_timeout_ms"), "check_timeout_ms",
-                      fmt::format("{} is not less than check_interval_ms ({}): a check must end "
-                                  "before the next one starts",
-                                  s.check_timeout_ms, s.check_interval_ms)));
+    if (r.table().get("health_check_timeout_ms") == nullptr) {
+        s.health_check_timeout_ms = std::min<uint32_t>(
+            s.health_check_timeout_ms, std::max<uint32_t>(1, s.health_check_interval_ms / 2));
+    } else if (d.ok(r.read_uint("health_check_timeout_ms", kMinCheckTimeoutMs, kMaxCheckIntervalMs,
+                                s.health_check_timeout_ms)) &&
+               s.health_check_interval_ms != 0 &&
+               s.health_check_timeout_ms >= s.health_check_interval_ms) {
+        d.add(r.error(
+            at("health_check_timeout_ms"), "health_check_timeout_ms",
+            fmt::format("{} is not less than health_check_interval_ms ({}): a check must end "
+                        "before the next one starts",
+                        s.health_check_timeout_ms, s.health_check_interval_ms)));
     }
-    d.ok(r.read_uint("check_rise", 1, kMaxCheckCount, s.check_rise));
-    d.ok(r.read_uint("check_fall", 1, kMaxCheckCount, s.check_fall));
+    d.ok(r.read_uint("health_check_rise", 1, kMaxCheckCount, s.health_check_rise));
+    d.ok(r.read_uint("health_check_fall", 1, kMaxCheckCount, s.health_check_fall));
 }
 
 void parse_service(const TableReader& r, Service& s, std::vector<Located>& ret_listens,

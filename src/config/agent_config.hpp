@@ -48,10 +48,10 @@ struct Service {
     uint32_t max_sessions = 0;  // 0 = unlimited
     uint32_t affinity_s = 0;
     // Active TCP connect checks of each backend (agent only: not in CONFIG).
-    uint32_t check_interval_ms = 2000;  // 0 = no active checks
-    uint32_t check_timeout_ms = 1000;   // < check_interval_ms
-    uint32_t check_rise = 2;            // consecutive successes to come back up
-    uint32_t check_fall = 3;            // consecutive failures to go down
+    uint32_t health_check_interval_ms = 2000;  // 0 = no active checks
+    uint32_t health_check_timeout_ms = 1000;   // < health_check_interval_ms
+    uint32_t health_check_rise = 2;            // consecutive successes to come back up
+    uint32_t health_check_fall = 3;            // consecutive failures to go down
     // Services with the same group share a client's backend host; empty =
     // the agent's default group (every service that names none).
     std::string affinity_group;
@@ -67,8 +67,8 @@ struct Service {
 /// nothing the control protocol cannot carry (base/wire_limits.hpp: at most
 /// 1024 services, 256 listen entries in one and 4096 in all, 1024 CIDRs per
 /// list, "HOST:PORT" backend strings of 255 bytes, a 1 MiB CONFIG); health
-/// checks: check_interval_ms 0 (off) or 100-3600000, check_timeout_ms below
-/// it, check_rise and check_fall 1-100.
+/// checks: health_check_interval_ms 0 (off) or 100-3600000, health_check_timeout_ms below
+/// it, health_check_rise and health_check_fall 1-100.
 struct AgentConfig {
     std::string path;
     AgentSection agent;

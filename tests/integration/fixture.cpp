@@ -231,7 +231,8 @@ std::string Deployment::service(const std::string& name, const std::string& list
     // unless `extra` sets them.
     const bool checks = extra.find("check_") != std::string::npos;
     return fmt::format("[[service]]\nname = \"{}\"\nlisten = [\"{}\"]\nbackend = [\"{}\"]\n{}\n{}",
-                       name, listen, backend, extra, checks ? "" : "check_interval_ms = 0\n");
+                       name, listen, backend, extra,
+                       checks ? "" : "health_check_interval_ms = 0\n");
 }
 
 std::string exchange(uint16_t port, const std::string& payload) {

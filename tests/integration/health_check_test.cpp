@@ -158,10 +158,11 @@ TEST_SUITE("integration.health_check") {
         d.start_relay();
         REQUIRE(d.relay.wait_for_output(" started ", 10s));
         const uint16_t port = free_port();
-        d.start_agent(Deployment::service(
-            "hc", fmt::format("127.0.0.1:{}", port),
-            fmt::format("127.0.0.1:{}\", \"127.0.0.1:{}", pa, pb),
-            "check_interval_ms = 200\ncheck_timeout_ms = 100\ncheck_rise = 2\ncheck_fall = 2"));
+        d.start_agent(
+            Deployment::service("hc", fmt::format("127.0.0.1:{}", port),
+                                fmt::format("127.0.0.1:{}\", \"127.0.0.1:{}", pa, pb),
+                                "health_check_interval_ms = 200\nhealth_check_timeout_ms = "
+                                "100\nhealth_check_rise = 2\nhealth_check_fall = 2"));
         REQUIRE(d.wait_relay_listener("hc", 10s));
 
         // Both take sessions while both are up.

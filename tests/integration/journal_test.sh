@@ -221,11 +221,11 @@ TOML
     fi
     # No health checks: the dead backend must stay in rotation to fail.
     service journal-fallback "127.0.0.1:$fallback_port" "\"127.0.0.1:$dead_backend\", $live" \
-        "check_interval_ms = 0"
+        "health_check_interval_ms = 0"
     service journal-dead "127.0.0.1:$dead_svc_port" "\"127.0.0.1:$dead_backend\"" \
-        "check_interval_ms = 0"
+        "health_check_interval_ms = 0"
     service journal-health "127.0.0.1:$health_port" "\"127.0.0.1:$health_backend\", $live" \
-        "check_interval_ms = 200"
+        "health_check_interval_ms = 200"
     service journal-range "127.0.0.1:$range_port-$((range_port + 2))" "$live"
     service journal-taken "127.0.0.1:$taken_port" "$live"
     service journal-low "127.0.0.1:1000" "$live"

@@ -461,10 +461,10 @@ TEST_SUITE("config.agent") {
         CHECK(s.deny_clients.size() == 1);
         CHECK(s.max_sessions == 1000);
         CHECK(s.affinity_s == 2592000);
-        CHECK(s.check_interval_ms == 3600000);
-        CHECK(s.check_timeout_ms == 3599999);
-        CHECK(s.check_rise == 100);
-        CHECK(s.check_fall == 1);
+        CHECK(s.health_check_interval_ms == 3600000);
+        CHECK(s.health_check_timeout_ms == 3599999);
+        CHECK(s.health_check_rise == 100);
+        CHECK(s.health_check_fall == 1);
         CHECK(s.affinity_group == "ftp.sites");
         CHECK(c->services[1].affinity_group.empty());
         CHECK(c->services[1].proxy_protocol == ProxyProtocol::V1);
@@ -474,32 +474,33 @@ TEST_SUITE("config.agent") {
 
     TEST_CASE("agent: health checks default on, and a short interval alone is valid") {
         auto c = parse_agent_config(agent_head() + service(0, 1) +
-                                        service(1, 1, "check_interval_ms = 200\n") +
-                                        service(2, 1, "check_interval_ms = 0\n"),
+                                        service(1, 1, "health_check_interval_ms = 200\n") +
+                                        service(2, 1, "health_check_interval_ms = 0\n"),
                                     "t.toml");
         REQUIRE(c);
         REQUIRE(c->services.size() == 3);
         const auto& d = c->services[0];
-        CHECK(d.check_interval_ms == 2000);
-        CHECK(d.check_timeout_ms == 1000);
-        CHECK(d.check_rise == 2);
-        CHECK(d.check_fall == 3);
+        CHECK(d.health_check_interval_ms == 2000);
+        CHECK(d.health_check_timeout_ms == 1000);
+        CHECK(d.health_check_rise == 2);
+        CHECK(d.health_check_fall == 3);
         // The unset timeout follows a short interval down to half of it.
-        CHECK(c->services[1].check_interval_ms == 200);
-        CHECK(c->services[1].check_timeout_ms == 100);
-        CHECK(c->services[2].check_interval_ms == 0);
+        CHECK(c->services[1].health_check_interval_ms == 200);
+        CHECK(c->services[1].health_check_timeout_ms == 100);
+        CHECK(c->services[2].health_check_interval_ms == 0);
     }
 
     TEST_CASE("agent: a check timeout given is held below the interval, default or not") {
-        auto e =
-            parse_agent_config(agent_head() + service(0, 1, "check_timeout_ms = 2000\n"), "t.toml");
+        auto e = parse_agent_config(
+            agent_head() + service(0, 1, "health_check_timeout_ms = 2000\n"), "t.toml");
         REQUIRE_FALSE(e);
-        CHECK(e.error().key == "service[0].check_timeout_ms");
+        CHECK(e.error().key == "service[0].health_check_timeout_ms");
         CHECK(e.error().line == 10);
-        CHECK(e.error().message.find("check_interval_ms (2000)") != std::string::npos);
+        CHECK(e.error().message.find("health_check_interval_ms (2000)") != std::string::npos);
         // With checks off the timeout is not compared.
         CHECK(parse_agent_config(
-            agent_head() + service(0, 1, "check_interval_ms = 0\ncheck_timeout_ms = 5000\n"),
+            agent_head() +
+                service(0, 1, "health_check_interval_ms = 0\nhealth_check_timeout_ms = 5000\n"),
             "t.toml"));
     }
 
