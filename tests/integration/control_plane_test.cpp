@@ -38,6 +38,18 @@ bool echo_ok(uint16_t port, const std::string& payload) {
     return exchange(port, payload) == payload;
 }
 
+/// Relay plus agent1 serving `service` on a fresh port to `backend`;
+/// returns the port once a client can connect.
+uint16_t start_with_one_agent(Deployment& d, const std::string& service, uint16_t backend) {
+    d.make_keys({"agent1"});
+    d.start_relay();
+    REQUIRE(d.relay.wait_for_output(" started ", 10s));
+    const uint16_t port = free_port();
+    d.start_agent(svc(service, port, backend));
+    REQUIRE(connect_retry("127.0.0.1", port, 10s));
+    return port;
+}
+
 }  // namespace
 
 TEST_SUITE("integration.control_plane") {
@@ -242,12 +254,7 @@ TEST_SUITE("integration.control_plane") {
         TestServer echo(TestServer::Mode::Echo);
         Deployment d;
         d.listener_grace_ms = 4000;
-        d.make_keys({"agent1"});
-        d.start_relay();
-        REQUIRE(d.relay.wait_for_output(" started ", 10s));
-        const uint16_t port = free_port();
-        d.start_agent(svc("echo", port, echo.port()));
-        REQUIRE(connect_retry("127.0.0.1", port, 10s));
+        const uint16_t port = start_with_one_agent(d, "echo", echo.port());
         // A client loop across the whole outage: not one may be refused.
         std::atomic<bool> stop{false};
         std::atomic<int> ok{0};
@@ -299,12 +306,7 @@ TEST_SUITE("integration.control_plane") {
     TEST_CASE("control: a reload names the keys only a restart changes, and applies the rest") {
         TestServer echo(TestServer::Mode::Echo);
         Deployment d;
-        d.make_keys({"agent1"});
-        d.start_relay();
-        REQUIRE(d.relay.wait_for_output(" started ", 10s));
-        const uint16_t port = free_port();
-        d.start_agent(svc("echo", port, echo.port()));
-        REQUIRE(connect_retry("127.0.0.1", port, 10s));
+        const uint16_t port = start_with_one_agent(d, "echo", echo.port());
         auto kept = connect_to("127.0.0.1", port);
         REQUIRE(kept);
         // threads (restart-only) and data_path (live) change together with
@@ -341,12 +343,7 @@ TEST_SUITE("integration.control_plane") {
     TEST_CASE("control: a reload that denies an agent's address disconnects it at once") {
         TestServer a(TestServer::Mode::Echo);
         Deployment d;
-        d.make_keys({"agent1"});
-        d.start_relay();
-        REQUIRE(d.relay.wait_for_output(" started ", 10s));
-        const uint16_t p1 = free_port();
-        d.start_agent(svc("one", p1, a.port()));
-        REQUIRE(connect_retry("127.0.0.1", p1, 10s));
+        const uint16_t p1 = start_with_one_agent(d, "one", a.port());
         d.write_relay_config("deny_agents = [\"127.0.0.0/8\"]");
         d.relay.signal(SIGHUP);
         CHECK(d.relay.wait_for_output("REASON=not-allowed", 10s));
@@ -384,12 +381,7 @@ TEST_SUITE("integration.control_plane") {
     TEST_CASE("control: a silent agent is found dead within three heartbeats") {
         TestServer a(TestServer::Mode::Echo);
         Deployment d;
-        d.make_keys({"agent1"});
-        d.start_relay();
-        REQUIRE(d.relay.wait_for_output(" started ", 10s));
-        const uint16_t port = free_port();
-        d.start_agent(svc("one", port, a.port()));
-        REQUIRE(connect_retry("127.0.0.1", port, 10s));
+        const uint16_t port = start_with_one_agent(d, "one", a.port());
         d.agent.signal(SIGSTOP);  // a pulled cable: the TCP connection stays up
         CHECK(d.relay.wait_for_output("REASON=timeout", 20s));
         CHECK(wait_refused(port, 2s));

@@ -555,21 +555,9 @@ lab_test() {
 }
 
 lab_dump_logs() {
-    local f
-    for f in relay.log agent.log sshd.log nginx-error.log sftp.log vsftpd.log lftp.log; do
-        [[ -s $LAB_DIR/$f ]] || continue
-        echo "---- $f (tail)" >&2
-        tail -n 30 "$LAB_DIR/$f" >&2
-    done
+    lab_tail_logs relay.log agent.log sshd.log nginx-error.log sftp.log vsftpd.log lftp.log
 }
 
 if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
-    if [[ ${1:-} != --test || $# -ne 3 ]]; then
-        echo "usage: $0 --test RELAY_BIN AGENT_BIN   (interactive lab: scripts/lab)" >&2
-        exit 2
-    fi
-    trap lab_teardown EXIT
-    trap 'exit 1' INT TERM
-    lab_test "$2" "$3"
-    exit $?
+    lab_main "   (interactive lab: scripts/lab)" lab_test "$@"
 fi

@@ -108,3 +108,27 @@ lab_check() {
 }
 
 lab_sha() { sha256sum "$1" | cut -d' ' -f1; }
+
+# lab_tail_logs FILE...: the last lines of each non-empty file of $LAB_DIR, for a failed run.
+lab_tail_logs() {
+    local f
+    for f in "$@"; do
+        [[ -s $LAB_DIR/$f ]] || continue
+        echo "---- $f (tail)" >&2
+        tail -n 30 "$LAB_DIR/$f" >&2
+    done
+}
+
+# lab_main USAGE_NOTE TEST_FN "$@": the --test entry point both labs share.
+lab_main() {
+    local note=$1 fn=$2
+    shift 2
+    if [[ ${1:-} != --test || $# -ne 3 ]]; then
+        echo "usage: $0 --test RELAY_BIN AGENT_BIN$note" >&2
+        exit 2
+    fi
+    trap lab_teardown EXIT
+    trap 'exit 1' INT TERM
+    "$fn" "$2" "$3"
+    exit $?
+}

@@ -593,21 +593,9 @@ sc_test() {
 }
 
 sc_dump_logs() {
-    local f
-    for f in relay1.log relay2.log agent1.log agent2.log nginx1-error.log nginx2-error.log load.txt; do
-        [[ -s $LAB_DIR/$f ]] || continue
-        echo "---- $f (tail)" >&2
-        tail -n 30 "$LAB_DIR/$f" >&2
-    done
+    lab_tail_logs relay1.log relay2.log agent1.log agent2.log nginx1-error.log nginx2-error.log load.txt
 }
 
 if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
-    if [[ ${1:-} != --test || $# -ne 3 ]]; then
-        echo "usage: $0 --test RELAY_BIN AGENT_BIN" >&2
-        exit 2
-    fi
-    trap lab_teardown EXIT
-    trap 'exit 1' INT TERM
-    sc_test "$2" "$3"
-    exit $?
+    lab_main "" sc_test "$@"
 fi
