@@ -137,12 +137,12 @@ void BackendConnector::ask_affinity(io::Worker& /*w*/, uint64_t id, Attempt& a, 
         auto choice = table.acquire(client, cands, hold, now_owner);
         host.on_shard(from, [id, c = std::move(choice), group = std::move(group),
                              client = std::move(client)](Shard& s, io::Worker& wk) mutable {
-            s.affinity_answer(wk, id, std::move(c), group, client);
+            s.affinity_answer(wk, id, c, group, client);
         });
     });
 }
 
-void BackendConnector::affinity_answer(io::Worker& w, uint64_t id, balance::Choice choice,
+void BackendConnector::affinity_answer(io::Worker& w, uint64_t id, const balance::Choice& choice,
                                        const std::string& group, const std::string& client) {
     const auto it = attempts_.find(id);
     if (it == attempts_.end()) {

@@ -87,7 +87,7 @@ public:
     /// waiting for `host`.
     void set_address(io::Worker& w, const std::string& host, std::optional<IpAddress> ip);
     /// The owner shard's choice for attempt `id` (see place()).
-    void affinity_answer(io::Worker& w, uint64_t id, balance::Choice choice,
+    void affinity_answer(io::Worker& w, uint64_t id, const balance::Choice& choice,
                          const std::string& group, const std::string& client);
     /// Another shard found backend `index` of `service` refusing.
     void mark_down(uint64_t gen, const std::string& service, size_t index);

@@ -64,9 +64,9 @@ public:
     /// The affinity memory for the client IPs this shard owns.
     [[nodiscard]] AffinityTables& affinity() noexcept { return affinity_; }
     /// The owner's answer for placement attempt `attempt` of this shard.
-    void affinity_answer(io::Worker& w, uint64_t attempt, balance::Choice choice,
+    void affinity_answer(io::Worker& w, uint64_t attempt, const balance::Choice& choice,
                          const std::string& group, const std::string& client) {
-        connector_.affinity_answer(w, attempt, std::move(choice), group, client);
+        connector_.affinity_answer(w, attempt, choice, group, client);
     }
     /// A shard found a backend refusing (a failed check too, on shard 0).
     void mark_down(uint64_t gen, const std::string& service, size_t index);

@@ -95,8 +95,9 @@ void Shard::remove_all_listeners(io::Worker& w) {
 }
 
 void Shard::set_service(io::Worker& w, std::shared_ptr<const ServicePolicy> policy) {
-    const ServicePolicy& p = *policy;
-    services_[p.name] = policy;
+    auto& slot = services_[policy->name];
+    slot = std::move(policy);
+    const ServicePolicy& p = *slot;
     if (p.agents.empty()) {
         return;
     }
