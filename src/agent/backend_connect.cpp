@@ -35,6 +35,7 @@ struct BackendConnector::Attempt {
     uint64_t timer = 0;                               // while waiting for the resolver
     std::vector<std::pair<std::string, int>> failed;  // backends that refused, with errno
     std::vector<size_t> tried_backends;               // indexes, with affinity
+    uint64_t generation = 0;                          // of the service table it was placed under
     bool pinned = false;                              // holds an affinity slot at the owner shard
     std::string group;       // with affinity: its group and client address,
     std::string client_key;  // as the owner's table knows them
@@ -80,6 +81,7 @@ void BackendConnector::place(io::Worker& w, BoundChannel ch) {
     a->ch = std::move(ch);
     Attempt& at = *a;
     attempts_.emplace(id, std::move(a));
+    at.generation = table_ ? table_->generation : 0;
     const auto svc = services_.find(at.ch.info.service);
     if (svc != services_.end() && svc->second.affinity.count() > 0) {
         ask_affinity(w, id, at, svc->second, false);
@@ -123,10 +125,12 @@ void BackendConnector::ask_affinity(io::Worker& /*w*/, uint64_t id, Attempt& a, 
         }
         cands.push_back({backends[i].host, state});
     }
+    if (!retry) {
+        a.group = svc.group;
+        a.client_key = a.ch.info.client.ip().unmapped().to_string();
+    }
     a.pinned = false;  // until the answer: a retry gives its slot back first
-    a.group = svc.group;
-    a.client_key = a.ch.info.client.ip().unmapped().to_string();
-    at_owner(a.client_key, [cands = std::move(cands), client = a.client_key, group = svc.group,
+    at_owner(a.client_key, [cands = std::move(cands), client = a.client_key, group = a.group,
                             hold = svc.affinity, retry, id, from = index_,
                             &host = host_](AffinityTables& t) mutable {
         auto& table = t.group(group);
@@ -156,8 +160,10 @@ void BackendConnector::affinity_answer(io::Worker& w, uint64_t id, const balance
     if (choice.ok()) {
         a.pinned = true;
     }
-    if (svc == services_.end()) {
-        give_up(w, id, a, EHOSTUNREACH);  // withdrawn by a reload meanwhile
+    // A reload meanwhile: the answer's index is into the old backend list,
+    // and the service may be gone. The slot is given back (forget).
+    if (svc == services_.end() || !table_ || table_->generation != a.generation) {
+        give_up(w, id, a, EHOSTUNREACH);
         return;
     }
     if (choice.verdict == balance::Choice::Verdict::Refused) {
@@ -279,6 +285,25 @@ void BackendConnector::attempt_failed(io::Worker& w, uint64_t id, Attempt& a, in
     const auto svc = services_.find(a.ch.info.service);
     if (svc == services_.end()) {
         give_up(w, id, a, err);  // withdrawn by a reload meanwhile
+        return;
+    }
+    if (table_->generation != a.generation) {
+        // Placed under a configuration since replaced: its backend index
+        // means nothing in this one, and an affinity slot is the old
+        // group's. With affinity it gives up (forget returns the slot);
+        // without, it takes the new list's next backend in rotation.
+        if (a.pinned || a.tried >= svc->second.selector.size()) {
+            give_up(w, id, a, err);
+            return;
+        }
+        a.target = svc->second.selector.pick(a.ch.listen.port(), Clock::now());
+        a.generation = table_->generation;
+        ++a.tried;
+        if (!a.target) {
+            give_up(w, id, a, err);
+            return;
+        }
+        connect(w, id, a);
         return;
     }
     svc->second.selector.mark_failed(a.target->index, Clock::now());

@@ -76,7 +76,8 @@ Choice StickyTable::acquire(std::string_view client, std::span<const Candidate> 
         return out;
     }
     out.verdict = Choice::Verdict::Fresh;
-    if (entries_.size() >= capacity_) {
+    if (entries_.size() >= capacity_ && now - last_sweep_ >= std::chrono::seconds(1)) {
+        last_sweep_ = now;
         expire(now);
     }
     if (entries_.size() < capacity_) {

@@ -58,8 +58,9 @@ public:
     using Clock = std::chrono::steady_clock;
 
     /// At most `capacity` clients are remembered; past that, idle expired
-    /// entries are swept, and if none can go, new clients are placed by
-    /// rendezvous without memory (still consistent while targets are up).
+    /// entries are swept (at most once a second), and if none can go, new
+    /// clients are placed by rendezvous without memory (still consistent
+    /// while targets are up).
     explicit StickyTable(size_t capacity) : capacity_(capacity) {}
 
     /// What happens to a client with sessions open whose target is no
@@ -97,6 +98,9 @@ private:
 
     size_t capacity_;
     std::unordered_map<std::string, Entry> entries_;
+    // A full table sweeps at most once a second: a flood of new addresses
+    // must not buy a full scan per connection.
+    Clock::time_point last_sweep_{};
 };
 
 }  // namespace sp::balance

@@ -168,6 +168,12 @@ std::vector<RelayAction> RelayFsm::on_tls(RelayInput& input) {
                 return drop(CE::AgentRejected, CR::HandshakeTimeout,
                             "no TLS handshake within handshake_timeout_ms");
             },
+            [&](relay_in::AddressDenied&) {
+                // No TLS yet, so no GOODBYE: closed as the front door would
+                // have closed it under the new rules.
+                return drop(CE::AgentRejected, CR::NotAllowed,
+                            "address no longer allowed by allow_agents/deny_agents (reload)");
+            },
             [&](relay_in::Shutdown&) { return drop(CE::None, CR::Shutdown, "relay stopping"); },
             [](auto&) -> std::vector<RelayAction> { return {}; },
         },

@@ -26,6 +26,19 @@ void Agents::adopt_tls(UniqueFd fd, const SocketAddress& peer, Poller::Clock::ti
     if (stopping_) {
         return;
     }
+    if (admitted_ && !admitted_(peer.ip())) {
+        // Accepted under rules a reload has since narrowed: closed unread.
+        if (const int64_t held = reject_log_.allow(peer.ip().to_string(), Poller::Clock::now());
+            held >= 0) {
+            log::event(log::Ev::AgentRejected,
+                       {{"AGENT_ADDR", peer.ip().to_string()},
+                        {"REASON", "not-allowed"},
+                        {"SUPPRESSED", held > 0 ? std::to_string(held) : std::string()}},
+                       fmt::format("connection from {} refused by allow_agents/deny_agents{}",
+                                   peer.to_string(), LogLimiter::held_note(held)));
+        }
+        return;
+    }
     if (!preauth_.enter(peer.ip())) {
         const int64_t held = reject_log_.allow(peer.ip().to_string(), Poller::Clock::now());
         if (held >= 0) {
@@ -88,10 +101,13 @@ void Agents::revoke(const std::function<bool(const std::string& identity)>& revo
 }
 
 void Agents::deny(const std::function<bool(const IpAddress& addr)>& admitted) {
+    // Connections a worker accepted under the old rules and posted here
+    // before the reload are checked when they arrive (adopt_tls).
+    admitted_ = admitted;
     std::vector<uint64_t> ids;
     for (const auto& [id, a] : agents_) {
         const AgentSession& s = *a.session;
-        if ((s.state() == control::RelayState::AwaitHello || s.ready()) &&
+        if (s.state() != control::RelayState::Closing && s.state() != control::RelayState::Closed &&
             !admitted(s.address().ip())) {
             ids.push_back(id);
         }
@@ -159,8 +175,8 @@ void Agents::ready(AgentSession& s) {
     const auto workers = static_cast<unsigned>(shards_.size());
     for (unsigned i = 0; i < workers; ++i) {
         const unsigned cap = s.pool() / workers + (i < s.pool() % workers ? 1 : 0);
-        shards_.invoke_on(i, [id = s.id(), name = s.name(), cap](Shard& sh, io::Worker&) {
-            sh.add_agent(id, name, cap);
+        shards_.invoke_on(i, [id = s.id(), name = s.name(), cap](Shard& sh, io::Worker& w) {
+            sh.add_agent(w, id, name, cap);
         });
     }
 }
@@ -232,6 +248,7 @@ void Agents::finished(AgentSession& s) {
         return;
     }
     leave_handshake(it->second, s);
+    refused_.erase(id);  // gone() erases it only for sessions that were Ready
     // Not now: the session is inside one of its own methods.
     poller_.add_timer(std::chrono::milliseconds(0), [this, id] { agents_.erase(id); });
 }

@@ -102,6 +102,8 @@ private:
     // Sessions the admin shut out (key removed, address denied): their
     // services get no listener grace.
     std::set<uint64_t> refused_;
+    // The agent address rules as of the last reload (empty before one).
+    std::function<bool(const IpAddress&)> admitted_;
     bool stopping_ = false;
 };
 

@@ -150,6 +150,22 @@ void Listeners::reapply() {
     for (const auto& [agent, a] : all) {
         (void)apply(agent, a.agent_name, a.config);
     }
+    // Orphans have no CONFIG to re-apply; one no longer permitted closes
+    // now, not when its grace ends.
+    const auto closes = registry_.close_disallowed_orphans();
+    if (closes.empty()) {
+        return;
+    }
+    std::string agent_name;
+    for (const auto& a : closes) {
+        close(a.address);
+        if (const auto o = orphans_.find(a.service); o != orphans_.end()) {
+            agent_name = o->second.agent_name;
+        }
+    }
+    prune_orphans();
+    broadcast();
+    announce(agent_name, "not-allowed");
 }
 
 void Listeners::remove_agent(uint64_t agent, const std::string& agent_name, bool stopping,

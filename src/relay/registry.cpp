@@ -95,6 +95,23 @@ std::vector<ListenerAction> Registry::close_orphan(const std::string& name) {
     return closes;
 }
 
+std::vector<ListenerAction> Registry::close_disallowed_orphans() {
+    std::vector<ListenerAction> closes;
+    for (auto it = services_.begin(); it != services_.end();) {
+        const auto& listen = it->second.spec.listen;
+        const bool disallowed = std::any_of(listen.begin(), listen.end(),
+                                            [&](const HostPorts& e) { return !policy_(e); });
+        if (it->second.agents.empty() && disallowed) {
+            const auto next = std::next(it);
+            close_service(it, closes);
+            it = next;
+        } else {
+            ++it;
+        }
+    }
+    return closes;
+}
+
 std::vector<std::string> Registry::orphans() const {
     std::vector<std::string> out;
     for (const auto& [name, served] : services_) {

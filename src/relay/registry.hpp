@@ -83,6 +83,9 @@ public:
     [[nodiscard]] std::vector<ListenerAction> close_orphan(const std::string& name);
     /// Services held with no agent.
     [[nodiscard]] std::vector<std::string> orphans() const;
+    /// Closes every orphan with an entry the ListenPolicy no longer permits
+    /// (a reload narrowed allow_listen during its grace).
+    [[nodiscard]] std::vector<ListenerAction> close_disallowed_orphans();
 
     /// The spec of a served service (the first agent's), or nullptr.
     [[nodiscard]] const ServiceSpec* service(const std::string& name) const;

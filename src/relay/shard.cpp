@@ -53,6 +53,7 @@ void Shard::start(io::Worker& w) {
 void Shard::on_tick(io::Worker& w) {
     const auto now = Clock::now();
     channels_.tick(now, [this](uint64_t agent) { return waiting_for(agent); });
+    affinity_.expire(now);
     door_.sweep(w, now);
     w.add_timer(1s, [this](io::Worker& wk) { on_tick(wk); });
 }
@@ -104,11 +105,25 @@ void Shard::set_service(io::Worker& w, std::shared_ptr<const ServicePolicy> poli
     // Parked clients ask after the loop: an answer given at once may pair
     // one and erase it from pending_.
     std::vector<std::pair<uint64_t, SocketAddress>> ask;
+    std::vector<std::pair<uint64_t, SocketAddress>> retry;  // holding a slot to give back
     for (auto& waiting : pending_) {
-        if (!waiting.parked || waiting.service != p.name) {
+        if (waiting.service != p.name) {
+            continue;
+        }
+        // Parked, or waiting on an agent the new policy no longer lists.
+        const bool stale = waiting.agent != 0 && (std::find(p.agents.begin(), p.agents.end(),
+                                                            waiting.agent) == p.agents.end() ||
+                                                  !channels_.serves(waiting.agent));
+        if (!waiting.parked && !stale) {
             continue;
         }
         waiting.parked = false;
+        if (p.affinity_s > 0 && waiting.pinned) {
+            waiting.agent = 0;
+            waiting.pinned = false;
+            retry.emplace_back(waiting.id, waiting.peer);
+            continue;
+        }
         if (p.affinity_s > 0) {
             ask.emplace_back(waiting.id, waiting.peer);
             continue;
@@ -119,6 +134,9 @@ void Shard::set_service(io::Worker& w, std::shared_ptr<const ServicePolicy> poli
     }
     for (const auto& [id, peer] : ask) {
         ask_owner(w, p, id, peer, false);
+    }
+    for (const auto& [id, peer] : retry) {
+        ask_owner(w, p, id, peer, true);
     }
 }
 
@@ -141,8 +159,22 @@ void Shard::remove_service(io::Worker& w, const std::string& name) {
     }
 }
 
-void Shard::add_agent(uint64_t agent, std::string name, unsigned cap) {
+void Shard::add_agent(io::Worker& w, uint64_t agent, std::string name, unsigned cap) {
     channels_.add_agent(agent, std::move(name), cap);
+    // Clients parked because no agent of their service was here yet.
+    std::vector<std::shared_ptr<const ServicePolicy>> services;
+    for (const auto& waiting : pending_) {
+        const auto svc = services_.find(waiting.service);
+        if (waiting.parked && svc != services_.end() &&
+            std::find(svc->second->agents.begin(), svc->second->agents.end(), agent) !=
+                svc->second->agents.end() &&
+            std::find(services.begin(), services.end(), svc->second) == services.end()) {
+            services.push_back(svc->second);
+        }
+    }
+    for (auto& policy : services) {
+        set_service(w, std::move(policy));
+    }
 }
 
 void Shard::drop_agent(io::Worker& w, uint64_t agent) {
@@ -268,16 +300,25 @@ void Shard::on_agent_chosen(io::Worker& w, uint64_t pending_id, uint64_t agent,
     }
     const auto svc = services_.find(it->service);
     if (svc == services_.end()) {
-        return;  // remove_service ends it
+        if (agent != 0) {
+            unpin(client);  // remove_service ends the client itself
+        }
+        return;
+    }
+    const ServicePolicy& policy = *svc->second;
+    if (agent != 0 && !eligible(policy, agent)) {
+        // It left or began draining while the answer was on its way: the
+        // owner moves the client (its slot is given back first).
+        it->pinned = true;
+        it->agent = 0;
+        ask_owner(w, policy, pending_id, it->peer, true);
+        return;
     }
     if (agent == 0) {
-        if (svc->second->agents.empty()) {
-            it->parked = true;  // held: set_service asks again once one is back
-            return;
-        }
-        // No agent eligible now: wait on the first, as without affinity.
-        it->agent = svc->second->agents.front();
-        refill(w, it->agent);
+        // No agent of the service is here now (all gone, or not added on
+        // this worker yet): parked until set_service or add_agent brings
+        // one, bounded by pending_timeout_ms.
+        it->parked = true;
         return;
     }
     it->agent = agent;

@@ -113,7 +113,7 @@ public:
 
     /// The agent is Ready (`cap`: this worker's share of its pool) / gone
     /// (its tokens are void and idle channels close; paired sessions go on).
-    void add_agent(uint64_t agent, std::string name, unsigned cap);
+    void add_agent(io::Worker& w, uint64_t agent, std::string name, unsigned cap);
     void drop_agent(io::Worker& w, uint64_t agent);
     /// The agent is draining (AGENT_STATE): its channels serve a client only
     /// when no other agent serves the client's service; clients waiting for

@@ -179,8 +179,8 @@ TEST_SUITE("control.relay_fsm") {
              V{}},
             {"key revoked before authentication: the next handshake decides", S::AwaitTls,
              I{relay_in::KeyRevoked{}}, S::AwaitTls, V{}},
-            {"address denied before authentication: the front door decides", S::AwaitTls,
-             I{relay_in::AddressDenied{}}, S::AwaitTls, V{}},
+            {"address denied during the TLS handshake: closed, no goodbye", S::AwaitTls,
+             I{relay_in::AddressDenied{}}, S::Closed, V{"Close(agent-rejected,not-allowed)"}},
         });
     }
 

@@ -205,4 +205,17 @@ TEST_SUITE("relay.registry") {
         CHECK(r.orphans().empty());
         CHECK(r.service("old") == nullptr);
     }
+
+    TEST_CASE("registry: an orphan a narrowed allow_listen no longer permits closes") {
+        bool wide = true;
+        Registry r([&](const sp::HostPorts& hp) { return wide || hp.ports.first < 9000; });
+        (void)r.apply(1, {svc("a", {"0.0.0.0:8443"}), svc("b", {"0.0.0.0:9443"})});
+        (void)r.remove_agent(1, true);
+        CHECK(r.close_disallowed_orphans().empty());
+        wide = false;
+        const auto closes = r.close_disallowed_orphans();
+        REQUIRE(closes.size() == 1);
+        CHECK(closes[0].service == "b");
+        CHECK(r.orphans() == std::vector<std::string>{"a"});
+    }
 }

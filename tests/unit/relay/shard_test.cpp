@@ -96,7 +96,7 @@ struct Fixture {
     void agent(uint64_t id, unsigned cap, const std::string& service = "svc") {
         for (unsigned i = 0; i < shards.size(); ++i) {
             call(i, [=](Shard& s, io::Worker& w) {
-                s.add_agent(id, "agent-" + std::to_string(id), cap);
+                s.add_agent(w, id, "agent-" + std::to_string(id), cap);
                 auto p = std::make_shared<ServicePolicy>();
                 p->name = service;
                 p->agents = {id};
@@ -338,8 +338,8 @@ TEST_SUITE("relay.shard") {
     TEST_CASE("shard: a draining agent serves only clients no other agent can take") {
         Fixture f(1);
         f.call(0, [](Shard& s, io::Worker& w) {
-            s.add_agent(1, "agent-1", 4);
-            s.add_agent(2, "agent-2", 4);
+            s.add_agent(w, 1, "agent-1", 4);
+            s.add_agent(w, 2, "agent-2", 4);
             auto both = std::make_shared<ServicePolicy>();
             both->name = "svc";
             both->agents = {1, 2};
