@@ -20,8 +20,8 @@ struct Deployment {
     TempDir dir;
     uint16_t control_port = 0;
     std::string data_path = "splice";
-    std::string relay_extra;                // TOML lines appended to [relay]'s file
-    std::string limits_extra;               // TOML lines of the relay's [limits] section
+    std::string relay_extra;   // TOML lines appended to [relay]'s file
+    std::string limits_extra;  // TOML lines of the relay's [limits] section
     // Most tests check what happens when an agent leaves: at once, as with
     // listener_grace_ms = 0. The grace tests set it.
     uint32_t listener_grace_ms = 0;
