@@ -484,6 +484,40 @@ keys = "{}/relay.keys"
         (void)relay2.stop();
     }
 
+    TEST_CASE("agent: a reload names threads as restart-only and applies data_path and pool") {
+        HashServer backend;
+        Deployment d;
+        d.listener_grace_ms = 5000;  // pool changes reconnect every relay
+        d.make_keys({"agent1"});
+        d.start_relay();
+        REQUIRE(d.relay.wait_for_output(" started ", 10s));
+        const uint16_t port = free_port();
+        d.start_agent(Deployment::service("echo", fmt::format("127.0.0.1:{}", port),
+                                          fmt::format("127.0.0.1:{}", backend.port())));
+        REQUIRE(connect_retry("127.0.0.1", port, 10s));
+        std::string cfg = read_file(d.dir.path() + "/agent.toml");
+        for (const auto& [from, to] :
+             {std::pair<std::string, std::string>{"threads = 2", "threads = 1"},
+              {"pool = 4", "pool = 6"},
+              {d.data_path == "copy" ? "data_path = \"copy\"" : "data_path = \"splice\"",
+               d.data_path == "copy" ? "data_path = \"splice\"" : "data_path = \"copy\""}}) {
+            const auto at = cfg.find(from);
+            REQUIRE(at != std::string::npos);
+            cfg.replace(at, from.size(), to);
+        }
+        d.dir.write("agent.toml", cfg, 0600);
+        d.agent.signal(SIGHUP);
+        CHECK(d.agent.wait_for_output("reload-failed REASON=restart-only", 10s));
+        const std::string out = d.agent.output();
+        CHECK(out.find("agent.threads") != std::string::npos);
+        CHECK(out.find("agent.data_path") == std::string::npos);
+        CHECK(out.find("agent.pool") == std::string::npos);
+        CHECK(d.agent.wait_for_output("agent configuration reloaded", 5s));
+        // The new pool reached the relay: it reconnected with pool 6.
+        CHECK(d.relay.wait_for_output("pool 6", 10s));
+        CHECK(sp::test::exchange(port, "after the reload") == sha256_hex("after the reload"));
+    }
+
     TEST_CASE("agent: a reload with a shorter relay list keeps spliced sessions and survives") {
         HashServer backend;
         Deployment d;
