@@ -49,7 +49,7 @@ Choice StickyTable::acquire(std::string_view client, std::span<const Candidate> 
                 out.verdict = Choice::Verdict::Kept;
                 out.index = static_cast<size_t>(std::distance(candidates.begin(), pos));
                 ++e.open;
-                e.hold = std::max(e.hold, hold);
+                e.hold = hold;  // the latest session's service decides (a reload may lower it)
                 return out;
             }
         }
@@ -72,7 +72,7 @@ Choice StickyTable::acquire(std::string_view client, std::span<const Candidate> 
         out.verdict = Choice::Verdict::Moved;
         it->second.target = candidates[pick].name;
         ++it->second.open;  // 0 before, unless OpenClients::Move
-        it->second.hold = std::max(it->second.hold, hold);
+        it->second.hold = hold;
         return out;
     }
     out.verdict = Choice::Verdict::Fresh;

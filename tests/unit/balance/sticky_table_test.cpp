@@ -180,4 +180,15 @@ TEST_SUITE("balance.sticky") {
         CHECK(t.acquire("10.0.0.9", c, 10s, t0 + 11s).verdict == V::Fresh);
         CHECK(t.size() == 1);
     }
+
+    TEST_CASE("the hold is the latest session's: a reload that lowers affinity_s applies") {
+        StickyTable t(16);
+        const auto c = cands(S::Up, S::Up);
+        REQUIRE(t.acquire(kClient, c, 300s, t0).ok());
+        t.release(kClient, t0);
+        REQUIRE(t.acquire(kClient, c, 10s, t0 + 1s).verdict == V::Kept);
+        t.release(kClient, t0 + 1s);
+        t.expire(t0 + 12s);
+        CHECK(t.size() == 0);
+    }
 }
