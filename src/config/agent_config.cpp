@@ -340,7 +340,9 @@ void parse_service(const TableReader& r, Service& s, std::vector<Located>& ret_l
     }
     d.ok(r.read_uint("max_sessions", 0, kMaxSessions, s.max_sessions));
     d.ok(r.read_uint("affinity_s", 0, kMaxAffinityS, s.affinity_s));
-    if (auto group = r.string_item("affinity_group"); d.ok(group) && *group) {
+    // "" is the default group, as SPEC 3 writes it.
+    if (auto group = r.string_item("affinity_group");
+        d.ok(group) && *group && !(*group)->value.empty()) {
         if (!detail::valid_name((*group)->value)) {
             d.add(r.error((*group)->pos, "affinity_group",
                           "must be 1-64 characters of letters, digits, '-', '_' or '.'"));

@@ -504,6 +504,13 @@ TEST_SUITE("config.agent") {
             "t.toml"));
     }
 
+    TEST_CASE("agent: affinity_group \"\" is the default group") {
+        auto c =
+            parse_agent_config(agent_head() + service(0, 1, "affinity_group = \"\"\n"), "t.toml");
+        REQUIRE(c);
+        CHECK(c->services[0].affinity_group.empty());
+    }
+
     TEST_CASE("agent: the example file's services map port ranges one to one") {
         auto c = load_agent_config(std::string(SP_TEST_DATA) + "/config/valid/agent-example.toml");
         REQUIRE(c);
