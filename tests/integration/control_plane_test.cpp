@@ -255,16 +255,27 @@ TEST_SUITE("integration.control_plane") {
         Deployment d;
         d.listener_grace_ms = 4000;
         const uint16_t port = start_with_one_agent(d, "echo", echo.port());
-        // A client loop across the whole outage: not one may be refused.
+        // A client loop across the whole outage: not one may be refused. An
+        // exchange in flight at the SIGKILL dies with the agent (its data
+        // channel goes): counted apart, at most that one.
         std::atomic<bool> stop{false};
         std::atomic<int> ok{0};
-        std::atomic<int> failed{0};
+        std::atomic<int> refused_connects{0};
+        std::atomic<int> cut{0};
         std::thread loop([&] {
             for (int i = 0; i < 2000 && !stop; ++i) {
-                if (echo_ok(port, fmt::format("client {}", i))) {
-                    ++ok;
+                const std::string msg = fmt::format("client {}", i);
+                auto fd = connect_to("127.0.0.1", port);
+                if (!fd) {
+                    ++refused_connects;
                 } else {
-                    ++failed;
+                    set_timeouts(fd.get(), 8s);
+                    if (send_all(fd.get(), msg.data(), msg.size()) &&
+                        recv_n(fd.get(), msg.size()) == msg) {
+                        ++ok;
+                    } else {
+                        ++cut;
+                    }
                 }
                 std::this_thread::sleep_for(10ms);
             }
@@ -282,9 +293,11 @@ TEST_SUITE("integration.control_plane") {
         std::this_thread::sleep_for(500ms);
         stop = true;
         loop.join();
-        MESSAGE("clients served: " << ok.load() << ", failed: " << failed.load());
+        MESSAGE("clients served: " << ok.load() << ", refused: " << refused_connects.load()
+                                   << ", cut in flight by the SIGKILL: " << cut.load());
         CHECK(ok.load() > 20);
-        CHECK(failed.load() == 0);
+        CHECK(refused_connects.load() == 0);
+        CHECK(cut.load() <= 1);
         CHECK(d.relay.output().find("listeners-suspended") == std::string::npos);
         CHECK(d.relay.output().find("listener-closed") == std::string::npos);
 
