@@ -65,9 +65,8 @@ Result<std::unique_ptr<App>> App::create(config::AgentConfig cfg) {
 }
 
 Result<void> App::setup() {
-    auto shell = daemon::Shell::create(
-        cfg_.agent.threads,
-        cfg_.agent.data_path == config::DataPath::Copy ? io::DataPath::Copy : io::DataPath::Splice);
+    auto shell =
+        daemon::Shell::create(cfg_.agent.threads, daemon::io_data_path(cfg_.agent.data_path));
     if (!shell) {
         return Unexpected(shell.error());
     }
@@ -322,9 +321,7 @@ Result<void> App::apply_reload() {
     fresh->agent.metrics_listen = cfg_.agent.metrics_listen;
     // data_path applies to sessions that start from now on.
     if (fresh->agent.data_path != cfg_.agent.data_path) {
-        const auto path = fresh->agent.data_path == config::DataPath::Copy ? io::DataPath::Copy
-                                                                           : io::DataPath::Splice;
-        shards_.invoke_on_all([path](Shard&, io::Worker& w) { w.set_data_path(path); });
+        shell_->set_data_path(daemon::io_data_path(fresh->agent.data_path));
     }
     // HELLO carries the name and the pool: the relays learn a change only
     // from a new connection.

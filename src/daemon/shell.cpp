@@ -21,6 +21,16 @@ using io::WorkerOptions;
 
 using namespace std::chrono_literals;
 
+io::DataPath io_data_path(config::DataPath path) noexcept {
+    return path == config::DataPath::Copy ? io::DataPath::Copy : io::DataPath::Splice;
+}
+
+void Shell::set_data_path(io::DataPath path) {
+    for (io::Worker* w : worker_ptrs_) {
+        w->post([path](io::Worker& wk) { wk.set_data_path(path); });
+    }
+}
+
 Result<std::unique_ptr<Shell>> Shell::create(unsigned threads, DataPath data_path) {
     auto d = std::make_unique<Shell>(Private{});
     auto sig = block_signals_to_fd({SIGHUP, SIGTERM, SIGINT});

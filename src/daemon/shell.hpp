@@ -21,6 +21,7 @@
 #include "base/result.hpp"
 #include "base/unique_fd.hpp"
 #include "base/unique_function.hpp"
+#include "config/common.hpp"
 #include "daemon/admin.hpp"
 #include "io/inbox.hpp"
 #include "io/sharded.hpp"
@@ -36,6 +37,9 @@ struct ShellHooks {
     std::function<void()> tick;               // about once a second
     std::function<uint64_t()> live_sessions;  // the drain ends when this is 0
 };
+
+/// The workers' data path for a file's data_path.
+[[nodiscard]] io::DataPath io_data_path(config::DataPath path) noexcept;
 
 class Shell final : public AdminHost {
 public:
@@ -100,6 +104,10 @@ public:
     /// Workers stop taking new work once their inbox has run; the loop ends
     /// when live_sessions() reaches 0 or `timeout` passes. Sends STOPPING=1.
     void begin_drain(std::chrono::seconds timeout);
+
+    /// Control thread: every worker uses `path` for sessions that start
+    /// from now on (a reload changed data_path); open ones keep theirs.
+    void set_data_path(io::DataPath path);
 
     /// STATUS= for systemd, sent only when the text changed.
     void status(const std::string& text);

@@ -154,9 +154,8 @@ ShardLimits App::shard_limits() const {
 }
 
 Result<void> App::setup() {
-    auto shell = daemon::Shell::create(
-        cfg_.relay.threads,
-        cfg_.relay.data_path == config::DataPath::Copy ? io::DataPath::Copy : io::DataPath::Splice);
+    auto shell =
+        daemon::Shell::create(cfg_.relay.threads, daemon::io_data_path(cfg_.relay.data_path));
     if (!shell) {
         return Unexpected(shell.error());
     }
@@ -270,9 +269,7 @@ Result<void> App::reload() {
     fresh->relay.threads = cfg_.relay.threads;
     // data_path applies to sessions that start from now on.
     if (fresh->relay.data_path != cfg_.relay.data_path) {
-        const auto path = fresh->relay.data_path == config::DataPath::Copy ? io::DataPath::Copy
-                                                                           : io::DataPath::Splice;
-        shards_.invoke_on_all([path](Shard&, io::Worker& w) { w.set_data_path(path); });
+        shell_->set_data_path(daemon::io_data_path(fresh->relay.data_path));
     }
     if (psk_mode(*fresh) != psk || !psk) {
         fresh->auth.keys = cfg_.auth.keys;
