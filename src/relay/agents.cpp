@@ -26,7 +26,7 @@ void Agents::adopt_tls(UniqueFd fd, const SocketAddress& peer, Poller::Clock::ti
     if (stopping_) {
         return;
     }
-    if (admitted_ && !admitted_(peer.ip())) {
+    if (rules_ && !client_allowed(peer.ip(), rules_->allow, rules_->deny)) {
         // Accepted under rules a reload has since narrowed: closed unread.
         if (const int64_t held = reject_log_.allow(peer.ip().to_string(), Poller::Clock::now());
             held >= 0) {
@@ -100,15 +100,15 @@ void Agents::revoke(const std::function<bool(const std::string& identity)>& revo
     }
 }
 
-void Agents::deny(const std::function<bool(const IpAddress& addr)>& admitted) {
+void Agents::deny(std::shared_ptr<const AgentRules> rules) {
     // Connections a worker accepted under the old rules and posted here
     // before the reload are checked when they arrive (adopt_tls).
-    admitted_ = admitted;
+    rules_ = std::move(rules);
     std::vector<uint64_t> ids;
     for (const auto& [id, a] : agents_) {
         const AgentSession& s = *a.session;
         if (s.state() != control::RelayState::Closing && s.state() != control::RelayState::Closed &&
-            !admitted(s.address().ip())) {
+            !client_allowed(s.address().ip(), rules_->allow, rules_->deny)) {
             ids.push_back(id);
         }
     }

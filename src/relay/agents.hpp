@@ -45,11 +45,12 @@ public:
     /// Sends GOODBYE(bad-key) to every authenticated session for which
     /// `revoked(identity)` is true (a reload removed or changed its key).
     void revoke(const std::function<bool(const std::string& identity)>& revoked);
-    /// Sends GOODBYE(not-allowed) to every session past its TLS handshake
-    /// whose peer address `admitted` refuses (a reload changed allow_agents
-    /// or deny_agents): a control channel kept open would keep its
-    /// listeners while every data channel it dials is refused.
-    void deny(const std::function<bool(const IpAddress& addr)>& admitted);
+    /// Closes every session whose peer address `rules` (the front door's,
+    /// after a reload changed allow_agents or deny_agents) refuse, with
+    /// GOODBYE(not-allowed) once TLS is up: a control channel kept open
+    /// would keep its listeners while every data channel it dials is
+    /// refused. Connections queued for adopt_tls are checked against them.
+    void deny(std::shared_ptr<const AgentRules> rules);
     /// SIGTERM: GOODBYE(shutdown) to every session; no new ones after.
     void shutdown();
     [[nodiscard]] size_t ready_count() const;
@@ -102,8 +103,8 @@ private:
     // Sessions the admin shut out (key removed, address denied): their
     // services get no listener grace.
     std::set<uint64_t> refused_;
-    // The agent address rules as of the last reload (empty before one).
-    std::function<bool(const IpAddress&)> admitted_;
+    // The agent address rules as of the last reload (none before one).
+    std::shared_ptr<const AgentRules> rules_;
     bool stopping_ = false;
 };
 

@@ -17,7 +17,6 @@
 #include "config/keys.hpp"
 #include "daemon/reload.hpp"
 #include "io/net.hpp"
-#include "relay/admission.hpp"
 
 namespace sp::relay {
 
@@ -285,10 +284,9 @@ Result<void> App::reload() {
     // allow_agents/deny_agents apply to connected agents too: one kept
     // connected would hold its listeners while the front door refuses every
     // data channel it dials, so its clients would wait and be dropped.
-    shards_.invoke_on_all([r = agent_rules()](Shard& s, io::Worker&) { s.set_agent_rules(r); });
-    agents_->deny([&](const IpAddress& addr) {
-        return client_allowed(addr, cfg_.auth.allow_agents, cfg_.auth.deny_agents);
-    });
+    const auto rules = agent_rules();
+    shards_.invoke_on_all([rules](Shard& s, io::Worker&) { s.set_agent_rules(rules); });
+    agents_->deny(rules);
     agents_->set_handshake_timeout(std::chrono::milliseconds(cfg_.limits.handshake_timeout_ms));
     listeners_->set_grace(std::chrono::milliseconds(cfg_.limits.listener_grace_ms));
     // The listen policy reads cfg_: listeners a narrowed allow_listen no
