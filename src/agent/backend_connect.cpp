@@ -127,7 +127,7 @@ void BackendConnector::ask_affinity(io::Worker& /*w*/, uint64_t id, Attempt& a, 
     }
     if (!retry) {
         a.group = svc.group;
-        a.client_key = a.ch.info.client.ip().unmapped().to_string();
+        a.client_key = balance::client_key(a.ch.info.client.ip());
     }
     a.pinned = false;  // until the answer: a retry gives its slot back first
     at_owner(a.client_key, [cands = std::move(cands), client = a.client_key, group = a.group,

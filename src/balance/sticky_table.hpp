@@ -20,6 +20,8 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "base/addr.hpp"
+
 namespace sp::balance {
 
 /// One target the caller could use, as it sees it now.
@@ -48,6 +50,12 @@ struct Choice {
         return verdict != Verdict::Refused && verdict != Verdict::Exhausted;
     }
 };
+
+/// How a table names a client: its address, an IPv4-mapped IPv6 address as
+/// IPv4, so one client is one entry whichever socket family it came in on.
+[[nodiscard]] inline std::string client_key(const IpAddress& ip) {
+    return ip.unmapped().to_string();
+}
 
 /// The thread (shard) whose table remembers `client`, out of `shards`: one
 /// owner per client address keeps all of its connections consistent.

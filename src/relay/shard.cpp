@@ -98,14 +98,17 @@ void Shard::remove_all_listeners(io::Worker& w) {
 void Shard::set_service(io::Worker& w, std::shared_ptr<const ServicePolicy> policy) {
     auto& slot = services_[policy->name];
     slot = std::move(policy);
-    const ServicePolicy& p = *slot;
+    reroute_waiting(w, *slot);
+}
+
+void Shard::reroute_waiting(io::Worker& w, const ServicePolicy& p) {
     if (p.agents.empty()) {
         return;
     }
-    // Parked clients ask after the loop: an answer given at once may pair
-    // one and erase it from pending_.
-    std::vector<std::pair<uint64_t, SocketAddress>> ask;
-    std::vector<std::pair<uint64_t, SocketAddress>> retry;  // holding a slot to give back
+    // Clients with affinity ask after the loop: an answer given at once may
+    // pair one and erase it from pending_. `retry`: it holds a slot to give
+    // back first.
+    std::vector<std::tuple<uint64_t, SocketAddress, bool>> ask;
     for (auto& waiting : pending_) {
         if (waiting.service != p.name) {
             continue;
@@ -118,25 +121,18 @@ void Shard::set_service(io::Worker& w, std::shared_ptr<const ServicePolicy> poli
             continue;
         }
         waiting.parked = false;
-        if (p.affinity_s > 0 && waiting.pinned) {
+        if (p.affinity_s > 0) {
+            ask.emplace_back(waiting.id, waiting.peer, waiting.pinned);
             waiting.agent = 0;
             waiting.pinned = false;
-            retry.emplace_back(waiting.id, waiting.peer);
-            continue;
-        }
-        if (p.affinity_s > 0) {
-            ask.emplace_back(waiting.id, waiting.peer);
             continue;
         }
         const uint64_t agent = choose_agent(p);
         waiting.agent = agent != 0 ? agent : p.agents.front();
         refill(w, waiting.agent);
     }
-    for (const auto& [id, peer] : ask) {
-        ask_owner(w, p, id, peer, false);
-    }
-    for (const auto& [id, peer] : retry) {
-        ask_owner(w, p, id, peer, true);
+    for (const auto& [id, peer, retry] : ask) {
+        ask_owner(w, p, id, peer, retry);
     }
 }
 
@@ -148,7 +144,7 @@ void Shard::remove_service(io::Worker& w, const std::string& name) {
             w.cancel_timer(it->timer);
             admission_.release(it->peer.ip(), it->service);
             if (it->pinned) {
-                unpin(it->peer.ip().unmapped().to_string());
+                unpin(balance::client_key(it->peer.ip()));
             }
             reject(it->peer, it->local, name, "no-agent", "service withdrawn while waiting",
                    it->listener);
@@ -172,8 +168,8 @@ void Shard::add_agent(io::Worker& w, uint64_t agent, std::string name, unsigned 
             services.push_back(svc->second);
         }
     }
-    for (auto& policy : services) {
-        set_service(w, std::move(policy));
+    for (const auto& policy : services) {
+        reroute_waiting(w, *policy);
     }
 }
 
@@ -260,7 +256,7 @@ void Shard::ask_owner(io::Worker& w, const ServicePolicy& policy, uint64_t pendi
             ids.push_back(agent);
         }
     }
-    std::string client = peer.ip().unmapped().to_string();
+    std::string client = balance::client_key(peer.ip());
     const auto hold = std::chrono::seconds(policy.affinity_s);
     // Runs on the owner: the agent chosen, 0 when none is eligible.
     auto decide = [cands = std::move(cands), ids = std::move(ids), client, hold,
@@ -501,7 +497,7 @@ void Shard::on_accept(io::Worker& w, uint64_t listener, const std::string& servi
     if (policy.agents.empty()) {
         // Held: its agent's control channel dropped a moment ago. The
         // client waits, bounded by pending_timeout_ms, for it to return.
-        park(w, std::move(client), peer, local, service, listener, accepted);
+        (void)enqueue(w, std::move(client), peer, local, service, 0, listener, accepted, true);
         return;
     }
     if (policy.affinity_s == 0 && try_pair(w, policy, client, peer, local, listener, accepted)) {
@@ -519,11 +515,8 @@ void Shard::on_accept(io::Worker& w, uint64_t listener, const std::string& servi
             agent = policy.agents.front();  // none eligible yet: wait on the first
         }
     }
-    const uint64_t id = next_pending_++;
-    const uint64_t timer =
-        w.add_timer(limits_.pending_timeout, [this, id](io::Worker&) { on_pending_timeout(id); });
-    pending_.push_back(
-        {id, std::move(client), peer, local, service, agent, timer, listener, accepted});
+    const uint64_t id =
+        enqueue(w, std::move(client), peer, local, service, agent, listener, accepted, false);
     if (agent != 0) {
         refill(w, agent);
     } else {
@@ -531,15 +524,16 @@ void Shard::on_accept(io::Worker& w, uint64_t listener, const std::string& servi
     }
 }
 
-void Shard::park(io::Worker& w, UniqueFd client, const SocketAddress& peer,
-                 const SocketAddress& local, const std::string& service, uint64_t listener,
-                 Clock::time_point accepted) {
+uint64_t Shard::enqueue(io::Worker& w, UniqueFd client, const SocketAddress& peer,
+                        const SocketAddress& local, const std::string& service, uint64_t agent,
+                        uint64_t listener, Clock::time_point accepted, bool parked) {
     const uint64_t id = next_pending_++;
     const uint64_t timer =
         w.add_timer(limits_.pending_timeout, [this, id](io::Worker&) { on_pending_timeout(id); });
-    Pending p{id, std::move(client), peer, local, service, 0, timer, listener, accepted};
-    p.parked = true;
+    Pending p{id, std::move(client), peer, local, service, agent, timer, listener, accepted};
+    p.parked = parked;
     pending_.push_back(std::move(p));
+    return id;
 }
 
 void Shard::on_pending_timeout(uint64_t pending_id) {
@@ -550,7 +544,7 @@ void Shard::on_pending_timeout(uint64_t pending_id) {
     }
     admission_.release(it->peer.ip(), it->service);
     if (it->pinned) {
-        unpin(it->peer.ip().unmapped().to_string());
+        unpin(balance::client_key(it->peer.ip()));
     }
     reject(it->peer, it->local, it->service, "pending-timeout",
            "no data channel within pending_timeout_ms", it->listener);
@@ -617,7 +611,7 @@ bool Shard::bind(io::Worker& w, const ServicePolicy& policy, Channels::Channel& 
                                                const io::SessionEnd& end) {
             admission_.release(info.client.ip(), info.service);
             if (pinned) {
-                unpin(info.client.ip().unmapped().to_string());
+                unpin(balance::client_key(info.client.ip()));
             }
             on_session_end(sid_io, info, end);
             log_session_close(info, end);

@@ -237,9 +237,16 @@ private:
     /// A session ended (its on_close): forgets it, counts its bytes and duration.
     void on_session_end(io::SessionId id, const SessionInfo& info, const io::SessionEnd& end);
     void on_pending_timeout(uint64_t pending_id);
-    /// Queues a client of a held service (no agent yet): see set_service.
-    void park(io::Worker& w, UniqueFd client, const SocketAddress& peer, const SocketAddress& local,
-              const std::string& service, uint64_t listener, Clock::time_point accepted);
+    /// Queues a client that waits for a data channel, bounded by
+    /// pending_timeout_ms: for `agent`, or for its owner's answer (agent 0),
+    /// or `parked` while its service has no agent (held). Returns its id.
+    uint64_t enqueue(io::Worker& w, UniqueFd client, const SocketAddress& peer,
+                     const SocketAddress& local, const std::string& service, uint64_t agent,
+                     uint64_t listener, Clock::time_point accepted, bool parked);
+    /// Sends waiting clients of `policy` that are parked, or wait on an agent
+    /// it no longer lists or that left, to an agent of it (by their owner
+    /// shard's table with affinity).
+    void reroute_waiting(io::Worker& w, const ServicePolicy& policy);
 
     unsigned index_;
     io::Sharded<Shard>& peers_;
