@@ -95,20 +95,25 @@ std::vector<ListenerAction> Registry::close_orphan(const std::string& name) {
     return closes;
 }
 
+template <class Pred>
+void Registry::close_orphans_if(Pred&& pred, std::vector<ListenerAction>& closes) {
+    for (auto it = services_.begin(); it != services_.end();) {
+        const auto next = std::next(it);
+        if (it->second.agents.empty() && pred(it->first, it->second.spec)) {
+            close_service(it, closes);
+        }
+        it = next;
+    }
+}
+
 std::vector<ListenerAction> Registry::close_disallowed_orphans() {
     std::vector<ListenerAction> closes;
-    for (auto it = services_.begin(); it != services_.end();) {
-        const auto& listen = it->second.spec.listen;
-        const bool disallowed = std::any_of(listen.begin(), listen.end(),
-                                            [&](const HostPorts& e) { return !policy_(e); });
-        if (it->second.agents.empty() && disallowed) {
-            const auto next = std::next(it);
-            close_service(it, closes);
-            it = next;
-        } else {
-            ++it;
-        }
-    }
+    close_orphans_if(
+        [&](const std::string&, const ServiceSpec& spec) {
+            return std::any_of(spec.listen.begin(), spec.listen.end(),
+                               [&](const HostPorts& e) { return !policy_(e); });
+        },
+        closes);
     return closes;
 }
 
@@ -155,24 +160,17 @@ ApplyOutcome Registry::apply(uint64_t agent, const std::vector<ServiceSpec>& ser
     // below), closed when it is the same service changed, or another one
     // that overlaps it.
     for (const auto& spec : services) {
-        for (auto it = services_.begin(); it != services_.end();) {
-            const Served& o = it->second;
-            const bool same_name = it->first == spec.name;
-            const bool collides =
-                same_name
-                    ? !same_listen_set(spec, o.spec)
-                    : std::any_of(spec.listen.begin(), spec.listen.end(), [&](const HostPorts& e) {
-                          return std::any_of(o.spec.listen.begin(), o.spec.listen.end(),
-                                             [&](const HostPorts& h) { return overlaps(e, h); });
-                      });
-            if (o.agents.empty() && collides) {
-                const auto next = std::next(it);
-                close_service(it, closes);
-                it = next;
-            } else {
-                ++it;
-            }
-        }
+        close_orphans_if(
+            [&](const std::string& name, const ServiceSpec& held) {
+                if (name == spec.name) {
+                    return !same_listen_set(spec, held);
+                }
+                return std::any_of(spec.listen.begin(), spec.listen.end(), [&](const HostPorts& e) {
+                    return std::any_of(held.listen.begin(), held.listen.end(),
+                                       [&](const HostPorts& h) { return overlaps(e, h); });
+                });
+            },
+            closes);
     }
 
     std::set<std::string> seen;

@@ -111,6 +111,9 @@ private:
                bool hold = false);
     void close_service(std::map<std::string, Served>::iterator it,
                        std::vector<ListenerAction>& closes);
+    /// Closes every orphan for which pred(name, spec) holds.
+    template <class Pred>
+    void close_orphans_if(Pred&& pred, std::vector<ListenerAction>& closes);
 
     ListenPolicy policy_;
     std::map<std::string, Served> services_;
