@@ -340,6 +340,25 @@ int short_sessions(uint16_t port, int count, int threads) {
     return good.load();
 }
 
+/// A relay of its own (`name`.toml, .sock, .log in d's directory) with the
+/// deployment's keys, for tests with more than one relay.
+Process start_relay_named(Deployment& d, const std::string& name, uint16_t control,
+                          const std::string& allow_listen) {
+    const auto cfg = d.dir.write(
+        name + ".toml", fmt::format(R"([relay]
+threads = 2
+control_listen = ["127.0.0.1:{}"]
+allow_listen = [{}]
+status_socket = "{}/{}.sock"
+drain_timeout_s = 5
+[auth]
+keys = "{}/relay.keys"
+)",
+                                    control, allow_listen, d.dir.path(), name, d.dir.path()));
+    return Process::start({relay_bin(), "-c", cfg, "--log-target", "stderr"},
+                          d.dir.path() + "/" + name + ".log");
+}
+
 }  // namespace
 
 TEST_SUITE("integration.agent_channels") {
@@ -429,19 +448,7 @@ TEST_SUITE("integration.agent_channels") {
         REQUIRE(d.relay.wait_for_output(" started ", 10s));
         const uint16_t port = free_port();
         const uint16_t control2 = free_port();
-        auto relay2 = Process::start(
-            {relay_bin(), "-c",
-             d.dir.write("relay2.toml", fmt::format(R"([relay]
-threads = 2
-control_listen = ["127.0.0.1:{}"]
-allow_listen = ["127.0.0.2:1024-65535"]
-status_socket = "{}/relay2.sock"
-[auth]
-keys = "{}/relay.keys"
-)",
-                                                    control2, d.dir.path(), d.dir.path())),
-             "--log-target", "stderr"},
-            d.dir.path() + "/relay2.log");
+        auto relay2 = start_relay_named(d, "relay2", control2, "\"127.0.0.2:1024-65535\"");
         const std::string service = Deployment::service(
             "echo", fmt::format("127.0.0.1:{}", port), fmt::format("127.0.0.1:{}", backend.port()));
         // Relay 2 may not open the service's address (allow_listen): the
@@ -542,31 +549,11 @@ keys = "{}/relay.keys"
         const uint16_t p_stream = free_port();
         const uint16_t p_slow = free_port();
         const uint16_t control2 = free_port();
-        const auto relay_toml = [&](const std::string& name, uint16_t control,
-                                    const std::string& allow) {
-            return d.dir.write(name + ".toml",
-                               fmt::format(R"([relay]
-threads = 2
-control_listen = ["127.0.0.1:{}"]
-allow_listen = [{}]
-status_socket = "{}/{}.sock"
-drain_timeout_s = 5
-[auth]
-keys = "{}/relay.keys"
-)",
-                                           control, allow, d.dir.path(), name, d.dir.path()));
-        };
-        d.relay = Process::start(
-            {relay_bin(), "-c",
-             relay_toml("relay1", d.control_port, fmt::format("\"127.0.0.1:{}\"", p_echo)),
-             "--log-target", "stderr"},
-            d.dir.path() + "/relay1.log");
-        auto relay2 = Process::start(
-            {relay_bin(), "-c",
-             relay_toml("relay2", control2,
-                        fmt::format("\"127.0.0.1:{}\", \"127.0.0.1:{}\"", p_stream, p_slow)),
-             "--log-target", "stderr"},
-            d.dir.path() + "/relay2.log");
+        d.relay =
+            start_relay_named(d, "relay1", d.control_port, fmt::format("\"127.0.0.1:{}\"", p_echo));
+        auto relay2 =
+            start_relay_named(d, "relay2", control2,
+                              fmt::format("\"127.0.0.1:{}\", \"127.0.0.1:{}\"", p_stream, p_slow));
         const std::string services =
             Deployment::service("echo", fmt::format("127.0.0.1:{}", p_echo),
                                 fmt::format("127.0.0.1:{}", backend.port())) +
