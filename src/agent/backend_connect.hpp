@@ -29,6 +29,10 @@
 
 namespace sp::agent {
 
+/// Backend names as this worker last heard them from the resolver: absent
+/// = not answered yet, nullopt = did not resolve.
+using ResolvedNames = std::unordered_map<std::string, std::optional<IpAddress>>;
+
 /// A data channel the relay bound to a client.
 struct BoundChannel {
     LinkId link{};
@@ -89,6 +93,8 @@ public:
     /// The owner shard's choice for attempt `id` (see place()).
     void affinity_answer(io::Worker& w, uint64_t id, const balance::Choice& choice,
                          const std::string& group, const std::string& client);
+    /// The resolver's answers so far (the health checker reads them).
+    [[nodiscard]] const ResolvedNames& addresses() const noexcept { return addresses_; }
     /// Another shard found backend `index` of `service` refusing.
     void mark_down(uint64_t gen, const std::string& service, size_t index);
     /// The health checks took backend `index` of `service` down or back up.
@@ -157,7 +163,7 @@ private:
     AffinityTables& affinity_;
     std::shared_ptr<const ServiceTable> table_;
     std::map<std::string, Service, std::less<>> services_;
-    std::unordered_map<std::string, std::optional<IpAddress>> addresses_;
+    ResolvedNames addresses_;
     std::unordered_map<std::string, std::vector<uint64_t>> resolving_;  // host -> attempts
     std::unordered_map<uint64_t, std::unique_ptr<Attempt>> attempts_;
     uint64_t next_ = 1;

@@ -17,7 +17,8 @@ namespace sp::agent {
 using namespace std::chrono_literals;
 namespace f = log::f;
 
-HealthChecker::HealthChecker(ShardHost& host) : host_(host) {}
+HealthChecker::HealthChecker(ShardHost& host, const ResolvedNames& addresses)
+    : host_(host), addresses_(addresses) {}
 
 HealthChecker::~HealthChecker() = default;
 
@@ -90,10 +91,6 @@ void HealthChecker::start(io::Worker& w) {
         const auto n = static_cast<int64_t>(targets_.size());
         schedule(w, i, targets_[i].interval * static_cast<int64_t>(i) / n);
     }
-}
-
-void HealthChecker::set_address(const std::string& host, std::optional<IpAddress> ip) {
-    addresses_[host] = ip;
 }
 
 void HealthChecker::passive_failure(uint64_t gen, const std::string& service, size_t index) {

@@ -16,6 +16,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "agent/backend_connect.hpp"
 #include "agent/health_state.hpp"
 #include "agent/shard_host.hpp"
 #include "base/addr.hpp"
@@ -28,7 +29,11 @@ namespace sp::agent {
 /// destroyed on the control thread while the worker does not run.
 class HealthChecker final {
 public:
-    explicit HealthChecker(ShardHost& host);
+    /// `addresses`: the worker's resolved backend names (BackendConnector's),
+    /// borrowed. A name not resolved yet is not checked (no result either
+    /// way) until its answer arrives; one that did not resolve fails its
+    /// checks (EHOSTUNREACH), as a session to it would.
+    HealthChecker(ShardHost& host, const ResolvedNames& addresses);
     ~HealthChecker();
     HealthChecker(const HealthChecker&) = delete;
     HealthChecker& operator=(const HealthChecker&) = delete;
@@ -43,10 +48,6 @@ public:
     /// verdict posted to a shard before its new table would be dropped as
     /// another generation's.
     void start(io::Worker& w);
-    /// A resolver answer. A name not resolved yet is not checked (no result
-    /// either way) until its answer arrives; one that did not resolve fails
-    /// its checks (EHOSTUNREACH), as a session to it would.
-    void set_address(const std::string& host, std::optional<IpAddress> ip);
     /// A session's connect to backend `index` of `service` failed on some
     /// shard: counts as a failed check (ignored for services without checks
     /// or another generation).
@@ -90,7 +91,7 @@ private:
     ShardHost& host_;
     std::shared_ptr<const ServiceTable> table_;
     std::vector<Target> targets_;
-    std::unordered_map<std::string, std::optional<IpAddress>> addresses_;
+    const ResolvedNames& addresses_;
     bool started_ = false;  // for this table
     bool stopped_ = false;
 };

@@ -43,7 +43,8 @@ struct Shard::Channel {
 Shard::Shard(unsigned index, ShardHost& host)
     : index_(index),
       connector_(host, index, affinity_),
-      checker_(index == 0 ? std::make_unique<HealthChecker>(host) : nullptr) {}
+      checker_(index == 0 ? std::make_unique<HealthChecker>(host, connector_.addresses())
+                          : nullptr) {}
 
 Shard::~Shard() = default;
 
@@ -55,9 +56,6 @@ void Shard::set_services(io::Worker& w, std::shared_ptr<const ServiceTable> tabl
 }
 
 void Shard::set_address(io::Worker& w, const std::string& host, std::optional<IpAddress> ip) {
-    if (checker_) {
-        checker_->set_address(host, ip);
-    }
     connector_.set_address(w, host, ip);
 }
 
