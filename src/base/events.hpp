@@ -44,6 +44,9 @@ enum class Ev : uint8_t {
     RelayResume,
     BackendDown,
     BackendUp,
+    OutboundOpen,
+    OutboundClose,
+    OutboundRejected,
 };
 
 /// Which daemon emits an event.
@@ -68,12 +71,14 @@ inline constexpr std::string_view kReason = "REASON";
 inline constexpr std::string_view kSuppressed = "SUPPRESSED";
 inline constexpr std::string_view kFallbackAddr = "FALLBACK_ADDR";
 inline constexpr std::string_view kChecks = "CHECKS";
+inline constexpr std::string_view kDestination = "DESTINATION";
+inline constexpr std::string_view kResolvedAddr = "RESOLVED_ADDR";
 
 /// Every field an event may carry; the lists in kEvents use these names only.
 inline constexpr std::array kAll = {
-    kSessionId,  kService,     kClientAddr, kClientPort,   kListenAddr, kAgent,
-    kAgentAddr,  kBackendAddr, kRelayAddr,  kKeyId,        kBytesUp,    kBytesDown,
-    kDurationMs, kReason,      kSuppressed, kFallbackAddr, kChecks};
+    kSessionId,   kService,      kClientAddr, kClientPort,  kListenAddr,  kAgent,      kAgentAddr,
+    kBackendAddr, kRelayAddr,    kKeyId,      kBytesUp,     kBytesDown,   kDurationMs, kReason,
+    kSuppressed,  kFallbackAddr, kChecks,     kDestination, kResolvedAddr};
 }  // namespace f
 
 /// The fields of one event, as space-separated journal names. A field is
@@ -158,6 +163,14 @@ inline constexpr std::array kEvents = {
               {"SERVICE BACKEND_ADDR REASON CHECKS", "", "", ""}},
     EventSpec{Ev::BackendUp, "backend-up", Level::Notice, Side::Agent,
               {"SERVICE BACKEND_ADDR CHECKS", "", "", ""}},
+    EventSpec{Ev::OutboundOpen, "outbound-open", Level::Info, Side::Both,
+              {"SESSION_ID DESTINATION RESOLVED_ADDR", "AGENT", "CLIENT_ADDR CLIENT_PORT RELAY_ADDR", ""}},
+    EventSpec{Ev::OutboundClose, "outbound-close", Level::Info, Side::Both,
+              {"SESSION_ID DESTINATION RESOLVED_ADDR BYTES_UP BYTES_DOWN DURATION_MS REASON",
+               "AGENT", "CLIENT_ADDR CLIENT_PORT RELAY_ADDR", ""}},
+    EventSpec{Ev::OutboundRejected, "outbound-rejected", Level::Notice, Side::Both,
+              {"DESTINATION REASON", "AGENT", "CLIENT_ADDR CLIENT_PORT",
+               "RESOLVED_ADDR RELAY_ADDR SESSION_ID SUPPRESSED"}},
 };
 // clang-format on
 
