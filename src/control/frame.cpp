@@ -519,6 +519,8 @@ std::string_view to_string(OutboundStatus s) noexcept {
             return "timeout";
         case OutboundStatus::Disabled:
             return "disabled";
+        case OutboundStatus::Limit:
+            return "limit";
     }
     return "unknown";
 }

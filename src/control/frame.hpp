@@ -98,8 +98,9 @@ enum class OutboundStatus : uint8_t {
     ConnectFailed = 3,  // `error` has the errno
     Timeout = 4,
     Disabled = 5,  // [outbound] allow is empty on the relay
+    Limit = 6,     // max_outbound_sessions (relay-wide or per agent) reached
 };
-inline constexpr uint8_t kMaxOutboundStatus = 5;
+inline constexpr uint8_t kMaxOutboundStatus = 6;
 
 // ---- messages ---------------------------------------------------------------
 

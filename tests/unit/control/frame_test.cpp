@@ -323,11 +323,11 @@ TEST_SUITE("control.frame") {
         CHECK(decode_vec(raw_frame(4, p)).status == DecodeStatus::Error);
         p[10] = 4;
         CHECK(decode_vec(raw_frame(4, p)).status == DecodeStatus::Ok);
-        // OUTBOUND_RESULT with status 6
-        std::vector<uint8_t> o = {0, 0, 0, 1, 6, 0, 0, 0, 0};
+        // OUTBOUND_RESULT with status 7
+        std::vector<uint8_t> o = {0, 0, 0, 1, 7, 0, 0, 0, 0};
         o.insert(o.end(), 32, 0);
         CHECK(decode_vec(raw_frame(10, o)).status == DecodeStatus::Error);
-        o[4] = 5;
+        o[4] = 6;
         CHECK(decode_vec(raw_frame(10, o)).status == DecodeStatus::Ok);
         // and the encoder will not produce them
         std::vector<uint8_t> out;
