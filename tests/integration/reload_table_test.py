@@ -689,6 +689,16 @@ def ensure_side():
     return wait_until(lambda: ping(t(11)).startswith("pong"), 20, 0.2)
 
 
+def ensure_cert():
+    """cert-agent connected to R2 again; restarted if its retry is far off
+    (a relay that refused it makes it back off)."""
+    if wait_until(lambda: cert_agent_id("cert-agent"), 5, 0.1):
+        return True
+    stop("A3")
+    start("A3")
+    return wait_until(lambda: cert_agent_id("cert-agent"), 15, 0.1)
+
+
 def ensure(addr):
     return wait_until(lambda: ping(addr).startswith("pong"), 15, 0.2)
 
@@ -1080,9 +1090,13 @@ def _(doc):
 def _(doc):
     doc["agent"]["pool"] = 6
     mark = len(log("R"))
-    return lambda: (wait_until(lambda: re.search(r'agent "agent-a" connected .*pool 6',
-                                                 log("R")[mark:]), 10),
-                    "the relay saw agent-a reconnect with pool 6"), None
+
+    def check():
+        seen = wait_until(lambda: re.search(r'agent "agent-a" connected .*pool 6',
+                                            log("R")[mark:]), 10)
+        target = [x.get("pool_target") for x in agents_of("R") if x["name"] == "agent-a"]
+        return seen, f"the relay saw agent-a reconnect with pool 6 (agents: pool_target {target})"
+    return check, None
 
 
 @row("agent", "agent.threads", "A", "restart-only")
@@ -1484,7 +1498,8 @@ def run_row(rid):
     # rows), svc, cert-agent.
     back = {"R": ("agent-b's service", ensure_side),
             "A": ("the service svc", lambda: ensure(t(10))),
-            "A3": ("cert-agent", lambda: wait_until(lambda: cert_agent_id("cert-agent"), 15))}
+            "R2": ("cert-agent on R2", ensure_cert),
+            "A3": ("cert-agent on R2", ensure_cert)}
     if proc in back and not back[proc][1]():
         print(f"FAIL: after {label}: {back[proc][0]} did not come back", flush=True)
         failures.append(f"after {label}: {back[proc][0]} did not come back")
