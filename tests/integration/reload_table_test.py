@@ -822,12 +822,26 @@ def _(doc):
 
 # -- relay [auth]
 
+def agent_b_cut(reason):
+    """Check: agent-b disconnected with `reason` in the relay's event,
+    agent-a kept."""
+    mark = len(log("R"))
+
+    def check():
+        gone = wait_until(lambda: all(x["name"] != "agent-b" for x in agents_of("R")), 5)
+        kept = any(x["name"] == "agent-a" for x in agents_of("R"))
+        said = wait_until(lambda: re.search(r"agent-disconnected AGENT=agent-b .*" + reason,
+                                            log("R")[mark:]), 2)
+        return gone and kept and bool(said), \
+            f"agent-b (at {NET}.77) disconnected: {gone}, with {reason}: {bool(said)}; " \
+            f"agent-a kept: {kept}"
+    return check, None
+
+
 @row("relay", "auth.keys", "R")
 def _(doc):
     doc["auth"]["keys"] = p("relay-no-b.keys")
-    return lambda: (wait_until(lambda: all(x["name"] != "agent-b" for x in agents_of("R")), 5)
-                    and any(x["name"] == "agent-a" for x in agents_of("R")),
-                    "agent-b (key removed) disconnected, agent-a kept"), None
+    return agent_b_cut("REASON=key-removed")
 
 
 def relay2_shows(crt):
@@ -874,17 +888,13 @@ def _(doc):
 @row("relay", "auth.allow_agents", "R")
 def _(doc):
     doc["auth"]["allow_agents"] = ["127.0.0.1/32"]
-    return lambda: (wait_until(lambda: all(x["name"] != "agent-b" for x in agents_of("R")), 5)
-                    and any(x["name"] == "agent-a" for x in agents_of("R")),
-                    f"agent-b (from {NET}.77) disconnected, agent-a kept"), None
+    return agent_b_cut("REASON=not-allowed")
 
 
 @row("relay", "auth.deny_agents", "R")
 def _(doc):
     doc["auth"]["deny_agents"] = [f"{NET}.77/32"]
-    return lambda: (wait_until(lambda: all(x["name"] != "agent-b" for x in agents_of("R")), 5)
-                    and any(x["name"] == "agent-a" for x in agents_of("R")),
-                    f"agent-b (from {NET}.77) disconnected, agent-a kept"), None
+    return agent_b_cut("REASON=not-allowed")
 
 
 # -- relay [limits]
