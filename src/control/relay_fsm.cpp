@@ -174,6 +174,11 @@ std::vector<RelayAction> RelayFsm::on_tls(RelayInput& input) {
                 return drop(CE::AgentRejected, CR::NotAllowed,
                             "address no longer allowed by allow_agents/deny_agents (reload)");
             },
+            [&](relay_in::Reauthenticate&) {
+                // Its handshake ran under the old credentials: closed, and
+                // the agent's retry meets the new ones.
+                return drop(CE::None, CR::Reload, "a reload changed how agents authenticate");
+            },
             [&](relay_in::Shutdown&) { return drop(CE::None, CR::Shutdown, "relay stopping"); },
             [](auto&) -> std::vector<RelayAction> { return {}; },
         },
@@ -245,6 +250,10 @@ std::vector<RelayAction> RelayFsm::on_await_hello(RelayInput& input) {
             [&](relay_in::KeyRevoked&) {
                 return leave(GoodbyeReason::BadKey, CE::AgentRejected, CR::BadKey,
                              "key removed or changed by reload");
+            },
+            [&](relay_in::Reauthenticate&) {
+                return leave(GoodbyeReason::Reload, CE::AgentRejected, CR::Reload,
+                             "a reload changed how agents authenticate: reconnect");
             },
             [&](relay_in::AddressDenied&) {
                 return leave(GoodbyeReason::NotAllowed, CE::AgentRejected, CR::NotAllowed,
@@ -320,6 +329,10 @@ std::vector<RelayAction> RelayFsm::on_ready(RelayInput& input) {
                     return out;
                 }
                 return {};
+            },
+            [&](relay_in::Reauthenticate&) {
+                return leave(GoodbyeReason::Reload, CE::AgentDisconnected, CR::Reload,
+                             "a reload changed how agents authenticate: reconnect");
             },
             [&](relay_in::KeyRevoked&) {
                 // It was connected: the admin sees it go (agent-disconnected,

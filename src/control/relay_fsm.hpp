@@ -91,6 +91,7 @@ struct ClaimGranted {};
 struct NameConflict {};
 struct KeyRevoked {};      // reload removed or changed this connection's key
 struct AddressDenied {};   // reload's allow_agents/deny_agents no longer admit its address
+struct Reauthenticate {};  // reload changed the authentication mode or the agent CA
 struct Replaced {};        // a newer connection with the same name and identity won
 struct Shutdown {          // SIGTERM / SIGINT, or a binary upgrade handed over
     bool upgrade = false;  // GOODBYE(reload): the agent reconnects to the successor
@@ -99,11 +100,13 @@ struct Flushed {};        // Closing: GOODBYE and close_notify are out
 struct LingerExpired {};  // Closing: kClosingLinger passed first
 }  // namespace relay_in
 
-using RelayInput = std::variant<
-    relay_in::TlsDone, relay_in::TlsFailed, relay_in::FrameDecoded, relay_in::DecodeError,
-    relay_in::PeerEof, relay_in::WriteFailed, relay_in::HandshakeTimeout, relay_in::Tick,
-    relay_in::ClaimGranted, relay_in::NameConflict, relay_in::KeyRevoked, relay_in::AddressDenied,
-    relay_in::Replaced, relay_in::Shutdown, relay_in::Flushed, relay_in::LingerExpired>;
+using RelayInput =
+    std::variant<relay_in::TlsDone, relay_in::TlsFailed, relay_in::FrameDecoded,
+                 relay_in::DecodeError, relay_in::PeerEof, relay_in::WriteFailed,
+                 relay_in::HandshakeTimeout, relay_in::Tick, relay_in::ClaimGranted,
+                 relay_in::NameConflict, relay_in::KeyRevoked, relay_in::AddressDenied,
+                 relay_in::Reauthenticate, relay_in::Replaced, relay_in::Shutdown,
+                 relay_in::Flushed, relay_in::LingerExpired>;
 
 /// Actions: what the session must do, in the order given.
 namespace relay_out {

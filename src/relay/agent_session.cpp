@@ -92,6 +92,10 @@ void AgentSession::revoke_key() {
     feed(in::KeyRevoked{});
 }
 
+void AgentSession::reauthenticate() {
+    feed(in::Reauthenticate{});
+}
+
 void AgentSession::deny_address() {
     feed(in::AddressDenied{});
 }

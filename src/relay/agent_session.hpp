@@ -85,6 +85,9 @@ public:
     /// A reload's allow_agents/deny_agents no longer admit its address:
     /// GOODBYE(not-allowed) and close.
     void deny_address();
+    /// Reload changed the authentication mode or the agent CA: GOODBYE(reload)
+    /// (or a close before TLS finished), so the agent re-authenticates.
+    void reauthenticate();
     /// `upgrade`: GOODBYE(reload), so the agent reconnects at once.
     void shutdown(bool upgrade = false);
     /// Sends `tokens` in as few OPEN_CHANNELS frames as kMaxTokens allows.

@@ -100,6 +100,27 @@ void Agents::revoke(const std::function<bool(const std::string& identity)>& revo
     }
 }
 
+void Agents::set_tls(control::TlsContext tls, bool reauthenticate) {
+    tls_ = std::move(tls);
+    if (!reauthenticate) {
+        return;
+    }
+    std::vector<uint64_t> ids;
+    for (const auto& [id, a] : agents_) {
+        const auto st = a.session->state();
+        if (st == control::RelayState::AwaitTls || st == control::RelayState::AwaitHello ||
+            a.session->ready()) {
+            ids.push_back(id);
+        }
+    }
+    for (const uint64_t id : ids) {
+        if (const auto it = agents_.find(id); it != agents_.end()) {
+            replaced_.insert(id);
+            it->second.session->reauthenticate();
+        }
+    }
+}
+
 void Agents::deny(std::shared_ptr<const AgentRules> rules) {
     // Connections a worker accepted under the old rules and posted here
     // before the reload are checked when they arrive (adopt_tls).

@@ -55,6 +55,11 @@ public:
     /// binary upgrade (`upgrade`) says GOODBYE(reload) instead: the agents
     /// reconnect to the successor.
     void shutdown(bool upgrade = false);
+    /// Reload: agents authenticate with `tls` from the next handshake on.
+    /// With `reauthenticate` (the mode or the agent CA changed), every
+    /// connection made under the old one is closed with GOODBYE(reload) and
+    /// its listeners wait for it to return (as for a replaced connection).
+    void set_tls(control::TlsContext tls, bool reauthenticate);
     [[nodiscard]] size_t ready_count() const;
     /// The Ready sessions, by connection id, for status listings. Borrowed:
     /// valid until the control loop runs again.
@@ -107,7 +112,7 @@ private:
     std::set<uint64_t> refused_;
     // Sessions a newer connection of the same agent replaced (a restart or
     // a binary upgrade of the agent): their listeners wait for its CONFIG.
-    std::set<uint64_t> replaced_;
+    std::set<uint64_t> replaced_;  // also: told to re-authenticate
     // The agent address rules as of the last reload (none before one).
     std::shared_ptr<const AgentRules> rules_;
     bool stopping_ = false;

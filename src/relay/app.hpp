@@ -47,8 +47,15 @@ public:
 
 private:
     [[nodiscard]] Result<void> setup();
-    [[nodiscard]] Result<control::TlsContext> make_tls();
-    [[nodiscard]] Result<void> load_keys();
+    /// The agents' TLS context for `cfg`'s mode (loading the key file in
+    /// shared-key mode when none is loaded yet).
+    [[nodiscard]] Result<control::TlsContext> make_tls(const config::RelayConfig& cfg);
+    [[nodiscard]] Result<void> load_keys(const std::string& path);
+    /// Reload's [auth]: new keys, certificates or mode apply to the next
+    /// handshake, and connections they no longer cover are closed. On
+    /// failure `fresh`'s [auth] is set back to the running one and the
+    /// error (logged) returned.
+    [[nodiscard]] std::optional<Error> reload_auth(config::RelayConfig& fresh);
 
     void tick();
     /// SIGHUP and `sallyportctl reload`: an invalid file is returned (and
@@ -60,6 +67,11 @@ private:
     /// SIGUSR2: the control port's and the public listeners' sockets.
     [[nodiscard]] Result<std::vector<daemon::HandedSocket>> hand_over() const;
     [[nodiscard]] Result<void> listen_control();
+    /// Binds (or takes from a predecessor) one control socket per worker
+    /// for `addr`; logs control-listen or bind-failed.
+    [[nodiscard]] Result<void> open_control(const SocketAddress& addr);
+    /// Stops accepting agents on `addr`; connected ones stay.
+    void close_control(const SocketAddress& addr);
     [[nodiscard]] std::shared_ptr<const AgentRules> agent_rules() const;
     [[nodiscard]] ShardLimits shard_limits() const;
 
@@ -68,6 +80,7 @@ private:
     // shards and the admission below until they are joined.
     std::unique_ptr<daemon::Shell> shell_;
     std::map<std::string, std::vector<uint8_t>> keys_;  // shared-key mode
+    std::string agent_ca_bytes_;  // certificate mode: the CA file as loaded, to see it change
     std::unique_ptr<Admission> admission_;
     io::Sharded<Shard> shards_;
     std::unique_ptr<Listeners> listeners_;

@@ -94,6 +94,9 @@ public:
     void add_control_listener(io::Worker& w, UniqueFd fd, const SocketAddress& addr) {
         door_.add_listener(w, std::move(fd), addr);
     }
+    void remove_control_listener(io::Worker& w, const SocketAddress& addr) {
+        door_.remove_listener(w, addr);
+    }
     void set_agent_rules(std::shared_ptr<const AgentRules> rules) {
         door_.set_rules(std::move(rules));
     }
