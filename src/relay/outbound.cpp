@@ -121,14 +121,16 @@ void Outbound::dispatch(uint64_t agent, const std::string& agent_name, uint32_t 
     job.connect_timeout = std::chrono::milliseconds(cfg_.outbound_connect_timeout_ms);
     // As for pool tokens (control-protocol.md 6.3): 2 x handshake_timeout_ms.
     job.token_lifetime = 2 * std::chrono::milliseconds(cfg_.limits.handshake_timeout_ms);
-    job.report = [this, agent, agent_name, request_id,
+    // These run on the worker: they touch nothing of this object there, only
+    // a copy of the post hook; the posted functions run on this thread.
+    job.report = [post = hooks_.post, self = this, agent, agent_name, request_id,
                   destination = job.destination](OutboundOutcome o) {
-        hooks_.post([this, agent, agent_name, request_id, destination, o = std::move(o)]() mutable {
-            on_outcome(agent, agent_name, request_id, destination, std::move(o));
+        post([self, agent, agent_name, request_id, destination, o = std::move(o)]() mutable {
+            self->on_outcome(agent, agent_name, request_id, destination, std::move(o));
         });
     };
-    job.release = [this, agent_name] {
-        hooks_.post([this, agent_name] { counts_.release(agent_name); });
+    job.release = [post = hooks_.post, self = this, agent_name] {
+        post([self, agent_name] { self->counts_.release(agent_name); });
     };
     const unsigned worker = next_worker_++ % static_cast<unsigned>(shards_.size());
     shards_.invoke_on(worker, [job = std::move(job)](Shard& s, io::Worker& w) mutable {

@@ -295,6 +295,35 @@ TEST_SUITE("integration.relay_outbound") {
         CHECK(after->status == control::OutboundStatus::Ok);
         // The expired token is refused like any unknown one.
         CHECK_FALSE(dial(d.control_port, again->token));
+
+        // An agent that goes away voids its tokens and frees their slots at
+        // once (well before they would expire): the same name connecting
+        // again may ask straight away.
+        const size_t expired = count_occurrences(d.relay.output(), "REASON=timeout");
+        a = TestAgent();
+        TestAgent b;
+        REQUIRE(b.connect(d.control_port, d.agent_key("agent1")));
+        std::optional<control::OutboundResult> fresh;
+        for (int i = 0; i < 20; ++i) {
+            fresh = b.request(static_cast<uint32_t>(200 + i), "127.0.0.5", echo_port);
+            if (!fresh || fresh->status != control::OutboundStatus::Limit) {
+                break;
+            }
+            std::this_thread::sleep_for(50ms);
+        }
+        REQUIRE(fresh);
+        CHECK(fresh->status == control::OutboundStatus::Ok);
+        CHECK(count_occurrences(d.relay.output(), "REASON=timeout") == expired);
+        CHECK_FALSE(dial(d.control_port, after->token));
         CHECK(d.relay.running());
+        const std::string all = d.relay.output();
+        for (size_t at = all.find(" outbound-"); at != std::string::npos;
+             at = all.find(" outbound-", all.find('\n', at))) {
+            const size_t bol = all.rfind('\n', at) + 1;
+            MESSAGE(all.substr(bol, all.find('\n', at) - bol));
+            if (all.find('\n', at) == std::string::npos) {
+                break;
+            }
+        }
     }
 }
