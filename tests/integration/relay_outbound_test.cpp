@@ -315,6 +315,44 @@ TEST_SUITE("integration.relay_outbound") {
         CHECK(fresh->status == control::OutboundStatus::Ok);
         CHECK(count_occurrences(d.relay.output(), "REASON=timeout") == expired);
         CHECK_FALSE(dial(d.control_port, after->token));
+
+        // That session runs and ends; then the operator drains: no new
+        // outbound sessions either (limit: another relay may take it).
+        auto second = dial(d.control_port, fresh->token);
+        REQUIRE(second);
+        CHECK(echo_through(second->fd.get(), "ping") == sha256_hex("ping"));
+        second->fd = sp::UniqueFd();
+        for (int i = 0; i < 50 && count_occurrences(d.relay.output(), " outbound-close ") < 2;
+             ++i) {
+            std::this_thread::sleep_for(100ms);
+        }
+        REQUIRE(d.relay_query("drain"));
+        bool drained = false;
+        for (int i = 0; i < 30 && !drained; ++i) {
+            auto r2 = b.request(static_cast<uint32_t>(300 + i), "127.0.0.5", echo_port);
+            REQUIRE(r2);
+            CHECK(r2->status == control::OutboundStatus::Limit);
+            drained = d.relay.output().find("refused: relay draining") != std::string::npos;
+            std::this_thread::sleep_for(100ms);
+        }
+        CHECK(drained);
+        REQUIRE(d.relay_query("resume"));
+
+        // The metrics count what happened: two sessions, each refusal.
+        const auto m = d.relay_query("metrics");
+        REQUIRE(m);
+        const std::string text = (*m)["text"].get<std::string>();
+        CHECK(text.find("sallyport_outbound_sessions_total{agent=\"outbound-agent\"} 2\n") !=
+              std::string::npos);
+        CHECK(text.find(fmt::format("sallyport_outbound_bytes_total{{agent=\"outbound-agent\","
+                                    "direction=\"up\"}} {}\n",
+                                    payload.size() + 4)) != std::string::npos);
+        CHECK(text.find("sallyport_outbound_rejections_total{reason=\"not-allowed\"} 2\n") !=
+              std::string::npos);
+        CHECK(text.find("sallyport_outbound_rejections_total{reason=\"connect-failed\"} 1\n") !=
+              std::string::npos);
+        CHECK(text.find("sallyport_outbound_rejections_total{reason=\"timeout\"} 1\n") !=
+              std::string::npos);
         CHECK(d.relay.running());
         const std::string all = d.relay.output();
         for (size_t at = all.find(" outbound-"); at != std::string::npos;
