@@ -34,6 +34,13 @@ OutboundConnects::OutboundConnects(unsigned worker, uint64_t hash_key, NextSessi
 OutboundConnects::~OutboundConnects() = default;
 
 void OutboundConnects::start(io::Worker& w, OutboundJob job) {
+    if (!alive_(job.agent)) {
+        // It left while its name was being resolved: do not connect at all.
+        if (job.report) {
+            job.report({job.request, OutboundStatus::ConnectFailed, ECONNABORTED, {}, {}});
+        }
+        return;
+    }
     const uint64_t id = next_++;
     auto a = std::make_unique<Attempt>();
     a->job = std::move(job);
@@ -126,7 +133,8 @@ void OutboundConnects::grant(io::Worker& /*w*/, uint64_t id) {
     finish(id, {a.job.request, OutboundStatus::Ok, 0, *token, a.remote.to_string()});
 }
 
-bool OutboundConnects::redeem(io::Worker& w, UniqueFd& fd, const control::Token& t, bool early) {
+bool OutboundConnects::redeem(io::Worker& w, UniqueFd& fd, const control::Token& t, bool early,
+                              uint32_t idle_timeout_s) {
     const auto grant = tokens_.redeem(t, Clock::now());
     if (!grant) {
         return false;
@@ -201,7 +209,7 @@ bool OutboundConnects::redeem(io::Worker& w, UniqueFd& fd, const control::Token&
                 release();
             }
         },
-        0);
+        idle_timeout_s);
     if (w.session_progress(s)) {
         live_.emplace((uint64_t{s.slot} << 16) | s.gen, std::move(live));
     }

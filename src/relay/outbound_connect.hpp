@@ -66,13 +66,16 @@ public:
 
     /// Connects to job.addresses in order; reports Ok with a token
     /// registered here, or the last address's failure (Timeout when its
-    /// connect timed out, else ConnectFailed with errno).
+    /// connect timed out, else ConnectFailed with errno; ECONNABORTED when
+    /// the agent is gone before or while connecting).
     void start(io::Worker& w, OutboundJob job);
     /// A data channel presenting `t` (this worker issued it): when `t` is
     /// one of ours, takes `fd`, starts the session (or drops both sockets
     /// when the channel sent bytes early or broke) and returns true. False
     /// and `fd` untouched when `t` is not an outbound token.
-    [[nodiscard]] bool redeem(io::Worker& w, UniqueFd& fd, const control::Token& t, bool early);
+    /// `idle_timeout_s`: as for inbound sessions ([limits] idle_timeout_s).
+    [[nodiscard]] bool redeem(io::Worker& w, UniqueFd& fd, const control::Token& t, bool early,
+                              uint32_t idle_timeout_s);
     /// The agent left Ready: its attempts are abandoned, its unused tokens
     /// void and their sockets closed. Its open sessions go on.
     void drop_agent(io::Worker& w, uint64_t agent);

@@ -393,7 +393,7 @@ void Shard::connect_outbound(io::Worker& w, OutboundJob job) {
 
 void Shard::arrive(io::Worker& w, UniqueFd fd, const SocketAddress& peer, const control::Token& t,
                    bool early) {
-    if (outbound_.redeem(w, fd, t, early)) {
+    if (outbound_.redeem(w, fd, t, early, limits_.idle_timeout_s)) {
         return;
     }
     auto ch = channels_.redeem(std::move(fd), peer, t, early, Clock::now());
