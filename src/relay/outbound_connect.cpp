@@ -259,17 +259,22 @@ void OutboundConnects::expired(uint64_t key, std::string_view reason) {
     Granted g = std::move(it->second);
     granted_.erase(it);
     metrics_.add(metric::kOutboundRejections, {reason});
+    if (g.release) {
+        g.release();
+    }
+    const int64_t held = reject_log_.allow(g.agent_name, log::LogLimiter::Clock::now());
+    if (held < 0) {
+        return;
+    }
     log::event(log::Ev::OutboundRejected,
                {{"DESTINATION", g.destination},
                 {"REASON", std::string(reason)},
                 {"AGENT", g.agent_name},
-                {"RESOLVED_ADDR", g.remote.to_string()}},
+                {"RESOLVED_ADDR", g.remote.to_string()},
+                {"SUPPRESSED", held > 0 ? std::to_string(held) : std::string()}},
                fmt::format("outbound connection of agent \"{}\" to {} closed: no data channel "
-                           "presented its token in time",
-                           g.agent_name, g.destination));
-    if (g.release) {
-        g.release();
-    }
+                           "presented its token in time{}",
+                           g.agent_name, g.destination, log::LogLimiter::held_note(held)));
 }
 
 obs::MetricSet OutboundConnects::metrics() const {

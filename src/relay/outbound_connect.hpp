@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "base/addr.hpp"
+#include "base/log_limiter.hpp"
 #include "base/unique_fd.hpp"
 #include "control/frame.hpp"
 #include "io/session_table.hpp"
@@ -121,6 +122,7 @@ private:
     std::unordered_map<uint64_t, Live> live_;  // by (slot << 16 | gen) of the session
     uint64_t next_ = 1;
     obs::MetricSet metrics_;
+    log::LogLimiter reject_log_{5, std::chrono::milliseconds(1000)};  // per agent name
 };
 
 }  // namespace sp::relay
