@@ -381,11 +381,10 @@ std::vector<RelayAction> RelayFsm::on_message(Message& m) {
         }
         return out;
     }
-    if (const auto* o = std::get_if<OutboundRequest>(&m)) {
-        // The forward proxy is not built yet: say so rather than leave the
-        // agent waiting.
-        out.emplace_back(
-            relay_out::Send{OutboundResult{o->request_id, OutboundStatus::Disabled, 0, {}}});
+    if (auto* o = std::get_if<OutboundRequest>(&m)) {
+        // Every check (allow list, limits, DNS, connect) needs the relay's
+        // configuration or a clock, so none is made here.
+        out.emplace_back(relay_out::StartOutbound{std::move(*o)});
         return out;
     }
     if (auto* g = std::get_if<Goodbye>(&m)) {

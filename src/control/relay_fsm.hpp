@@ -153,6 +153,13 @@ struct ReportBackendFailed {
 struct SetDraining {
     bool draining = false;
 };
+/// OUTBOUND_REQUEST (forward proxy): the relay checks, resolves and
+/// connects off this thread, then answers with exactly one OUTBOUND_RESULT
+/// for `request.request_id` (relay/outbound.hpp). The machine keeps no
+/// state for it: an answer for a connection that left Ready is dropped.
+struct StartOutbound {
+    OutboundRequest request;
+};
 /// The connection is over: log `event` with `reason`, and, when `was_ready`,
 /// undo Connected (directory, listeners, tokens, idle channels). The state
 /// is then Closing (keep the socket until Flushed / LingerExpired) or Closed
@@ -168,7 +175,7 @@ struct Close {
 using RelayAction =
     std::variant<relay_out::Send, relay_out::Goodbye, relay_out::Claim, relay_out::Connected,
                  relay_out::ApplyConfig, relay_out::IssueTokens, relay_out::ReportBackendFailed,
-                 relay_out::SetDraining, relay_out::Close>;
+                 relay_out::SetDraining, relay_out::StartOutbound, relay_out::Close>;
 
 /// How long Closing may wait for GOODBYE and close_notify to leave.
 inline constexpr std::chrono::milliseconds kClosingLinger{1000};

@@ -121,6 +121,17 @@ void AgentSession::send_tokens(const std::vector<control::Token>& tokens) {
     }
 }
 
+void AgentSession::send_outbound_result(const control::OutboundResult& r) {
+    if (!ready()) {
+        return;
+    }
+    send(r);
+    settle();
+    if (ready()) {
+        update_poll();
+    }
+}
+
 void AgentSession::on_io(uint32_t events) {
     if (tls_) {
         step_handshake();
@@ -319,6 +330,7 @@ void AgentSession::run(std::vector<control::RelayAction> actions) {
                                                  name())
                                    : fmt::format("agent \"{}\" takes new sessions again", name()));
                 },
+                [&](out::StartOutbound& o) { host_.outbound(*this, o.request); },
                 [&](out::Close& c) {
                     log_close(c);
                     if (c.was_ready) {

@@ -281,4 +281,21 @@ void Agents::finished(AgentSession& s) {
     poller_.add_timer(std::chrono::milliseconds(0), [this, id] { agents_.erase(id); });
 }
 
+void Agents::outbound(AgentSession& s, const control::OutboundRequest& r) {
+    if (!outbound_) {
+        s.send_outbound_result({r.request_id, control::OutboundStatus::Disabled, 0, {}});
+        return;
+    }
+    outbound_(s, r);
+}
+
+bool Agents::answer_outbound(uint64_t agent, const control::OutboundResult& r) {
+    const auto it = agents_.find(agent);
+    if (it == agents_.end() || !it->second.session || !it->second.session->ready()) {
+        return false;
+    }
+    it->second.session->send_outbound_result(r);
+    return true;
+}
+
 }  // namespace sp::relay

@@ -82,6 +82,7 @@ App::~App() {
     // The agent sessions hold the poller's callbacks: they go before the
     // daemon that owns it. The workers use the shards and admission: the
     // daemon (which joins them) goes before those.
+    outbound_.reset();
     agents_.reset();
     shell_.reset();
 }
@@ -255,6 +256,19 @@ Result<void> App::setup() {
                                        std::move(*tls), Agents::Options{SP_VERSION});
     agents_->set_handshake_timeout(std::chrono::milliseconds(cfg_.limits.handshake_timeout_ms));
     listeners_->set_grace(std::chrono::milliseconds(cfg_.limits.listener_grace_ms));
+    auto outbound =
+        Outbound::create(cfg_, shards_,
+                         {[this](UniqueFunction<void()> fn) { shell_->post(std::move(fn)); },
+                          [this](uint64_t agent, const control::OutboundResult& r) {
+                              return agents_->answer_outbound(agent, r);
+                          }});
+    if (!outbound) {
+        return Unexpected(outbound.error());
+    }
+    outbound_ = std::move(*outbound);
+    agents_->set_outbound([this](const AgentSession& s, const control::OutboundRequest& r) {
+        outbound_->request(s.id(), s.name(), r);
+    });
     if (daemon::Inheritance* inherited = shell_->inheritance()) {
         // The old process's services, held until their agents reconnect
         // here (it sends them GOODBYE(reload) once we are ready); clients

@@ -23,6 +23,7 @@
 #include "relay/admission.hpp"
 #include "relay/agents.hpp"
 #include "relay/listeners.hpp"
+#include "relay/outbound.hpp"
 #include "relay/shard.hpp"
 
 namespace sp::relay {
@@ -87,6 +88,7 @@ private:
     LogLimiter reject_log_{5, std::chrono::milliseconds(1000)};
     std::unique_ptr<Agents> agents_;
     std::unique_ptr<AdminCommands> admin_;
+    std::unique_ptr<Outbound> outbound_;  // forward proxy requests
     // Duplicates of the control port's sockets ("ip:port" -> one per
     // worker), for a binary upgrade; the workers own the originals.
     std::map<std::string, std::vector<UniqueFd>> control_dups_;

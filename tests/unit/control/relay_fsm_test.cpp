@@ -73,6 +73,10 @@ std::string describe(const RelayAction& a) {
             [](const relay_out::SetDraining& d) {
                 return fmt::format("SetDraining({})", d.draining);
             },
+            [](const relay_out::StartOutbound& o) {
+                return fmt::format("StartOutbound({},{}:{})", o.request.request_id, o.request.host,
+                                   o.request.port);
+            },
             [](const relay_out::Close& c) {
                 return fmt::format("Close({},{}{})", event_name(c.event), to_string(c.reason),
                                    c.was_ready ? ",ready" : "");
@@ -296,9 +300,17 @@ TEST_SUITE("control.relay_fsm") {
              S::Ready, V{"SetDraining(false)"}},
             {"AGENT_STATE not draining on a fresh connection: nothing", S::Ready,
              I{relay_in::FrameDecoded{AgentState{false}}}, S::Ready, V{}},
-            {"OUTBOUND_REQUEST: disabled in this version", S::Ready,
+            {"OUTBOUND_REQUEST: handed to the relay, which answers later", S::Ready,
              I{relay_in::FrameDecoded{OutboundRequest{9, "x", 443}}}, S::Ready,
-             V{"Send(OUTBOUND_RESULT 9 disabled)"}},
+             V{"StartOutbound(9,x:443)"}},
+            {"OUTBOUND_REQUEST while the agent drains: still handed on", S::Ready,
+             I{relay_in::FrameDecoded{AgentState{true}},
+               relay_in::FrameDecoded{OutboundRequest{10, "192.0.2.1", 22}}},
+             S::Ready, V{"StartOutbound(10,192.0.2.1:22)"}},
+            {"two requests in a row: one action each, no state kept", S::Ready,
+             I{relay_in::FrameDecoded{OutboundRequest{1, "a", 1}},
+               relay_in::FrameDecoded{OutboundRequest{1, "a", 1}}},
+             S::Ready, V{"StartOutbound(1,a:1)"}},
             {"GOODBYE rx: closed with the agent's reason, no GOODBYE back", S::Ready,
              I{relay_in::FrameDecoded{Goodbye{GoodbyeReason::Reload, "reloading"}}}, S::Closed,
              V{"Close(agent-disconnected,reload,ready)"}},
