@@ -327,18 +327,12 @@ Result<void> App::apply_reload() {
         restart_only.push_back(
             {"agent.threads", "the worker threads and their rings are created at start"});
     }
-    if (fresh->agent.status_socket != cfg_.agent.status_socket) {
-        restart_only.push_back(
-            {"agent.status_socket",
-             "moving it would cut off the sallyportctl that asked for the reload"});
-    }
-    if (fresh->agent.metrics_listen != cfg_.agent.metrics_listen) {
-        restart_only.push_back(
-            {"agent.metrics_listen", "moving it would lose the scraper mid-series"});
-    }
+    // The status socket and the metrics endpoint move now; one that cannot
+    // be opened at its new place keeps the old one, said by name.
+    const auto move_error = daemon::move_admin(
+        shell_->admin(), "agent", cfg_.agent.status_socket, fresh->agent.status_socket,
+        cfg_.agent.metrics_listen, fresh->agent.metrics_listen);
     fresh->agent.threads = cfg_.agent.threads;
-    fresh->agent.status_socket = cfg_.agent.status_socket;
-    fresh->agent.metrics_listen = cfg_.agent.metrics_listen;
     // data_path applies to sessions that start from now on.
     if (fresh->agent.data_path != cfg_.agent.data_path) {
         shell_->set_data_path(daemon::io_data_path(fresh->agent.data_path));
@@ -398,6 +392,9 @@ Result<void> App::apply_reload() {
     notify::ready();
     if (kept_error) {
         return Unexpected(*kept_error);
+    }
+    if (move_error) {
+        return Unexpected(*move_error);
     }
     return {};
 }
