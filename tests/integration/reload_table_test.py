@@ -11,10 +11,9 @@
 # A key expected to be restart-only must be named in reload-failed
 # REASON=restart-only and its old value must still be in force. Rows marked
 # "either" accept a live change or a named restart-only with the old value.
-# A row in LEAD_PENDING expects a live change; until LEAD_LANDED a failure
-# there is reported "pending", not failed. Forward-proxy rows are "pending"
-# while either half of the forward proxy is missing from the source, and
-# "unused" when their key is not in the source at all.
+# Forward-proxy rows are "pending" (reported, not failed) while either half
+# of the forward proxy is missing from the source, and "unused" when their
+# key is not in the source at all.
 #
 # The lab, one port on many 127.x addresses:
 #   R   relay, shared keys: agent-a, agent-b and cert-agent connect to it
@@ -51,14 +50,6 @@ ONLY = set(sys.argv[5:])
 NET = f"127.{91 + os.getpid() % 3}.{(os.getpid() // 3) % 200 + 20}"
 PORT = 21000 + os.getpid() % 9000  # below 32768: never an ephemeral port
 
-# Relay keys being made live (control_listen, status_socket, metrics_listen,
-# certificate-mode files, contents and paths): a live change is expected;
-# until that work is on main (LEAD_LANDED) a failing row is "pending".
-LEAD_LANDED = False
-LEAD_PENDING = {
-    "relay relay.control_listen", "relay relay.status_socket", "relay relay.metrics_listen",
-    "relay auth.certificate", "relay auth.private_key", "relay auth.agent_ca"
-}
 
 
 def a(host, port=PORT):
@@ -1491,9 +1482,6 @@ def run_row(rid):
         why = "expected: " + why
     if ok:
         print(f"ok: {label}: {why}", flush=True)
-    elif rid in LEAD_PENDING and not LEAD_LANDED:
-        print(f"pending: {label}: {why} (live reload not on main yet)", flush=True)
-        pending.append(rid)
     elif rid in OUTBOUND_ROWS and not OUTBOUND_READY:
         print(f"pending: {label}: {why} (the forward proxy is not complete on main)", flush=True)
         pending.append(rid)
