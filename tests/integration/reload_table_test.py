@@ -1578,4 +1578,7 @@ def main():
 
 
 B4 = None
+# meson's timeout sends SIGTERM: unwind through main's finally, which stops
+# every daemon by its pid.
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
 sys.exit(main())
