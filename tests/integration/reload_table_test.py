@@ -24,7 +24,8 @@
 #   A3  cert-agent: certificate mode to R2, shared key to R
 # The long session (an echo of deterministic bytes at a steady rate, from
 # its own client address, through R and A) must end byte-exact after all
-# rows: no reload may close an established session.
+# rows, and a second one through R2 and A3 after all rows but the last:
+# no reload may close an established session.
 #
 # Usage: reload_table_test.py RELAY_BIN AGENT_BIN RELAY_CONFIG_CPP AGENT_CONFIG_CPP [ROW...]
 # Standard library and the openssl CLI only; 127.0.0.0/8, one port below
@@ -449,8 +450,8 @@ class LongSession:
     """Echo of deterministic 8 KiB blocks, about 160 KiB/s each way, from its
     own client address; byte-exact at the end."""
 
-    def __init__(self, addr):
-        self.s = connect(addr, 50, 10)
+    def __init__(self, addr, src):
+        self.s = connect(addr, src, 10)
         self.s.settimeout(60)
         self.s.sendall(b"echo\n")
         self.sent = hashlib.sha256()
@@ -1509,6 +1510,15 @@ def run_row(rid):
         failures.append(f"after {label}: {back[proc][0]} did not come back")
 
 
+def end_long(what, ls):
+    intact, why = ls.finish()
+    if intact:
+        print(f"ok: {what}, across every reload: {why}", flush=True)
+    else:
+        print(f"FAIL: {what}, across the reloads: {why}", flush=True)
+        failures.append(f"{what}: {why}")
+
+
 def main():
     make_files()
     global B4
@@ -1527,16 +1537,22 @@ def main():
     for m in missing:
         print(f"FAIL: {m}: a key of the file with no reload row in this table", flush=True)
         failures.append(f"{m}: no reload row")
-    long = None
+    long = long2 = None
     t0 = time.monotonic()
     try:
         for name in ("R", "R2", "A", "B", "A3"):
             start(name)
         if not (ensure(t(10)) and ensure(t(11)) and ensure(t(13))):
             raise RuntimeError("the services did not come up")
-        long = LongSession(t(10))
+        long = LongSession(t(10), 50)
+        # A second one through the certificate-mode relay and agent, ended
+        # before the last rows stop R2.
+        long2 = LongSession(t(13), 51)
         order = [k for k in ROWS if not ROWS[k]["final"]] + [k for k in ROWS if ROWS[k]["final"]]
         for rid in order:
+            if long2 and ROWS[rid]["final"]:
+                end_long("the session through R2 and cert-agent", long2)
+                long2 = None
             side, key = rid.split()
             if ONLY and rid not in ONLY and key not in ONLY:
                 continue
@@ -1547,19 +1563,18 @@ def main():
                 if pr.poll() is not None:
                     raise RuntimeError(f"{name} exited ({pr.returncode}) before row {rid}")
             run_row(rid)
-        intact, why = long.finish()
+        if long2:
+            end_long("the session through R2 and cert-agent", long2)
+            long2 = None
+        end_long("the long session through R and agent-a", long)
         long = None
-        if intact:
-            print(f"ok: the long session across every reload: {why}", flush=True)
-        else:
-            print(f"FAIL: the long session across the reloads: {why}", flush=True)
-            failures.append("long session: " + why)
     except Exception as e:
         failures.append(f"{type(e).__name__}: {e}")
         print(f"FAIL: {type(e).__name__}: {e}", flush=True)
     finally:
-        if long:
-            long.stop = True
+        for ls in (long, long2):
+            if ls:
+                ls.stop = True
         if failures:
             for name in ("R", "A", "R2", "A3", "B"):
                 print(f"--- {name}.log (last 15 lines)")
