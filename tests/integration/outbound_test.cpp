@@ -9,6 +9,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -439,6 +440,23 @@ TEST_SUITE("integration.outbound") {
         const auto reply = read_n(fd.get(), 10);
         REQUIRE(reply.size() == 10);
         CHECK(reply[1] == 0x01);
+    }
+
+    TEST_CASE("outbound: a reload applies allow_clients to new callers, listen stays") {
+        Deployment d;
+        d.make_keys({"agent1"});
+        const uint16_t nobody = pick_port();
+        const auto p = start_agent(d, nobody);
+        CHECK(socks_connect(p.socks, "partner.example", 22).second == 0x01);
+        Proxy moved{pick_port(), p.http};
+        d.dir.write("agent.toml",
+                    agent_toml(d, nobody, moved, "allow_clients = [\"10.0.0.0/8\"]\n"));
+        d.agent.signal(SIGHUP);
+        REQUIRE(d.agent.wait_for_output("configuration reloaded", 10s));
+        CHECK(d.agent.output().find("outbound.socks5_listen") != std::string::npos);
+        CHECK(socks_connect(p.socks, "partner.example", 22).second == 0x02);
+        CHECK(http_connect(p.http, "partner.example:443").second.rfind("HTTP/1.1 403 ", 0) == 0);
+        CHECK(refused("127.0.0.1", moved.socks));
     }
 
     TEST_CASE("outbound: malformed requests are answered and logged as bad-request") {
