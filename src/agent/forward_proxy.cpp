@@ -27,8 +27,9 @@ Result<std::shared_ptr<const OutboundRules>> load_outbound_rules(
         if (!text) {
             return Unexpected(text.error());
         }
-        auto users = outbound::Users::parse(*text, cfg.users);
-        ::explicit_bzero(text->data(), text->size());
+        std::string& secret = *text;
+        auto users = outbound::Users::parse(secret, cfg.users);
+        ::explicit_bzero(secret.data(), secret.size());
         if (!users) {
             return Unexpected(users.error());
         }
@@ -87,10 +88,10 @@ Result<void> ForwardProxy::start(const config::OutboundSection& cfg) {
                                        fd.error().describe()));
                 return Unexpected(fd.error());
             }
-            shards_.invoke_on(
-                i, [f = std::move(*fd), kind, a = *addr](OutboundShard& s, io::Worker& w) mutable {
-                    s.add_listener(w, std::move(f), kind, a);
-                });
+            shards_.invoke_on(i, [f = std::move(*fd), k = kind, a = *addr](OutboundShard& s,
+                                                                           io::Worker& w) mutable {
+                s.add_listener(w, std::move(f), k, a);
+            });
         }
     }
     return {};

@@ -20,7 +20,10 @@ namespace sp::agent {
 struct OutboundTicket {
     unsigned shard = 0;
     uint64_t id = 0;  // unique on that shard
-    friend auto operator<=>(const OutboundTicket&, const OutboundTicket&) = default;
+    friend bool operator==(const OutboundTicket&, const OutboundTicket&) = default;
+    friend bool operator<(const OutboundTicket& a, const OutboundTicket& b) noexcept {
+        return a.shard != b.shard ? a.shard < b.shard : a.id < b.id;
+    }
 };
 
 class OutboundDesk final {

@@ -618,7 +618,8 @@ std::vector<Error> check_agent_config(const std::string& path) {
         if (!users) {
             out.push_back(users.error());
         } else {
-            ::explicit_bzero(users->data(), users->size());
+            std::string& secret = *users;
+            ::explicit_bzero(secret.data(), secret.size());
         }
     }
     return out;
