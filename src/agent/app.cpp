@@ -72,7 +72,11 @@ Result<void> App::setup() {
     }
     shell_ = std::move(*shell);
     shell_->set_hooks({[this] { reload(); }, [this] { begin_drain(); }, [this] { tick(); },
-                       [this] { return static_cast<uint64_t>(std::max<int64_t>(0, sessions_)); }});
+                       [this] { return static_cast<uint64_t>(std::max<int64_t>(0, sessions_)); },
+                       // The agent listens on nothing of its own: the shell
+                       // hands over the status socket and metrics endpoint.
+                       [] { return Result<std::vector<daemon::HandedSocket>>{}; },
+                       [this] { retire(); }});
     shards_.start(shell_->workers(), [this](unsigned i) {
         return std::make_unique<Shard>(i, static_cast<ShardHost&>(*this));
     });
@@ -174,6 +178,14 @@ void App::apply_policy() {
         }
         const auto want = wanted_links(views, stopping_);
         for (size_t i = 0; i < order.size(); ++i) {
+            if (retiring_ && !stopping_) {
+                // Up links serve on until the successor replaces them; a
+                // link that went down does not come back.
+                if (order[i]->phase() != LinkPhase::Ready && order[i]->phase() != LinkPhase::Idle) {
+                    order[i]->stop(control::StopReason::Shutdown);
+                }
+                continue;
+            }
             if (want[i] == Want::Run) {
                 order[i]->start();
             } else if (order[i]->phase() != LinkPhase::Idle) {
@@ -272,6 +284,14 @@ void App::tick() {
     const auto now = Poller::Clock::now();
     for (auto& [id, l] : links_) {
         l->tick(now);
+    }
+    if (retiring_ && !stopping_) {
+        const bool all_down = std::all_of(links_.begin(), links_.end(), [](const auto& kv) {
+            return kv.second->phase() == LinkPhase::Idle;
+        });
+        if (all_down || now >= retire_deadline_) {
+            begin_drain();
+        }
     }
     if (now - last_resolve_ >= kResolveEvery) {
         resolve_backends();
@@ -406,6 +426,14 @@ Result<void> App::apply_reload() {
         return Unexpected(*kept_error);
     }
     return {};
+}
+
+void App::retire() {
+    retiring_ = true;
+    // The successor dials every relay as soon as it runs; 30 s covers a
+    // relay that is slow to answer it.
+    retire_deadline_ = Poller::Clock::now() + 30s;
+    apply_policy();
 }
 
 void App::begin_drain() {

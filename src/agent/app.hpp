@@ -55,6 +55,8 @@ private:
     /// file keeps the running configuration and is returned (logged here).
     [[nodiscard]] Result<void> apply_reload();
     void begin_drain();
+    /// The successor of a binary upgrade is ready: retire the links.
+    void retire();
     void on_answer(const Resolver::Answer& a);
 
     // LinkHost (control thread)
@@ -95,6 +97,11 @@ private:
     uint64_t services_generation_ = 0;  // failure marks refer to this
     unsigned next_shard_ = 0;
     bool stopping_ = false;
+    // A binary upgrade handed over: links stay up until the successor's
+    // connections replace them (then they stop instead of reconnecting),
+    // or until retire_deadline_; then the drain starts.
+    bool retiring_ = false;
+    Poller::Clock::time_point retire_deadline_{};
     bool draining_ = false;  // sallyportctl drain: relays prefer other agents
     bool in_policy_ = false;
     bool policy_again_ = false;

@@ -47,6 +47,8 @@ enum class Ev : uint8_t {
     OutboundOpen,
     OutboundClose,
     OutboundRejected,
+    Upgrade,
+    UpgradeFailed,
 };
 
 /// Which daemon emits an event.
@@ -171,6 +173,10 @@ inline constexpr std::array kEvents = {
     EventSpec{Ev::OutboundRejected, "outbound-rejected", Level::Notice, Side::Both,
               {"DESTINATION REASON", "AGENT", "CLIENT_ADDR CLIENT_PORT",
                "RESOLVED_ADDR RELAY_ADDR SESSION_ID SUPPRESSED"}},
+    EventSpec{Ev::Upgrade, "upgrade", Level::Notice, Side::Both,
+              {"REASON", "", "", ""}},
+    EventSpec{Ev::UpgradeFailed, "upgrade-failed", Level::Error, Side::Both,
+              {"REASON", "", "", ""}},
 };
 // clang-format on
 

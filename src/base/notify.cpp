@@ -3,6 +3,7 @@
 
 #include <time.h>
 
+#include <atomic>
 #include <string>
 
 #include <fmt/format.h>
@@ -11,7 +12,12 @@
 namespace sp::notify {
 
 namespace {
+std::atomic<bool> g_muted{false};
+
 void send(const std::string& s) noexcept {
+    if (g_muted.load(std::memory_order_relaxed)) {
+        return;
+    }
     // Failure to notify is not an error of ours: systemd will time us out and
     // say so in its own log, which is where an operator would look.
     (void)sd_notify(0, s.c_str());
@@ -46,6 +52,14 @@ void status(std::string_view text) noexcept {
 
 void watchdog() noexcept {
     send("WATCHDOG=1");
+}
+
+void hand_over_main_pid(int pid) noexcept {
+    try {
+        send(fmt::format("MAINPID={}", pid));
+    } catch (...) {
+    }
+    g_muted.store(true, std::memory_order_relaxed);
 }
 
 std::optional<std::chrono::microseconds> watchdog_interval() noexcept {

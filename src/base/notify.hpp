@@ -18,6 +18,11 @@ void stopping() noexcept;
 void status(std::string_view text) noexcept;
 void watchdog() noexcept;
 
+/// Binary upgrade: MAINPID=`pid` (the successor becomes the unit's main
+/// process), then nothing more from this process: after it, STOPPING=1 or
+/// WATCHDOG=1 from the old process would speak for the new one.
+void hand_over_main_pid(int pid) noexcept;
+
 /// Half the WatchdogSec interval when systemd asked us to ping, else nullopt.
 [[nodiscard]] std::optional<std::chrono::microseconds> watchdog_interval() noexcept;
 

@@ -250,8 +250,11 @@ std::vector<RelayAction> RelayFsm::on_await_hello(RelayInput& input) {
                 return leave(GoodbyeReason::NotAllowed, CE::AgentRejected, CR::NotAllowed,
                              "address no longer allowed by allow_agents/deny_agents (reload)");
             },
-            [&](relay_in::Shutdown&) {
-                return leave(GoodbyeReason::Shutdown, CE::None, CR::Shutdown, "relay stopping");
+            [&](relay_in::Shutdown& s) {
+                return s.upgrade ? leave(GoodbyeReason::Reload, CE::None, CR::Shutdown,
+                                         "relay upgraded: reconnect to the new process")
+                                 : leave(GoodbyeReason::Shutdown, CE::None, CR::Shutdown,
+                                         "relay stopping");
             },
             [](auto&) -> std::vector<RelayAction> { return {}; },
         },
@@ -332,9 +335,11 @@ std::vector<RelayAction> RelayFsm::on_ready(RelayInput& input) {
                 return leave(GoodbyeReason::Replaced, CE::AgentDisconnected, CR::Replaced,
                              "replaced by a newer connection of the same agent and identity");
             },
-            [&](relay_in::Shutdown&) {
-                return leave(GoodbyeReason::Shutdown, CE::AgentDisconnected, CR::Shutdown,
-                             "relay stopping");
+            [&](relay_in::Shutdown& s) {
+                return s.upgrade ? leave(GoodbyeReason::Reload, CE::AgentDisconnected, CR::Shutdown,
+                                         "relay upgraded: reconnect to the new process")
+                                 : leave(GoodbyeReason::Shutdown, CE::AgentDisconnected,
+                                         CR::Shutdown, "relay stopping");
             },
             [](auto&) -> std::vector<RelayAction> { return {}; },
         },

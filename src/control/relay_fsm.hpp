@@ -89,10 +89,12 @@ struct Tick {
 struct ClaimGranted {};
 /// ... or held by a connection with another identity.
 struct NameConflict {};
-struct KeyRevoked {};     // reload removed or changed this connection's key
-struct AddressDenied {};  // reload's allow_agents/deny_agents no longer admit its address
-struct Replaced {};       // a newer connection with the same name and identity won
-struct Shutdown {};       // SIGTERM / SIGINT
+struct KeyRevoked {};      // reload removed or changed this connection's key
+struct AddressDenied {};   // reload's allow_agents/deny_agents no longer admit its address
+struct Replaced {};        // a newer connection with the same name and identity won
+struct Shutdown {          // SIGTERM / SIGINT, or a binary upgrade handed over
+    bool upgrade = false;  // GOODBYE(reload): the agent reconnects to the successor
+};
 struct Flushed {};        // Closing: GOODBYE and close_notify are out
 struct LingerExpired {};  // Closing: kClosingLinger passed first
 }  // namespace relay_in

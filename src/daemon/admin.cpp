@@ -50,8 +50,8 @@ void Admin::add_metrics_fields(std::function<void(obs::MetricSet& set)> fill) {
     });
 }
 
-Result<void> Admin::open_socket(const std::string& path, AdminLimits limits) {
-    auto s = AdminSocket::open(host_.poller(), commands_, path, limits);
+Result<void> Admin::open_socket(const std::string& path, AdminLimits limits, UniqueFd inherited) {
+    auto s = AdminSocket::open(host_.poller(), commands_, path, limits, std::move(inherited));
     if (!s) {
         return Unexpected(s.error());
     }
@@ -59,14 +59,15 @@ Result<void> Admin::open_socket(const std::string& path, AdminLimits limits) {
     return {};
 }
 
-Result<void> Admin::start_metrics_http(const SocketAddress& addr, MetricsHttp::Limits limits) {
+Result<void> Admin::start_metrics_http(const SocketAddress& addr, MetricsHttp::Limits limits,
+                                       UniqueFd inherited) {
     auto h = MetricsHttp::start(
         addr, [host = &host_](UniqueFunction<void()> fn) { host->post(std::move(fn)); },
         [this](UniqueFunction<void(std::string)> done) {
             collect_metrics(
                 [d = std::move(done)](const obs::MetricSet& set) mutable { d(obs::render(set)); });
         },
-        limits);
+        limits, std::move(inherited));
     if (!h) {
         return Unexpected(h.error());
     }
@@ -74,7 +75,33 @@ Result<void> Admin::start_metrics_http(const SocketAddress& addr, MetricsHttp::L
     return {};
 }
 
-void Admin::stop_serving() {
+Result<std::vector<HandedSocket>> Admin::hand_over() {
+    std::vector<HandedSocket> out;
+    if (socket_) {
+        auto fd = socket_->hand_over();
+        if (!fd) {
+            return Unexpected(fd.error());
+        }
+        HandedSocket s{"status", socket_->path(), "", {}};
+        s.fds.push_back(std::move(*fd));
+        out.push_back(std::move(s));
+    }
+    if (http_) {
+        auto fd = http_->hand_over();
+        if (!fd) {
+            return Unexpected(fd.error());
+        }
+        HandedSocket s{"metrics", http_->address().to_string(), "", {}};
+        s.fds.push_back(std::move(*fd));
+        out.push_back(std::move(s));
+    }
+    return out;
+}
+
+void Admin::stop_serving(bool leave_path) {
+    if (leave_path && socket_) {
+        socket_->leave_path();
+    }
     http_.reset();
     socket_.reset();
 }

@@ -21,6 +21,7 @@
 #include "daemon/commands.hpp"
 #include "daemon/fan_in.hpp"
 #include "daemon/metrics_http.hpp"
+#include "daemon/upgrade.hpp"
 #include "obs/metrics.hpp"
 
 namespace sp::daemon {
@@ -92,13 +93,21 @@ public:
     // --- serving ---
 
     /// Opens the status socket at `path` (AdminSocket::open).
-    [[nodiscard]] Result<void> open_socket(const std::string& path, AdminLimits limits = {});
+    /// With `inherited` (binary upgrade), serves on that socket instead.
+    [[nodiscard]] Result<void> open_socket(const std::string& path, AdminLimits limits = {},
+                                           UniqueFd inherited = {});
     /// Starts the HTTP endpoint on `addr` (MetricsHttp::start).
     [[nodiscard]] Result<void> start_metrics_http(const SocketAddress& addr,
-                                                  MetricsHttp::Limits limits = {});
+                                                  MetricsHttp::Limits limits = {},
+                                                  UniqueFd inherited = {});
+    /// Binary upgrade: duplicates of the status socket ("status") and the
+    /// metrics endpoint's socket ("metrics") for the successor.
+    [[nodiscard]] Result<std::vector<HandedSocket>> hand_over();
     /// Closes the socket (removing its path) and stops the HTTP endpoint.
     /// Answers still on their way are dropped.
-    void stop_serving();
+    /// `leave_path`: the successor of a binary upgrade serves on the same
+    /// socket file.
+    void stop_serving(bool leave_path = false);
 
     [[nodiscard]] const AdminSocket* socket() const noexcept { return socket_.get(); }
     [[nodiscard]] const MetricsHttp* metrics_http() const noexcept { return http_.get(); }

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "daemon/admin_socket.hpp"
 
+#include <fcntl.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -70,9 +71,10 @@ AdminSocket::AdminSocket(Private /*unused*/, Poller& poller, const CommandRegist
 
 Result<std::unique_ptr<AdminSocket>> AdminSocket::open(Poller& poller,
                                                        const CommandRegistry& commands,
-                                                       std::string path, AdminLimits limits) {
+                                                       std::string path, AdminLimits limits,
+                                                       UniqueFd inherited) {
     auto s = std::make_unique<AdminSocket>(Private{}, poller, commands, std::move(path), limits);
-    if (auto r = s->listen_at(); !r) {
+    if (auto r = inherited ? s->adopt(std::move(inherited)) : s->listen_at(); !r) {
         return Unexpected(r.error());
     }
     return s;
@@ -140,6 +142,28 @@ Result<void> AdminSocket::listen_at() {
     return {};
 }
 
+Result<void> AdminSocket::adopt(UniqueFd fd) {
+    struct stat st {};
+    if (::lstat(path_.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode)) {
+        return runtime_error(ENOENT,
+                             "status socket {}: the inherited socket's path is gone; the old "
+                             "process's status_socket differs from this configuration's",
+                             path_);
+    }
+    dev_ = st.st_dev;
+    ino_ = st.st_ino;
+    listen_fd_ = std::move(fd);
+    return poller_.add(listen_fd_.get(), EPOLLIN, [this](uint32_t) { on_accept(); });
+}
+
+Result<UniqueFd> AdminSocket::hand_over() {
+    UniqueFd copy(::fcntl(listen_fd_.get(), F_DUPFD_CLOEXEC, 0));
+    if (!copy) {
+        return errno_error("status socket {}: dup", path_);
+    }
+    return copy;
+}
+
 AdminSocket::~AdminSocket() {
     self_.reset();  // answers still on their way now find nobody
     while (!clients_.empty()) {
@@ -153,7 +177,8 @@ AdminSocket::~AdminSocket() {
         listen_fd_.reset();
         // Only our own: a successor may have replaced a path it found stale.
         struct stat st {};
-        if (::lstat(path_.c_str(), &st) == 0 && st.st_dev == dev_ && st.st_ino == ino_) {
+        if (!keep_path_ && ::lstat(path_.c_str(), &st) == 0 && st.st_dev == dev_ &&
+            st.st_ino == ino_) {
             (void)::unlink(path_.c_str());
         }
     }

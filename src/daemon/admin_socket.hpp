@@ -58,7 +58,8 @@ public:
     [[nodiscard]] static Result<std::unique_ptr<AdminSocket>> open(Poller& poller,
                                                                    const CommandRegistry& commands,
                                                                    std::string path,
-                                                                   AdminLimits limits = {});
+                                                                   AdminLimits limits = {},
+                                                                   UniqueFd inherited = {});
     AdminSocket(Private /*unused*/, Poller& poller, const CommandRegistry& commands,
                 std::string path, AdminLimits limits);
     AdminSocket(const AdminSocket&) = delete;
@@ -68,6 +69,10 @@ public:
     ~AdminSocket();
 
     [[nodiscard]] const std::string& path() const noexcept { return path_; }
+    /// Binary upgrade: a duplicate of the listening socket for the successor.
+    [[nodiscard]] Result<UniqueFd> hand_over();
+    /// The successor took over: closing leaves the path (its socket file).
+    void leave_path() noexcept { keep_path_ = true; }
     [[nodiscard]] size_t clients() const noexcept { return clients_.size(); }
 
 private:
@@ -85,6 +90,8 @@ private:
     };
 
     [[nodiscard]] Result<void> listen_at();
+    /// Serves on a socket a predecessor bound at path_ (binary upgrade).
+    [[nodiscard]] Result<void> adopt(UniqueFd fd);
     void on_accept();
     void on_event(uint64_t id, uint32_t events);
     void read_request(uint64_t id);
@@ -107,6 +114,7 @@ private:
     UniqueFd listen_fd_;
     dev_t dev_ = 0;  // identity of the bound path, to remove only our own
     ino_t ino_ = 0;
+    bool keep_path_ = false;  // handed over: the successor owns the path
     std::map<uint64_t, std::unique_ptr<Client>> clients_;
     uint64_t next_id_ = 1;
     uint64_t next_request_ = 1;

@@ -14,6 +14,7 @@
 
 #include "base/cli.hpp"
 #include "base/result.hpp"
+#include "daemon/upgrade.hpp"
 
 namespace sp::daemon {
 
@@ -47,6 +48,8 @@ std::optional<int> prologue(const cli::DaemonSpec& spec, int argc, char** argv,
 
 template <class Config, class App>
 int run_main(const Program<Config, App>& p, int argc, char** argv) {
+    // Before anything can replace the file: SIGUSR2 starts this path.
+    record_command_line(argc, argv);
     cli::DaemonOptions opt;
     if (const auto code = detail::prologue(p.spec, argc, argv, opt)) {
         return *code;

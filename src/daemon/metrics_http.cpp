@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "daemon/metrics_http.hpp"
 
+#include <fcntl.h>
 #include <microhttpd.h>
 
 #include <cstring>
@@ -67,10 +68,11 @@ MetricsHttp::MetricsHttp(Private /*unused*/, Post post, Scrape scrape, Limits li
       waiters_(std::make_shared<Waiters>()) {}
 
 Result<std::unique_ptr<MetricsHttp>> MetricsHttp::start(const SocketAddress& addr, Post post,
-                                                        Scrape scrape, Limits limits) {
+                                                        Scrape scrape, Limits limits,
+                                                        UniqueFd inherited) {
     auto self =
         std::make_unique<MetricsHttp>(Private{}, std::move(post), std::move(scrape), limits);
-    auto fd = io::listen_tcp(addr, false, 16);
+    auto fd = inherited ? Result<UniqueFd>(std::move(inherited)) : io::listen_tcp(addr, false, 16);
     if (!fd) {
         return Unexpected(fd.error());
     }
@@ -87,9 +89,17 @@ Result<std::unique_ptr<MetricsHttp>> MetricsHttp::start(const SocketAddress& add
         return runtime_error(0, "metrics_listen {}: the HTTP server did not start",
                              addr.to_string());
     }
-    (void)fd->release();  // MHD_stop_daemon closes it
+    self->listen_fd_ = fd->release();  // MHD_stop_daemon closes it
     self->mhd_.reset(d);
     return self;
+}
+
+Result<UniqueFd> MetricsHttp::hand_over() const {
+    UniqueFd copy(::fcntl(listen_fd_, F_DUPFD_CLOEXEC, 0));
+    if (!copy) {
+        return errno_error("metrics_listen {}: dup", address_.to_string());
+    }
+    return copy;
 }
 
 MetricsHttp::~MetricsHttp() {

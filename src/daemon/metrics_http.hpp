@@ -15,6 +15,7 @@
 
 #include "base/addr.hpp"
 #include "base/result.hpp"
+#include "base/unique_fd.hpp"
 #include "base/unique_function.hpp"
 
 struct MHD_Daemon;
@@ -46,7 +47,10 @@ public:
     /// mask is set (the server's threads inherit the caller's).
     [[nodiscard]] static Result<std::unique_ptr<MetricsHttp>> start(const SocketAddress& addr,
                                                                     Post post, Scrape scrape,
-                                                                    Limits limits);
+                                                                    Limits limits,
+                                                                    UniqueFd inherited = {});
+    /// Binary upgrade: a duplicate of the listening socket for the successor.
+    [[nodiscard]] Result<UniqueFd> hand_over() const;
     MetricsHttp(Private /*unused*/, Post post, Scrape scrape, Limits limits);
     MetricsHttp(const MetricsHttp&) = delete;
     MetricsHttp& operator=(const MetricsHttp&) = delete;
@@ -82,6 +86,7 @@ private:
     Scrape scrape_;
     Limits limits_;
     SocketAddress address_;
+    int listen_fd_ = -1;  // owned by MHD (MHD_stop_daemon closes it)
     std::shared_ptr<Waiters> waiters_;
     std::unique_ptr<MHD_Daemon, StopServer> mhd_;
 };

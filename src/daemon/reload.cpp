@@ -23,7 +23,7 @@ std::optional<Error> report_kept_keys(const std::vector<KeptKey>& kept) {
     e.key = kept.front().key;
     e.message = fmt::format(
         "{} changed only by a restart, keeping the running value{}; the rest of the file "
-        "applied{}",
+        "applied{}; a binary upgrade (SIGUSR2) applies it without closing sessions",
         keys, kept.size() > 1 ? "s" : "", detail);
     log::event(log::Level::Error, log::Ev::ReloadFailed, {{log::f::kReason, "restart-only"}},
                "reload: " + e.message);

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <thread>
 
+#include "base/event.hpp"
 #include "base/events.hpp"
 #include "base/notify.hpp"
 #include "base/signals.hpp"
@@ -33,11 +34,16 @@ void Shell::set_data_path(io::DataPath path) {
 
 Result<std::unique_ptr<Shell>> Shell::create(unsigned threads, DataPath data_path) {
     auto d = std::make_unique<Shell>(Private{});
-    auto sig = block_signals_to_fd({SIGHUP, SIGTERM, SIGINT});
+    auto sig = block_signals_to_fd({SIGHUP, SIGTERM, SIGINT, SIGUSR2});
     if (!sig) {
         return Unexpected(sig.error());
     }
     d->signal_fd_ = std::move(*sig);
+    auto inherited = Inheritance::from_environment();
+    if (!inherited) {
+        return Unexpected(inherited.error());
+    }
+    d->inherited_ = std::move(*inherited);
     auto poller = Poller::create();
     if (!poller) {
         return Unexpected(poller.error());
@@ -59,6 +65,10 @@ Result<std::unique_ptr<Shell>> Shell::create(unsigned threads, DataPath data_pat
     if (auto r = d->poller_->add(d->signal_fd_.get(), EPOLLIN,
                                  [self](uint32_t) {
                                      while (const int s = read_signal(self->signal_fd_.get())) {
+                                         if (s == SIGUSR2) {
+                                             self->start_upgrade();
+                                             continue;
+                                         }
                                          const auto& fn =
                                              s == SIGHUP ? self->hooks_.reload : self->hooks_.stop;
                                          if (fn) {
@@ -117,11 +127,76 @@ void Shell::status(const std::string& text) {
     }
 }
 
+void Shell::start_upgrade() {
+    if (stopping_ || upgrade_ || !hooks_.hand_over) {
+        log::event(log::Level::Error, log::Ev::UpgradeFailed, {{"REASON", "busy"}},
+                   stopping_ ? "upgrade refused: this process is draining"
+                             : "upgrade refused: an upgrade is already under way");
+        return;
+    }
+    auto sockets = hooks_.hand_over();
+    auto admin = sockets ? admin_->hand_over() : Result<std::vector<HandedSocket>>{};
+    if (!sockets || !admin) {
+        const auto& e = !sockets ? sockets.error() : admin.error();
+        log::event(log::Level::Error, log::Ev::UpgradeFailed, {{"REASON", "spawn"}},
+                   fmt::format("upgrade failed, still serving: {}", e.describe()));
+        return;
+    }
+    size_t fds = 0;
+    for (auto& s : *admin) {
+        sockets->push_back(std::move(s));
+    }
+    for (const auto& s : *sockets) {
+        fds += s.fds.size();
+    }
+    const size_t count = sockets->size();
+    auto p = Predecessor::start(
+        *poller_, std::move(*sockets),
+        {[this](pid_t child) {
+             notify::hand_over_main_pid(child);
+             log::event(log::Level::Notice, log::Ev::Upgrade, {{"REASON", "handed-over"}},
+                        fmt::format("upgrade: pid {} is ready and serves new connections; this "
+                                    "process stops accepting and drains",
+                                    child));
+             // Its socket file is the successor's now.
+             admin_->stop_serving(true);
+             if (hooks_.handed_over) {
+                 hooks_.handed_over();
+             }
+         },
+         // A failed attempt is forgotten (after its callback returned), so
+         // the admin can fix what the log names and send SIGUSR2 again.
+         [this] { post([this] { upgrade_.reset(); }); }},
+        std::chrono::seconds(30));
+    if (!p) {
+        log::event(log::Level::Error, log::Ev::UpgradeFailed, {{"REASON", "spawn"}},
+                   fmt::format("upgrade failed, still serving: {}", p.error().describe()));
+        return;
+    }
+    upgrade_ = std::move(*p);
+    log::event(log::Level::Notice, log::Ev::Upgrade, {{"REASON", "started"}},
+               fmt::format("upgrade: started pid {} and handed it {} sockets ({} descriptors)",
+                           upgrade_->pid(), count, fds));
+}
+
 Result<void> Shell::enable_admin(const std::string& status_socket,
                                  const std::optional<SocketAddress>& metrics_listen,
                                  AdminLimits limits) {
+    // After a binary upgrade the sockets are the predecessor's, same path
+    // and address; one the new configuration moved is bound afresh.
+    std::optional<HandedSocket> status_fd;
+    std::optional<HandedSocket> metrics_fd;
+    if (inherited_) {
+        status_fd = inherited_->take("status", status_socket);
+        if (metrics_listen) {
+            metrics_fd = inherited_->take("metrics", metrics_listen->to_string());
+        }
+    }
+    const auto first = [](std::optional<HandedSocket>& s) {
+        return s && !s->fds.empty() ? std::move(s->fds.front()) : UniqueFd{};
+    };
     if (!status_socket.empty()) {
-        if (auto r = admin_->open_socket(status_socket, limits); !r) {
+        if (auto r = admin_->open_socket(status_socket, limits, first(status_fd)); !r) {
             log::event(log::Ev::BindFailed,
                        {{"LISTEN_ADDR", status_socket}, {"REASON", r.error().describe()}},
                        fmt::format("cannot open the status socket: {}", r.error().describe()));
@@ -129,7 +204,7 @@ Result<void> Shell::enable_admin(const std::string& status_socket,
         }
     }
     if (metrics_listen) {
-        if (auto r = admin_->start_metrics_http(*metrics_listen); !r) {
+        if (auto r = admin_->start_metrics_http(*metrics_listen, {}, first(metrics_fd)); !r) {
             const std::string addr = metrics_listen->to_string();
             log::event(log::Ev::BindFailed,
                        {{"LISTEN_ADDR", addr}, {"REASON", r.error().describe()}},
@@ -145,6 +220,14 @@ bool Shell::run() {
     for (auto& w : workers_) {
         w->start();
     }
+    if (inherited_) {
+        // The workers accept on the inherited sockets now: the predecessor
+        // may stop, and makes us the main PID before READY=1 below.
+        inherited_->confirm_ready();
+        inherited_.reset();
+        log::event(log::Level::Notice, log::Ev::Upgrade, {{"REASON", "inherited"}},
+                   "upgrade: serving on the sockets the old process handed over");
+    }
     notify::ready();
     if (hooks_.tick) {
         hooks_.tick();
@@ -157,6 +240,9 @@ bool Shell::run() {
         poller_->run_once(200ms);
         const auto now = Poller::Clock::now();
         if (now - last_tick >= 1s) {
+            if (upgrade_) {
+                (void)upgrade_->tick(std::chrono::steady_clock::now());
+            }
             if (hooks_.tick) {
                 hooks_.tick();
             }

@@ -23,6 +23,7 @@
 #include "base/unique_function.hpp"
 #include "config/common.hpp"
 #include "daemon/admin.hpp"
+#include "daemon/upgrade.hpp"
 #include "io/inbox.hpp"
 #include "io/sharded.hpp"
 #include "io/worker.hpp"
@@ -36,6 +37,12 @@ struct ShellHooks {
     std::function<void()> stop;               // SIGTERM / SIGINT: call begin_drain()
     std::function<void()> tick;               // about once a second
     std::function<uint64_t()> live_sessions;  // the drain ends when this is 0
+    /// SIGUSR2: the daemon's listening sockets for its successor (control
+    /// port, public listeners, ...); the Shell adds the status socket and
+    /// the metrics endpoint. Unset: no binary upgrade.
+    std::function<Result<std::vector<HandedSocket>>()> hand_over;
+    /// The successor is ready and is the main PID: stop accepting, drain.
+    std::function<void()> handed_over;
 };
 
 /// The workers' data path for a file's data_path.
@@ -43,9 +50,10 @@ struct ShellHooks {
 
 class Shell final : public AdminHost {
 public:
-    /// Blocks HUP/TERM/INT (call before any other thread starts), creates
-    /// the poller and `threads` workers (0 = one per online CPU) with a pipe
-    /// cap that keeps all of them within pipe-user-pages-soft.
+    /// Blocks HUP/TERM/INT/USR2 (call before any other thread starts),
+    /// receives a predecessor's sockets when started by a binary upgrade,
+    /// creates the poller and `threads` workers (0 = one per online CPU)
+    /// with a pipe cap that keeps all of them within pipe-user-pages-soft.
     [[nodiscard]] static Result<std::unique_ptr<Shell>> create(unsigned threads,
                                                                io::DataPath data_path);
     Shell(const Shell&) = delete;
@@ -96,7 +104,15 @@ public:
         });
     }
 
-    /// Starts the workers, sends READY=1 and runs until a drain finished.
+    /// Sockets handed over by the process this one upgrades; nullptr on an
+    /// ordinary start. Take them before run().
+    [[nodiscard]] Inheritance* inheritance() noexcept {
+        return inherited_ ? &*inherited_ : nullptr;
+    }
+
+    /// Starts the workers (after an upgrade: tells the predecessor, which
+    /// makes this process the main PID), sends READY=1 and runs until a
+    /// drain finished.
     /// Returns true when sessions were still open at the drain deadline
     /// (they were closed then).
     bool run();
@@ -116,6 +132,9 @@ private:
     struct Private {  // passkey: only create() constructs one
         explicit Private() = default;
     };
+
+    /// SIGUSR2: starts the binary at our path with our sockets.
+    void start_upgrade();
 
     // AdminHost
     [[nodiscard]] unsigned worker_count() const noexcept override {
@@ -141,6 +160,8 @@ private:
     Poller::Clock::time_point drain_deadline_{};
     std::string last_status_;
     std::unique_ptr<Admin> admin_;
+    std::optional<Inheritance> inherited_;
+    std::unique_ptr<Predecessor> upgrade_;
 };
 
 }  // namespace sp::daemon

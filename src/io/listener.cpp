@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "io/listener.hpp"
 
+#include <poll.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -101,6 +102,41 @@ void Listeners::remove(uint64_t id) noexcept {
     l.fd.reset();
 }
 
+void Listeners::sweep() noexcept {
+    // Ids first: a callback may add or remove listeners.
+    std::vector<uint32_t> ids;
+    for (const auto& [id, l] : listeners_) {
+        if (l->armed && !l->removed && !l->paused && !l->broken) {
+            ids.push_back(id);
+        }
+    }
+    constexpr int kMaxPerSweep = 64;
+    for (const uint32_t id : ids) {
+        for (int n = 0; n < kMaxPerSweep; ++n) {
+            const auto it = listeners_.find(id);
+            if (it == listeners_.end() || it->second->removed) {
+                break;
+            }
+            Listener& l = *it->second;
+            pollfd p{l.fd.get(), POLLIN, 0};
+            if (::poll(&p, 1, 0) <= 0 || (p.revents & POLLIN) == 0) {
+                break;
+            }
+            UniqueFd fd(::accept4(l.fd.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+            if (!fd) {
+                break;  // taken by the ring meanwhile, or an error the ring reports
+            }
+            ++stats_.accept_sweeps;
+            auto peer = peer_address(fd.get());
+            auto local = l.local ? l.local : local_address(fd.get());
+            if (peer && local) {
+                const std::shared_ptr<const Worker::AcceptFn> fn = l.on_accept;
+                (*fn)(owner_, std::move(fd), *peer, *local);
+            }
+        }
+    }
+}
+
 void Listeners::collect() noexcept {
     for (auto it = listeners_.begin(); it != listeners_.end();) {
         if (it->second->removed && !it->second->armed) {
@@ -156,8 +192,19 @@ void Listeners::on_accept(const Tag& tag, const Completion& c) noexcept {
         l.armed = false;
     }
     if (l.removed) {
+        // Accepted before the cancel ran: the client's handshake is done
+        // and its connection is ours, so it goes to the callback like any
+        // other (which rejects it if its service is gone, or serves it when
+        // the socket lives on elsewhere: a binary upgrade's successor holds
+        // it, and dropping this one would reset a client nobody refused).
         if (c.res >= 0) {
-            UniqueFd drop(c.res);
+            UniqueFd fd(c.res);
+            auto peer = peer_address(fd.get());
+            auto local = l.local ? l.local : local_address(fd.get());
+            if (peer && local && l.on_accept) {
+                const std::shared_ptr<const Worker::AcceptFn> fn = l.on_accept;
+                (*fn)(owner_, std::move(fd), *peer, *local);
+            }
         }
         return;
     }

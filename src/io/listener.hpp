@@ -41,6 +41,12 @@ public:
     void on_accept(const Tag& tag, const Completion& c) noexcept;
     /// Arms accepts the SQ refused earlier. Returns true while some still wait.
     [[nodiscard]] bool retry() noexcept;
+    /// About once a second: accepts, without the ring, what waits in the
+    /// queue of an armed listener. A socket handed over by a binary
+    /// upgrade can miss one wakeup (the old process's cancelled accept may
+    /// take it), leaving a connection queued until the next arrives; this
+    /// bounds that wait to the tick. One poll(2) per listener.
+    void sweep() noexcept;
     /// Forgets removed listeners that no accept refers to any more. Call
     /// between batches, never under a callback.
     void collect() noexcept;

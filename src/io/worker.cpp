@@ -334,6 +334,7 @@ bool Worker::run_local_posts() noexcept {
 void Worker::on_tick() noexcept {
     (void)timers_->add(Clock::now() + kTick, [](Worker& w) { w.on_tick(); });
     pump_->close_idle(Clock::now());
+    listeners_->sweep();
 }
 
 // --- wait_fd ---

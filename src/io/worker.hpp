@@ -112,6 +112,7 @@ struct WorkerStats {
     uint64_t sqe_refused = 0;         // arms the SQ refused, retried from the loop
     uint64_t resource_waits = 0;      // directions that backed off on ENOMEM/ENOBUFS
     uint64_t accept_peer_errors = 0;  // accepts a client broke (ECONNABORTED...), not reported
+    uint64_t accept_sweeps = 0;       // connections a lost wakeup left queued (Listeners::sweep)
     uint64_t bugs = 0;                // SP_BUG hits on this worker
 };
 

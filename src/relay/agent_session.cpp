@@ -96,8 +96,8 @@ void AgentSession::deny_address() {
     feed(in::AddressDenied{});
 }
 
-void AgentSession::shutdown() {
-    feed(in::Shutdown{});
+void AgentSession::shutdown(bool upgrade) {
+    feed(in::Shutdown{upgrade});
 }
 
 void AgentSession::send_tokens(const std::vector<control::Token>& tokens) {

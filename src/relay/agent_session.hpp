@@ -85,7 +85,8 @@ public:
     /// A reload's allow_agents/deny_agents no longer admit its address:
     /// GOODBYE(not-allowed) and close.
     void deny_address();
-    void shutdown();
+    /// `upgrade`: GOODBYE(reload), so the agent reconnects at once.
+    void shutdown(bool upgrade = false);
     /// Sends `tokens` in as few OPEN_CHANNELS frames as kMaxTokens allows.
     void send_tokens(const std::vector<control::Token>& tokens);
 

@@ -120,7 +120,7 @@ void Agents::deny(std::shared_ptr<const AgentRules> rules) {
     }
 }
 
-void Agents::shutdown() {
+void Agents::shutdown(bool upgrade) {
     stopping_ = true;
     std::vector<uint64_t> ids;
     for (const auto& [id, a] : agents_) {
@@ -128,7 +128,7 @@ void Agents::shutdown() {
     }
     for (const uint64_t id : ids) {
         if (const auto it = agents_.find(id); it != agents_.end()) {
-            it->second.session->shutdown();
+            it->second.session->shutdown(upgrade);
         }
     }
 }
@@ -158,6 +158,7 @@ bool Agents::claim(AgentSession& s) {
         // noticed dead: the newer one wins, as the old one cannot be
         // answering anyway.
         if (const auto it = agents_.find(c.holder); it != agents_.end()) {
+            replaced_.insert(c.holder);
             it->second.session->replace();
         }
     }
@@ -238,7 +239,12 @@ void Agents::gone(AgentSession& s) {
     // Drop what it served: unused tokens, idle channels, listeners of
     // services nobody else serves. Sessions already paired run on.
     shards_.invoke_on_all([id](Shard& sh, io::Worker& w) { sh.drop_agent(w, id); });
-    listeners_.remove_agent(id, s.name(), stopping_, refused_.erase(id) == 0);
+    // Replaced: the newer connection sends its CONFIG right after its
+    // HELLO_ACK, so its services' listeners are held (clients wait) for at
+    // least the handshake timeout instead of closing for those few ms.
+    const bool replaced = replaced_.erase(id) != 0;
+    listeners_.remove_agent(id, s.name(), stopping_, refused_.erase(id) == 0,
+                            replaced ? 2 * handshake_timeout_ : std::chrono::milliseconds(0));
 }
 
 void Agents::finished(AgentSession& s) {
@@ -249,6 +255,7 @@ void Agents::finished(AgentSession& s) {
     }
     leave_handshake(it->second, s);
     refused_.erase(id);  // gone() erases it only for sessions that were Ready
+    replaced_.erase(id);
     // Not now: the session is inside one of its own methods.
     poller_.add_timer(std::chrono::milliseconds(0), [this, id] { agents_.erase(id); });
 }

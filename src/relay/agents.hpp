@@ -51,8 +51,10 @@ public:
     /// would keep its listeners while every data channel it dials is
     /// refused. Connections queued for adopt_tls are checked against them.
     void deny(std::shared_ptr<const AgentRules> rules);
-    /// SIGTERM: GOODBYE(shutdown) to every session; no new ones after.
-    void shutdown();
+    /// SIGTERM: GOODBYE(shutdown) to every session; no new ones after. A
+    /// binary upgrade (`upgrade`) says GOODBYE(reload) instead: the agents
+    /// reconnect to the successor.
+    void shutdown(bool upgrade = false);
     [[nodiscard]] size_t ready_count() const;
     /// The Ready sessions, by connection id, for status listings. Borrowed:
     /// valid until the control loop runs again.
@@ -103,6 +105,9 @@ private:
     // Sessions the admin shut out (key removed, address denied): their
     // services get no listener grace.
     std::set<uint64_t> refused_;
+    // Sessions a newer connection of the same agent replaced (a restart or
+    // a binary upgrade of the agent): their listeners wait for its CONFIG.
+    std::set<uint64_t> replaced_;
     // The agent address rules as of the last reload (none before one).
     std::shared_ptr<const AgentRules> rules_;
     bool stopping_ = false;

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "relay/app.hpp"
 
+#include <fcntl.h>
 #include <sys/epoll.h>
 #include <sys/random.h>
 #include <sys/resource.h>
@@ -127,8 +128,17 @@ std::shared_ptr<const AgentRules> App::agent_rules() const {
 Result<void> App::listen_control() {
     // One SO_REUSEPORT socket per worker and address: every worker accepts
     // agents' connections itself, so data channels never touch this thread.
+    // After a binary upgrade the predecessor's sockets come first (their
+    // queues hold agents already connecting); more are bound as needed.
+    daemon::Inheritance* inherited = shell_->inheritance();
     for (const auto& addr : cfg_.relay.control_listen) {
-        for (unsigned i = 0; i < shards_.size(); ++i) {
+        std::vector<UniqueFd> fds;
+        if (inherited != nullptr) {
+            if (auto s = inherited->take("control", addr.to_string())) {
+                fds = std::move(s->fds);
+            }
+        }
+        while (fds.size() < shards_.size()) {
             auto fd = io::listen_tcp(addr, true, kBacklog);
             if (!fd) {
                 log::event(Level::Error, log::Ev::BindFailed,
@@ -137,9 +147,19 @@ Result<void> App::listen_control() {
                                        fd.error().describe()));
                 return Unexpected(fd.error());
             }
-            shards_.invoke_on(i, [f = std::move(*fd), addr](Shard& s, io::Worker& w) mutable {
-                s.add_control_listener(w, std::move(f), addr);
-            });
+            fds.push_back(std::move(*fd));
+        }
+        auto& dups = control_dups_[addr.to_string()];
+        for (size_t i = 0; i < fds.size(); ++i) {
+            UniqueFd d(::fcntl(fds[i].get(), F_DUPFD_CLOEXEC, 0));
+            if (!d) {
+                return errno_error("control address {}: dup", addr.to_string());
+            }
+            dups.push_back(std::move(d));
+            shards_.invoke_on(static_cast<unsigned>(i % shards_.size()),
+                              [f = std::move(fds[i]), addr](Shard& s, io::Worker& w) mutable {
+                                  s.add_control_listener(w, std::move(f), addr);
+                              });
         }
         log::event(Level::Info, log::Ev::ControlListen, {{"LISTEN_ADDR", addr.to_string()}},
                    fmt::format("accepting agents on {}", addr.to_string()));
@@ -161,7 +181,8 @@ Result<void> App::setup() {
     shell_ = std::move(*shell);
     shell_->set_hooks({[this] { (void)reload(); },  // logged there
                        [this] { begin_drain(); }, [this] { tick(); },
-                       [this] { return admission_->sessions(); }});
+                       [this] { return admission_->sessions(); }, [this] { return hand_over(); },
+                       [this] { begin_drain(true); }});
     auto tls = make_tls();
     if (!tls) {
         return Unexpected(tls.error());
@@ -210,6 +231,14 @@ Result<void> App::setup() {
                                        std::move(*tls), Agents::Options{SP_VERSION});
     agents_->set_handshake_timeout(std::chrono::milliseconds(cfg_.limits.handshake_timeout_ms));
     listeners_->set_grace(std::chrono::milliseconds(cfg_.limits.listener_grace_ms));
+    if (daemon::Inheritance* inherited = shell_->inheritance()) {
+        // The old process's services, held until their agents reconnect
+        // here (it sends them GOODBYE(reload) once we are ready); clients
+        // wait meanwhile, as in a listener grace.
+        listeners_->adopt(inherited->take("service"), inherited->take("listener"),
+                          std::max(std::chrono::milliseconds(cfg_.limits.listener_grace_ms),
+                                   std::chrono::milliseconds(cfg_.limits.pending_timeout_ms)));
+    }
     admin_ = std::make_unique<AdminCommands>(*shell_, shards_, *agents_, *listeners_);
     admin_->install();
     shell_->admin().set_reload([this] { return reload(); });
@@ -324,15 +353,37 @@ Result<void> App::reload() {
     return {};
 }
 
-void App::begin_drain() {
+Result<std::vector<daemon::HandedSocket>> App::hand_over() const {
+    auto out = listeners_->hand_over();
+    if (!out) {
+        return out;
+    }
+    for (const auto& [addr, dups] : control_dups_) {
+        daemon::HandedSocket s{"control", addr, "", {}};
+        for (const auto& f : dups) {
+            UniqueFd d(::fcntl(f.get(), F_DUPFD_CLOEXEC, 0));
+            if (!d) {
+                return errno_error("control address {}: dup", addr);
+            }
+            s.fds.push_back(std::move(d));
+        }
+        out->push_back(std::move(s));
+    }
+    return out;
+}
+
+void App::begin_drain(bool upgrade) {
     if (stopping_) {
         return;
     }
     stopping_ = true;
-    log::event(Level::Info, log::Ev::Stopping, {},
-               fmt::format("stopping: draining {} sessions for up to {} s", admission_->sessions(),
-                           cfg_.relay.drain_timeout_s));
-    agents_->shutdown();
+    log::event(
+        Level::Info, log::Ev::Stopping, {},
+        fmt::format("{}: draining {} sessions for up to {} s", upgrade ? "upgraded" : "stopping",
+                    admission_->sessions(), cfg_.relay.drain_timeout_s));
+    // The sockets stay open in the successor: only our copies close.
+    control_dups_.clear();
+    agents_->shutdown(upgrade);
     // Listeners go first, the control port's included: the workers stop
     // once their inbox has run.
     shards_.invoke_on_all([](Shard& s, io::Worker& w) { s.remove_all_listeners(w); });

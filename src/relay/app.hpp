@@ -54,7 +54,11 @@ private:
     /// SIGHUP and `sallyportctl reload`: an invalid file is returned (and
     /// logged as reload-failed); the running configuration stays.
     [[nodiscard]] Result<void> reload();
-    void begin_drain();
+    /// SIGTERM, or `upgrade`: the successor took over the sockets (agents
+    /// get GOODBYE(reload) and reconnect to it).
+    void begin_drain(bool upgrade = false);
+    /// SIGUSR2: the control port's and the public listeners' sockets.
+    [[nodiscard]] Result<std::vector<daemon::HandedSocket>> hand_over() const;
     [[nodiscard]] Result<void> listen_control();
     [[nodiscard]] std::shared_ptr<const AgentRules> agent_rules() const;
     [[nodiscard]] ShardLimits shard_limits() const;
@@ -70,6 +74,9 @@ private:
     LogLimiter reject_log_{5, std::chrono::milliseconds(1000)};
     std::unique_ptr<Agents> agents_;
     std::unique_ptr<AdminCommands> admin_;
+    // Duplicates of the control port's sockets ("ip:port" -> one per
+    // worker), for a binary upgrade; the workers own the originals.
+    std::map<std::string, std::vector<UniqueFd>> control_dups_;
     bool stopping_ = false;
 };
 

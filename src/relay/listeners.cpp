@@ -1,10 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "relay/listeners.hpp"
 
+#include <fcntl.h>
+
+#include <algorithm>
 #include <cstring>
 
 #include <fmt/format.h>
 
+#include "admin/protocol.hpp"
 #include "base/event.hpp"
 #include "base/events.hpp"
 #include "io/net.hpp"
@@ -169,16 +173,17 @@ void Listeners::reapply() {
 }
 
 void Listeners::remove_agent(uint64_t agent, const std::string& agent_name, bool stopping,
-                             bool may_hold) {
+                             bool may_hold, std::chrono::milliseconds at_least) {
     generations_.erase(agent);
     applied_.erase(agent);
     const bool had = count() > 0;
-    const bool hold = may_hold && !stopping && grace_.count() > 0;
+    const auto grace = std::max(grace_, at_least);
+    const bool hold = may_hold && !stopping && grace.count() > 0;
     for (const auto& action : registry_.remove_agent(agent, hold)) {
         close(action.address);
     }
     if (hold) {
-        const auto deadline = std::chrono::steady_clock::now() + grace_;
+        const auto deadline = std::chrono::steady_clock::now() + grace;
         for (const auto& name : registry_.orphans()) {
             orphans_.try_emplace(name, Orphan{deadline, agent_name});
         }
@@ -227,25 +232,43 @@ void Listeners::tick(std::chrono::steady_clock::time_point now) {
     }
 }
 
-int Listeners::open(const SocketAddress& addr, const std::string& service) {
+int Listeners::open(const SocketAddress& addr, const std::string& service,
+                    std::vector<UniqueFd> inherited) {
     // Bound here, on the control thread, so a failure is known before any
     // worker starts accepting and the whole service can be rolled back.
-    std::vector<UniqueFd> fds;
-    for (size_t i = 0; i < shards_.size(); ++i) {
+    std::vector<UniqueFd> fds = std::move(inherited);
+    while (fds.size() < shards_.size()) {
         auto fd = io::listen_tcp(addr, true, kBacklog);
         if (!fd) {
             return fd.error().code != 0 ? fd.error().code : EINVAL;
         }
         fds.push_back(std::move(*fd));
     }
-    const uint64_t key = next_key_++;
-    keys_[addr.to_string()] = key;
-    for (unsigned i = 0; i < shards_.size(); ++i) {
+    std::vector<UniqueFd> dups;
+    for (const auto& f : fds) {
+        UniqueFd d(::fcntl(f.get(), F_DUPFD_CLOEXEC, 0));
+        if (!d) {
+            return errno;
+        }
+        dups.push_back(std::move(d));
+    }
+    // Sockets beyond one per worker (handed over by a predecessor that had
+    // more) are still in the kernel's SO_REUSEPORT group and get clients:
+    // they are served too, each under a key of its own.
+    std::vector<uint64_t> keys{next_key_++};
+    for (size_t i = 0; i < fds.size(); ++i) {
+        if (i >= shards_.size()) {
+            keys.push_back(next_key_++);
+        }
+        const uint64_t key = keys.back();
         shards_.invoke_on(
-            i, [key, service, addr, f = std::move(fds[i])](Shard& s, io::Worker& w) mutable {
+            static_cast<unsigned>(i % shards_.size()),
+            [key, service, addr, f = std::move(fds[i])](Shard& s, io::Worker& w) mutable {
                 s.add_listener(w, key, std::move(f), service, addr);
             });
     }
+    keys_[addr.to_string()] = std::move(keys);
+    dups_[addr.to_string()] = std::move(dups);
     return 0;
 }
 
@@ -254,9 +277,162 @@ void Listeners::close(const SocketAddress& addr) {
     if (it == keys_.end()) {
         return;
     }
-    const uint64_t key = it->second;
+    const std::vector<uint64_t> keys = it->second;
     keys_.erase(it);
-    shards_.invoke_on_all([key](Shard& s, io::Worker& w) { s.remove_listener(w, key); });
+    dups_.erase(addr.to_string());
+    shards_.invoke_on_all([keys](Shard& s, io::Worker& w) {
+        for (const uint64_t key : keys) {
+            s.remove_listener(w, key);
+        }
+    });
+}
+
+namespace {
+
+// A service's spec as the "service" entry's meta carries it (JSON).
+std::string encode_spec(const ServiceSpec& spec, const std::string& agent_name) {
+    admin::Json j;
+    j["name"] = spec.name;
+    j["agent"] = agent_name;
+    j["listen"] = admin::Json::array();
+    for (const auto& l : spec.listen) {
+        j["listen"].push_back(l.to_string());
+    }
+    j["allow_clients"] = admin::Json::array();
+    for (const auto& c : spec.allow_clients) {
+        j["allow_clients"].push_back(c.to_string());
+    }
+    j["deny_clients"] = admin::Json::array();
+    for (const auto& c : spec.deny_clients) {
+        j["deny_clients"].push_back(c.to_string());
+    }
+    j["max_sessions"] = spec.max_sessions;
+    j["affinity_s"] = spec.affinity_s;
+    return j.dump();
+}
+
+std::optional<ServiceSpec> decode_spec(const std::string& text, std::string& ret_agent) {
+    const admin::Json j = admin::Json::parse(text, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) {
+        return std::nullopt;
+    }
+    ServiceSpec spec;
+    try {
+        spec.name = j.at("name").get<std::string>();
+        ret_agent = j.value("agent", std::string());
+        for (const auto& l : j.at("listen")) {
+            auto hp = HostPorts::parse(l.get<std::string>(), true);
+            if (!hp || !hp->ip) {
+                return std::nullopt;
+            }
+            spec.listen.push_back(*hp);
+        }
+        for (const auto* key : {"allow_clients", "deny_clients"}) {
+            for (const auto& c : j.at(key)) {
+                auto cidr = Cidr::parse(c.get<std::string>());
+                if (!cidr) {
+                    return std::nullopt;
+                }
+                (std::string_view(key) == "allow_clients" ? spec.allow_clients : spec.deny_clients)
+                    .push_back(*cidr);
+            }
+        }
+        spec.max_sessions = j.at("max_sessions").get<uint32_t>();
+        spec.affinity_s = j.at("affinity_s").get<uint32_t>();
+    } catch (const admin::Json::exception&) {
+        return std::nullopt;  // written by our own predecessor: a version skew at most
+    }
+    return spec;
+}
+
+}  // namespace
+
+Result<std::vector<daemon::HandedSocket>> Listeners::hand_over() const {
+    std::vector<daemon::HandedSocket> out;
+    std::set<std::string> services;
+    for (const auto& [addr, service] : registry_.listeners()) {
+        services.insert(service);
+        const auto d = dups_.find(addr);
+        if (d == dups_.end()) {
+            continue;
+        }
+        daemon::HandedSocket s{"listener", addr, service, {}};
+        for (const auto& f : d->second) {
+            UniqueFd copy(::fcntl(f.get(), F_DUPFD_CLOEXEC, 0));
+            if (!copy) {
+                return errno_error("listener {}: dup", addr);
+            }
+            s.fds.push_back(std::move(copy));
+        }
+        out.push_back(std::move(s));
+    }
+    for (const auto& name : services) {
+        const ServiceSpec* spec = registry_.service(name);
+        if (spec == nullptr) {
+            continue;
+        }
+        std::string agent_name;
+        for (const auto& [agent, a] : applied_) {
+            const auto& ids = registry_.agents_of(name);
+            if (std::find(ids.begin(), ids.end(), agent) != ids.end()) {
+                agent_name = a.agent_name;
+                break;
+            }
+        }
+        if (const auto o = orphans_.find(name); agent_name.empty() && o != orphans_.end()) {
+            agent_name = o->second.agent_name;
+        }
+        out.push_back({"service", name, encode_spec(*spec, agent_name), {}});
+    }
+    return out;
+}
+
+void Listeners::adopt(std::vector<daemon::HandedSocket> services,
+                      std::vector<daemon::HandedSocket> sockets, std::chrono::milliseconds hold) {
+    std::map<std::string, std::vector<UniqueFd>> by_addr;
+    for (auto& s : sockets) {
+        by_addr[s.address] = std::move(s.fds);
+    }
+    std::string last_agent;
+    const auto deadline = std::chrono::steady_clock::now() + hold;
+    for (const auto& s : services) {
+        std::string agent_name;
+        const auto spec = decode_spec(s.meta, agent_name);
+        if (!spec) {
+            continue;
+        }
+        const auto opens = registry_.adopt_orphan(*spec);
+        bool ok = !opens.empty();
+        for (const auto& a : opens) {
+            auto fds = by_addr.find(a.address.to_string());
+            const int err =
+                open(a.address, a.service,
+                     fds != by_addr.end() ? std::move(fds->second) : std::vector<UniqueFd>{});
+            if (err != 0) {
+                log::event(log::Ev::BindFailed,
+                           {{"SERVICE", a.service},
+                            {"LISTEN_ADDR", a.address.to_string()},
+                            {"AGENT", agent_name},
+                            {"REASON", log::errno_reason(err)}},
+                           fmt::format("cannot listen on {} for {}: {}", a.address.to_string(),
+                                       a.service, std::strerror(err)));
+                ok = false;
+                break;
+            }
+        }
+        if (!ok) {
+            for (const auto& action : registry_.drop_service(spec->name)) {
+                close(action.address);
+            }
+            continue;
+        }
+        orphans_[spec->name] = Orphan{deadline, agent_name};
+        last_agent = agent_name;
+    }
+    // Sockets of services not adopted close here (by_addr goes out of
+    // scope); their kernel queues go with the old process's copies.
+    broadcast();
+    announce(last_agent, "not-allowed");
 }
 
 // One event per listen entry, as the agent wrote it (a range of ten ports

@@ -15,7 +15,9 @@
 #include <vector>
 
 #include "base/addr.hpp"
+#include "base/unique_fd.hpp"
 #include "control/frame.hpp"
+#include "daemon/upgrade.hpp"
 #include "io/sharded.hpp"
 #include "relay/registry.hpp"
 #include "relay/shard.hpp"
@@ -49,12 +51,27 @@ public:
     /// refused by the admin) and a grace set, they stay open instead for
     /// the grace and their clients wait (Registry orphans): an agent back in
     /// time takes them over, else tick() closes them as above.
+    /// `at_least`: hold for that long even with no grace configured (the
+    /// agent was replaced by its own newer connection).
     void remove_agent(uint64_t agent, const std::string& agent_name, bool stopping,
-                      bool may_hold = false);
+                      bool may_hold = false,
+                      std::chrono::milliseconds at_least = std::chrono::milliseconds(0));
     /// listener_grace_ms; 0 closes at once.
     void set_grace(std::chrono::milliseconds grace) { grace_ = grace; }
     /// About once a second: closes orphans whose grace is over.
     void tick(std::chrono::steady_clock::time_point now);
+
+    /// Binary upgrade, old process: one "service" entry per service held
+    /// (its spec in `meta`) and one "listener" entry per public address
+    /// with duplicates of its sockets (the workers keep accepting on theirs).
+    [[nodiscard]] Result<std::vector<daemon::HandedSocket>> hand_over() const;
+    /// Binary upgrade, new process: holds every handed-over service as an
+    /// orphan for `hold` on the handed-over sockets (an address with none
+    /// is bound afresh), so clients wait for the agents to reconnect
+    /// instead of being refused. A service the configuration no longer
+    /// permits is not adopted: its sockets close.
+    void adopt(std::vector<daemon::HandedSocket> services,
+               std::vector<daemon::HandedSocket> sockets, std::chrono::milliseconds hold);
 
     /// Agents serving `service`, in join order.
     [[nodiscard]] std::vector<uint64_t> agents_of(const std::string& service) const {
@@ -75,7 +92,10 @@ public:
 
 private:
     /// Returns 0 or a positive errno (the wire's ListenResult.error).
-    [[nodiscard]] int open(const SocketAddress& addr, const std::string& service);
+    /// `inherited`: sockets a predecessor handed over for `addr`, used
+    /// before any is bound.
+    [[nodiscard]] int open(const SocketAddress& addr, const std::string& service,
+                           std::vector<UniqueFd> inherited = {});
     void close(const SocketAddress& addr);
     void broadcast();
     /// Logs listener-closed (with `closed_reason`) for each listen entry
@@ -91,7 +111,11 @@ private:
     io::Sharded<Shard>& shards_;
     Registry registry_;
     std::set<std::string> broadcast_names_;
-    std::map<std::string, uint64_t> keys_;      // "ip:port" -> key the workers know it by
+    // "ip:port" -> keys the workers know it by: one, unless a predecessor
+    // with more workers handed over more sockets than we have workers.
+    std::map<std::string, std::vector<uint64_t>> keys_;
+    // "ip:port" -> duplicates of the workers' sockets, for a binary upgrade.
+    std::map<std::string, std::vector<UniqueFd>> dups_;
     std::map<std::string, Entry> announced_;    // first "ip:port" of an entry -> the entry
     std::map<uint64_t, uint32_t> generations_;  // agent -> last CONFIG generation applied
     struct Applied {

@@ -117,6 +117,26 @@ std::vector<ListenerAction> Registry::close_disallowed_orphans() {
     return closes;
 }
 
+std::vector<ListenerAction> Registry::adopt_orphan(const ServiceSpec& spec) {
+    std::vector<ListenerAction> opens;
+    if (services_.contains(spec.name)) {
+        return opens;
+    }
+    for (const auto& entry : spec.listen) {
+        if (!entry.ip || !policy_(entry) || conflict_for(spec, entry)) {
+            return opens;
+        }
+    }
+    for (const auto& entry : spec.listen) {
+        for (const auto& addr : expand(entry)) {
+            opens.push_back({ListenerAction::Kind::Open, addr, spec.name});
+            listeners_[addr.to_string()] = spec.name;
+        }
+    }
+    services_.emplace(spec.name, Served{spec, {}});
+    return opens;
+}
+
 std::vector<std::string> Registry::orphans() const {
     std::vector<std::string> out;
     for (const auto& [name, served] : services_) {

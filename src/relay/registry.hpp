@@ -81,6 +81,11 @@ public:
     [[nodiscard]] std::vector<ListenerAction> remove_agent(uint64_t agent, bool hold = false);
     /// Closes an orphan; nothing when `name` is not one.
     [[nodiscard]] std::vector<ListenerAction> close_orphan(const std::string& name);
+    /// Binary upgrade: holds `spec` as an orphan (no agent yet) on the
+    /// listeners the old process handed over. Returns its Open actions, or
+    /// nothing when allow_listen does not permit an entry, an entry
+    /// conflicts with one held already, or the name is taken.
+    [[nodiscard]] std::vector<ListenerAction> adopt_orphan(const ServiceSpec& spec);
     /// Services held with no agent.
     [[nodiscard]] std::vector<std::string> orphans() const;
     /// Closes every orphan with an entry the ListenPolicy no longer permits

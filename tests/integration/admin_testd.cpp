@@ -190,7 +190,7 @@ int main(int argc, char** argv) {
     std::vector<daemon::Reply> held;
     int reloads = 0;
     register_fakes(sh, shards, held, *flags, reloads);
-    sh.set_hooks({[] {}, [&sh] { sh.begin_drain(0s); }, [] {}, [] { return uint64_t{0}; }});
+    sh.set_hooks({[] {}, [&sh] { sh.begin_drain(0s); }, [] {}, [] { return uint64_t{0}; }, {}, {}});
     if (auto r = sh.enable_admin(flags->socket, flags->metrics, flags->limits); !r) {
         std::fprintf(stderr, "sallyport-admin-testd: %s\n", r.error().describe().c_str());
         return 1;

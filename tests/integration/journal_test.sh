@@ -510,6 +510,11 @@ cp "$dir/relay.toml" "$dir/relay.toml.good"
 echo "this is not [toml" >>"$dir/relay.toml"
 kill -HUP "$relay_pid"
 check relay "$relay_pid" reload-failed
+
+echo "== relay upgrade and upgrade-failed (the new process refuses the file)"
+kill -USR2 "$relay_pid"
+check relay "$relay_pid" upgrade REASON=started
+check relay "$relay_pid" upgrade-failed REASON=not-ready
 cp "$dir/relay.toml.good" "$dir/relay.toml"
 
 echo "== agent reload (a service dropped) and reload-failed"

@@ -261,6 +261,8 @@ TEST_SUITE("control.relay_fsm") {
              V{"Goodbye(not-allowed)", "Close(agent-rejected,not-allowed)"}},
             {"shutdown", S::AwaitHello, I{relay_in::Shutdown{}}, S::Closing,
              V{"Goodbye(shutdown)", "Close(none,shutdown)"}},
+            {"upgrade handed over", S::AwaitHello, I{relay_in::Shutdown{true}}, S::Closing,
+             V{"Goodbye(reload)", "Close(none,shutdown)"}},
             {"unsolicited claim answer ignored", S::AwaitHello, I{relay_in::ClaimGranted{}},
              S::AwaitHello, V{}},
             {"replaced before Ready cannot happen: ignored", S::AwaitHello, I{relay_in::Replaced{}},
@@ -323,6 +325,8 @@ TEST_SUITE("control.relay_fsm") {
              V{"Goodbye(replaced)", "Close(agent-disconnected,replaced,ready)"}},
             {"shutdown", S::Ready, I{relay_in::Shutdown{}}, S::Closing,
              V{"Goodbye(shutdown)", "Close(agent-disconnected,shutdown,ready)"}},
+            {"upgrade handed over", S::Ready, I{relay_in::Shutdown{true}}, S::Closing,
+             V{"Goodbye(reload)", "Close(agent-disconnected,shutdown,ready)"}},
             {"handshake timer after Ready ignored", S::Ready, I{relay_in::HandshakeTimeout{}},
              S::Ready, V{}},
         });
