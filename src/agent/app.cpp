@@ -73,9 +73,15 @@ Result<void> App::setup() {
     shell_ = std::move(*shell);
     shell_->set_hooks({[this] { reload(); }, [this] { begin_drain(); }, [this] { tick(); },
                        [this] { return static_cast<uint64_t>(std::max<int64_t>(0, sessions_)); },
-                       // The agent listens on nothing of its own: the shell
-                       // hands over the status socket and metrics endpoint.
-                       [] { return Result<std::vector<daemon::HandedSocket>>{}; },
+                       // The shell adds the status socket and metrics
+                       // endpoint to the forward proxy's listeners.
+                       [this]() -> Result<std::vector<daemon::HandedSocket>> {
+                           std::vector<daemon::HandedSocket> out;
+                           if (auto r = proxy_->hand_over(out); !r) {
+                               return Unexpected(r.error());
+                           }
+                           return out;
+                       },
                        [this] { retire(); }});
     shards_.start(shell_->workers(), [this](unsigned i) {
         return std::make_unique<Shard>(i, static_cast<ShardHost&>(*this));
@@ -83,7 +89,7 @@ Result<void> App::setup() {
     publish_services();
     proxy_ = std::make_unique<ForwardProxy>(*shell_, static_cast<OutboundLinks&>(*this),
                                             [this](int delta) { sessions_ += delta; });
-    if (auto r = proxy_->start(cfg_.outbound); !r) {
+    if (auto r = proxy_->start(cfg_.outbound, shell_->inheritance()); !r) {
         return Unexpected(r.error());
     }
     register_admin(*shell_, shards_, static_cast<AgentView&>(*this));
@@ -430,6 +436,7 @@ Result<void> App::apply_reload() {
 
 void App::retire() {
     retiring_ = true;
+    proxy_->stop_accepting();  // the successor accepts on the same sockets
     // The successor dials every relay as soon as it runs; 30 s covers a
     // relay that is slow to answer it.
     retire_deadline_ = Poller::Clock::now() + 30s;

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "agent/forward_proxy.hpp"
 
+#include <fcntl.h>
 #include <string.h>
 
 #include <fmt/format.h>
@@ -57,7 +58,8 @@ ForwardProxy::ForwardProxy(daemon::Shell& shell, OutboundLinks& links,
 
 ForwardProxy::~ForwardProxy() = default;
 
-Result<void> ForwardProxy::start(const config::OutboundSection& cfg) {
+Result<void> ForwardProxy::start(const config::OutboundSection& cfg,
+                                 daemon::Inheritance* inherited) {
     cfg_ = cfg;
     if (!cfg.enabled()) {
         return {};
@@ -76,7 +78,15 @@ Result<void> ForwardProxy::start(const config::OutboundSection& cfg) {
         if (!addr) {
             return Unexpected(addr.error());  // config validated it: not reached
         }
-        for (unsigned i = 0; i < shards_.size(); ++i) {
+        const std::string handed_kind =
+            kind == ProxyKind::Socks5 ? "outbound-socks5" : "outbound-http";
+        std::vector<UniqueFd> fds;
+        if (inherited != nullptr) {
+            if (auto s = inherited->take(handed_kind, addr->to_string())) {
+                fds = std::move(s->fds);
+            }
+        }
+        while (fds.size() < shards_.size()) {
             auto fd = io::listen_tcp(*addr, true, kBacklog);
             if (!fd) {
                 log::event(log::Ev::BindFailed,
@@ -88,13 +98,42 @@ Result<void> ForwardProxy::start(const config::OutboundSection& cfg) {
                                        fd.error().describe()));
                 return Unexpected(fd.error());
             }
-            shards_.invoke_on(i, [f = std::move(*fd), k = kind, a = *addr](OutboundShard& s,
+            fds.push_back(std::move(*fd));
+        }
+        auto& dups = dups_[{handed_kind, addr->to_string()}];
+        for (size_t i = 0; i < fds.size(); ++i) {
+            UniqueFd d(::fcntl(fds[i].get(), F_DUPFD_CLOEXEC, 0));
+            if (!d) {
+                return errno_error("{}: dup", addr->to_string());
+            }
+            dups.push_back(std::move(d));
+            shards_.invoke_on(static_cast<unsigned>(i % shards_.size()),
+                              [f = std::move(fds[i]), k = kind, a = *addr](OutboundShard& s,
                                                                            io::Worker& w) mutable {
-                s.add_listener(w, std::move(f), k, a);
-            });
+                                  s.add_listener(w, std::move(f), k, a);
+                              });
         }
     }
     return {};
+}
+
+Result<void> ForwardProxy::hand_over(std::vector<daemon::HandedSocket>& out) const {
+    for (const auto& [key, dups] : dups_) {
+        daemon::HandedSocket s{key.first, key.second, "", {}};
+        for (const auto& f : dups) {
+            UniqueFd d(::fcntl(f.get(), F_DUPFD_CLOEXEC, 0));
+            if (!d) {
+                return errno_error("{}: dup", key.second);
+            }
+            s.fds.push_back(std::move(d));
+        }
+        out.push_back(std::move(s));
+    }
+    return {};
+}
+
+void ForwardProxy::stop_accepting() {
+    shards_.invoke_on_all([](OutboundShard& s, io::Worker& w) { s.stop_accepting(w); });
 }
 
 Result<void> ForwardProxy::reload(config::OutboundSection& fresh,

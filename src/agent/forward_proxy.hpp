@@ -8,6 +8,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -22,6 +23,7 @@
 #include "control/frame.hpp"
 #include "daemon/reload.hpp"
 #include "daemon/shell.hpp"
+#include "daemon/upgrade.hpp"
 #include "io/sharded.hpp"
 
 namespace sp::agent {
@@ -60,9 +62,18 @@ public:
     ForwardProxy& operator=(const ForwardProxy&) = delete;
 
     /// Loads the users and opens the listeners (SO_REUSEPORT, one socket
-    /// per worker and address). An error (users file refused, bind failed)
-    /// is logged and returned: the agent does not start half a proxy.
-    [[nodiscard]] Result<void> start(const config::OutboundSection& cfg);
+    /// per worker and address; after a binary upgrade the predecessor's
+    /// sockets of `inherited` first, so callers already queued are served).
+    /// An error (users file refused, bind failed) is logged and returned:
+    /// the agent does not start half a proxy.
+    [[nodiscard]] Result<void> start(const config::OutboundSection& cfg,
+                                     daemon::Inheritance* inherited);
+    /// SIGUSR2: copies of the listening sockets for the successor, kinds
+    /// "outbound-socks5" and "outbound-http", appended to `out`.
+    [[nodiscard]] Result<void> hand_over(std::vector<daemon::HandedSocket>& out) const;
+    /// The successor accepts now: stop accepting; callers already accepted
+    /// finish their requests.
+    void stop_accepting();
     /// Applies a reload's rules and users to new callers. The listen
     /// addresses keep their running values (reported in `kept`). A users
     /// file that fails keeps the running rules and is returned.
@@ -92,6 +103,9 @@ private:
     io::Sharded<OutboundShard> shards_;
     OutboundDesk desk_;
     config::OutboundSection cfg_;
+    // Copies of every listening socket by kind and address, kept for a
+    // binary upgrade's hand-over (the workers own the originals).
+    std::map<std::pair<std::string, std::string>, std::vector<UniqueFd>> dups_;
 };
 
 }  // namespace sp::agent

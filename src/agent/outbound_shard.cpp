@@ -491,12 +491,16 @@ void OutboundShard::drop(io::Worker& w, uint64_t id) {
     conns_.erase(it);
 }
 
-void OutboundShard::close_all(io::Worker& w) {
+void OutboundShard::stop_accepting(io::Worker& w) {
     closed_ = true;
     for (const uint64_t l : listeners_) {
         w.remove_listener(l);
     }
     listeners_.clear();
+}
+
+void OutboundShard::close_all(io::Worker& w) {
+    stop_accepting(w);
     std::vector<uint64_t> ids;
     ids.reserve(conns_.size());
     for (const auto& [id, c] : conns_) {

@@ -88,6 +88,9 @@ public:
     void set_rules(std::shared_ptr<const OutboundRules> rules) { rules_ = std::move(rules); }
     /// The control thread's answer to one of this shard's requests.
     void on_answer(io::Worker& w, OutboundAnswer a);
+    /// A binary upgrade's successor accepts now: stop accepting (the
+    /// socket lives on in the successor); callers accepted finish.
+    void stop_accepting(io::Worker& w);
     /// Drain: stops accepting and closes every caller not spliced yet;
     /// spliced sessions run on.
     void close_all(io::Worker& w);

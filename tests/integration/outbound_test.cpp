@@ -458,6 +458,31 @@ TEST_SUITE("integration.outbound") {
         CHECK(refused("127.0.0.1", moved.socks));
     }
 
+    TEST_CASE("outbound: a binary upgrade hands the proxy's listeners to the new agent") {
+        Deployment d;
+        d.make_keys({"agent1"});
+        const auto p = start_agent(d, pick_port());
+        d.agent.signal(SIGUSR2);
+        REQUIRE(d.agent.wait_for_output("REASON=handed-over", 30s));
+        const auto log = d.agent.output();
+        const auto at = log.find("upgrade: started pid ");
+        REQUIRE(at != std::string::npos);
+        const pid_t successor = std::stoi(log.substr(at + 21, 12));
+        REQUIRE(successor > 0);
+        CHECK(d.agent.wait(20s));  // the old agent drained and left
+        // The sockets live on in the successor: callers are answered.
+        CHECK(socks_connect(p.socks, "partner.example", 22).second == 0x01);
+        CHECK(http_connect(p.http, "partner.example:443").second.rfind("HTTP/1.1 503 ", 0) == 0);
+        ::kill(successor, SIGTERM);
+        for (int i = 0; i < 200 && ::kill(successor, 0) == 0; ++i) {
+            std::this_thread::sleep_for(50ms);
+        }
+        if (::kill(successor, 0) == 0) {
+            ::kill(successor, SIGKILL);
+            FAIL("the successor did not stop on SIGTERM");
+        }
+    }
+
     TEST_CASE("outbound: malformed requests are answered and logged as bad-request") {
         Deployment d;
         d.make_keys({"agent1"});
