@@ -40,7 +40,7 @@ void crr_thread(const Options& o, const SocketAddress& addr, uint32_t seed, Star
         std::memcpy(msg.data(), &h, sizeof h);
         std::memcpy(msg.data() + sizeof h, src.request(seq), o.size);
         UniqueFd fd;
-        int r = connect_to(addr, 5000, fd);
+        int r = connect_target(o, addr, 5000, fd);
         if (r == 0 && o.expect_banner) {
             r = read_banner(fd.get(), hard);
         }

@@ -93,7 +93,7 @@ size_t ping_pass(std::vector<UniqueFd>& fds, size_t count, uint64_t pass, bool b
             if (stop_requested()) {
                 return false;
             }
-            const int r = connect_to(addr, 5000, fds[i]);
+            const int r = connect_target(o, addr, 5000, fds[i]);
             if (r < 0) {
                 if (error.empty()) {
                     error = fmt::format("session {}: connect: {}", i, err_text(r));

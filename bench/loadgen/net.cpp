@@ -11,6 +11,7 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include <vector>
 
 #include "clock.hpp"
 
@@ -90,6 +91,60 @@ void set_nodelay(int fd) noexcept {
     return 0;
 }
 
+[[nodiscard]] int connect_target(const Options& o, const SocketAddress& addr, int timeout_ms,
+                                 UniqueFd& ret_fd) noexcept {
+    if (o.socks5.empty()) {
+        return connect_to(addr, timeout_ms, ret_fd);
+    }
+    auto proxy = SocketAddress::parse(o.socks5);
+    if (!proxy) {
+        return -EINVAL;
+    }
+    UniqueFd fd;
+    if (const int r = connect_to(*proxy, timeout_ms, fd); r < 0) {
+        return r;
+    }
+    const int64_t deadline = now_ns() + int64_t{timeout_ms} * 1'000'000;
+    // Greeting and request in one write: the server answers both in order.
+    std::vector<uint8_t> out = {5, 1, 0, 5, 1, 0};
+    sockaddr_storage ss{};
+    (void)addr.to_sockaddr(ss);
+    if (addr.family() == AF_INET) {
+        const auto* in = reinterpret_cast<const sockaddr_in*>(&ss);
+        out.push_back(1);
+        const auto* b = reinterpret_cast<const uint8_t*>(&in->sin_addr);
+        out.insert(out.end(), b, b + 4);
+    } else {
+        const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&ss);
+        out.push_back(4);
+        const auto* b = reinterpret_cast<const uint8_t*>(&in6->sin6_addr);
+        out.insert(out.end(), b, b + 16);
+    }
+    out.push_back(static_cast<uint8_t>(addr.port() >> 8));
+    out.push_back(static_cast<uint8_t>(addr.port() & 0xff));
+    if (const ssize_t s = send_all(fd.get(), out.data(), out.size(), deadline); s < 0) {
+        return static_cast<int>(s);
+    }
+    std::array<uint8_t, 2> method{};
+    std::array<uint8_t, 4> head{};
+    if (recv_all(fd.get(), method.data(), method.size(), deadline) != 2 || method[0] != 5 ||
+        method[1] != 0 || recv_all(fd.get(), head.data(), head.size(), deadline) != 4 ||
+        head[0] != 5) {
+        return -EPROTO;
+    }
+    if (head[1] != 0) {
+        return -ECONNREFUSED;
+    }
+    const size_t rest = head[3] == 1 ? 4 + 2 : head[3] == 4 ? 16 + 2 : 0;
+    std::array<uint8_t, 18> bound{};
+    if (rest == 0 ||
+        recv_all(fd.get(), bound.data(), rest, deadline) != static_cast<ssize_t>(rest)) {
+        return -EPROTO;
+    }
+    ret_fd = std::move(fd);
+    return 0;
+}
+
 [[nodiscard]] ssize_t send_all(int fd, const void* p, size_t n, int64_t deadline) noexcept {
     size_t done = 0;
     while (done < n) {
@@ -139,7 +194,7 @@ void set_nodelay(int fd) noexcept {
 [[nodiscard]] int open_session(const Options& o, const SocketAddress& addr, const Header& h,
                                UniqueFd& ret_fd, int64_t deadline) noexcept {
     UniqueFd fd;
-    int r = connect_to(addr, 5000, fd);
+    int r = connect_target(o, addr, 5000, fd);
     if (r < 0) {
         return r;
     }

@@ -32,6 +32,11 @@ void set_nodelay(int fd) noexcept;
 /// timeouts so that loops can check their deadlines; -errno on failure.
 [[nodiscard]] int connect_to(const SocketAddress& addr, int timeout_ms, UniqueFd& ret_fd) noexcept;
 
+/// connect_to `addr`, or with --socks5 to the proxy followed by a SOCKS5
+/// CONNECT to `addr` (no authentication; the reply must be "succeeded").
+[[nodiscard]] int connect_target(const Options& o, const SocketAddress& addr, int timeout_ms,
+                                 UniqueFd& ret_fd) noexcept;
+
 /// Sends all `n` bytes before `deadline`; returns n, or -errno (-ETIMEDOUT).
 [[nodiscard]] ssize_t send_all(int fd, const void* p, size_t n, int64_t deadline) noexcept;
 

@@ -21,7 +21,8 @@ void usage(FILE* out) {
         "       sallyport-bench idle   --connect HOST:PORT [-n N] [--hold S] [--ready-file F]\n"
         "       sallyport-bench burst  --connect HOST:PORT [-n N] [-P THREADS] [--size BYTES]\n"
         "                              [-t S]   (N clients connect at once; default 500)\n"
-        "common: --json  --seed N  --expect-banner  --allow-remote (default: loopback only)\n",
+        "common: --json  --seed N  --expect-banner  --allow-remote (default: loopback only)\n"
+        "        --socks5 HOST:PORT  (clients connect through this SOCKS5 proxy)\n",
         out);
 }
 
@@ -60,6 +61,12 @@ void usage(FILE* out) {
                 return tl::unexpected(v.error());
             }
             o.address = *v;
+        } else if (a == "--socks5") {
+            auto v = value();
+            if (!v) {
+                return tl::unexpected(v.error());
+            }
+            o.socks5 = *v;
         } else if (a == "--allow-remote") {
             o.allow_remote = true;
         } else if (a == "--json") {

@@ -31,6 +31,9 @@ struct Options {
     Dir dir = Dir::Up;
     ServeMode mode = ServeMode::All;
     std::string ready_file;
+    // Clients reach --connect through this SOCKS5 proxy (RFC 1928 CONNECT,
+    // no authentication): the forward-proxy benchmarks. Empty = direct.
+    std::string socks5;
 };
 
 /// Prints the synopsis of every command to `out`.

@@ -354,18 +354,12 @@ Result<void> App::apply_reload() {
         restart_only.push_back(
             {"agent.threads", "the worker threads and their rings are created at start"});
     }
-    if (fresh->agent.status_socket != cfg_.agent.status_socket) {
-        restart_only.push_back(
-            {"agent.status_socket",
-             "moving it would cut off the sallyportctl that asked for the reload"});
-    }
-    if (fresh->agent.metrics_listen != cfg_.agent.metrics_listen) {
-        restart_only.push_back(
-            {"agent.metrics_listen", "moving it would lose the scraper mid-series"});
-    }
+    // The status socket and the metrics endpoint move now; one that cannot
+    // be opened at its new place keeps the old one, said by name.
+    const auto move_error = daemon::move_admin(
+        shell_->admin(), "agent", cfg_.agent.status_socket, fresh->agent.status_socket,
+        cfg_.agent.metrics_listen, fresh->agent.metrics_listen);
     fresh->agent.threads = cfg_.agent.threads;
-    fresh->agent.status_socket = cfg_.agent.status_socket;
-    fresh->agent.metrics_listen = cfg_.agent.metrics_listen;
     if (auto r = proxy_->reload(fresh->outbound, restart_only); !r) {
         log::event(Ev::ReloadFailed, {{f::kReason, r.error().describe()}},
                    fmt::format("reload: [outbound] keeps its running users and clients: {}",
@@ -430,6 +424,9 @@ Result<void> App::apply_reload() {
     notify::ready();
     if (kept_error) {
         return Unexpected(*kept_error);
+    }
+    if (move_error) {
+        return Unexpected(*move_error);
     }
     return {};
 }

@@ -42,11 +42,11 @@ constexpr std::array<std::string_view, 7> kRelayKeys = {
     "status_socket", "metrics_listen", "drain_timeout_s"};
 constexpr std::array<std::string_view, 6> kAuthKeys = {"keys",     "certificate",  "private_key",
                                                        "agent_ca", "allow_agents", "deny_agents"};
-constexpr std::array<std::string_view, 7> kLimitsKeys = {
+constexpr std::array<std::string_view, 9> kLimitsKeys = {
     "max_sessions",       "max_sessions_per_client", "max_new_sessions_per_client_per_s",
     "pending_timeout_ms", "handshake_timeout_ms",    "idle_timeout_s",
-    "listener_grace_ms"};
-constexpr std::array<std::string_view, 1> kOutboundKeys = {"allow"};
+    "listener_grace_ms",  "max_outbound_sessions",   "max_outbound_sessions_per_agent"};
+constexpr std::array<std::string_view, 2> kOutboundKeys = {"allow", "connect_timeout_ms"};
 constexpr std::array<detail::SchemaTable, 4> kSchema = {{
     {"relay", kRelayKeys},
     {"auth", kAuthKeys},
@@ -181,6 +181,9 @@ void parse_limits_section(const TableReader& r, LimitsSection& l, Diagnostics& d
     d.ok(r.read_uint("handshake_timeout_ms", 1, kMaxTimeoutMs, l.handshake_timeout_ms));
     d.ok(r.read_uint("idle_timeout_s", 0, kMaxIdleS, l.idle_timeout_s));
     d.ok(r.read_uint("listener_grace_ms", 0, kMaxTimeoutMs, l.listener_grace_ms));
+    d.ok(r.read_uint("max_outbound_sessions", 0, kMaxSessions, l.max_outbound_sessions));
+    d.ok(r.read_uint("max_outbound_sessions_per_agent", 0, kMaxSessions,
+                     l.max_outbound_sessions_per_agent));
 }
 
 Result<PortRange> parse_ports(std::string_view text, std::string_view whole) {
@@ -250,9 +253,10 @@ Result<OutboundRule> parse_outbound_rule(std::string_view text) {
     return rule;
 }
 
-void parse_outbound_section(const TableReader& r, std::vector<OutboundRule>& ret_rules,
-                            Diagnostics& d) {
+void parse_outbound_section(const TableReader& r, RelayConfig& cfg, Diagnostics& d) {
     r.check_keys(kOutboundKeys, d);
+    d.ok(r.read_uint("connect_timeout_ms", 1, kMaxTimeoutMs, cfg.outbound_connect_timeout_ms));
+    std::vector<OutboundRule>& ret_rules = cfg.outbound_allow;
     auto items = r.strings("allow");
     if (!d.ok(items) || !*items) {
         return;
@@ -301,8 +305,7 @@ RelayConfig parse_relay(std::string_view text, const std::string& path, Diagnost
 
     auto outbound = root.sub_table("outbound");
     if (d.ok(outbound) && *outbound != nullptr) {
-        parse_outbound_section(TableReader(path, **outbound, "outbound", kSchema),
-                               cfg.outbound_allow, d);
+        parse_outbound_section(TableReader(path, **outbound, "outbound", kSchema), cfg, d);
     }
 
     // Whole-file requirements only where their inputs were valid, so a typo

@@ -62,6 +62,10 @@ struct LimitsSection {
     // How long a service's listeners outlive its last agent's control
     // channel (a blip, an agent restart); 0 = closed at once.
     uint32_t listener_grace_ms = 0;
+    // Forward-proxy sessions open at once (connecting, waiting for their
+    // data channel, or spliced), relay-wide and per agent name; 0 = unlimited.
+    uint32_t max_outbound_sessions = 0;
+    uint32_t max_outbound_sessions_per_agent = 0;
 };
 
 /// One `[outbound] allow` entry: "HOST:PORT" (host may be a name) or
@@ -79,7 +83,8 @@ struct RelayConfig {
     RelaySection relay;
     AuthSection auth;
     LimitsSection limits;
-    std::vector<OutboundRule> outbound_allow;  // empty = forward proxy disabled
+    std::vector<OutboundRule> outbound_allow;      // empty = forward proxy disabled
+    uint32_t outbound_connect_timeout_ms = 10000;  // [outbound] connect_timeout_ms
 
     [[nodiscard]] bool shared_key_mode() const { return !auth.keys.empty(); }
 };

@@ -174,6 +174,11 @@ std::vector<RelayAction> RelayFsm::on_tls(RelayInput& input) {
                 return drop(CE::AgentRejected, CR::NotAllowed,
                             "address no longer allowed by allow_agents/deny_agents (reload)");
             },
+            [&](relay_in::Reauthenticate&) {
+                // Its handshake ran under the old credentials: closed, and
+                // the agent's retry meets the new ones.
+                return drop(CE::None, CR::Reload, "a reload changed how agents authenticate");
+            },
             [&](relay_in::Shutdown&) { return drop(CE::None, CR::Shutdown, "relay stopping"); },
             [](auto&) -> std::vector<RelayAction> { return {}; },
         },
@@ -245,6 +250,10 @@ std::vector<RelayAction> RelayFsm::on_await_hello(RelayInput& input) {
             [&](relay_in::KeyRevoked&) {
                 return leave(GoodbyeReason::BadKey, CE::AgentRejected, CR::BadKey,
                              "key removed or changed by reload");
+            },
+            [&](relay_in::Reauthenticate&) {
+                return leave(GoodbyeReason::Reload, CE::AgentRejected, CR::Reload,
+                             "a reload changed how agents authenticate: reconnect");
             },
             [&](relay_in::AddressDenied&) {
                 return leave(GoodbyeReason::NotAllowed, CE::AgentRejected, CR::NotAllowed,
@@ -321,6 +330,10 @@ std::vector<RelayAction> RelayFsm::on_ready(RelayInput& input) {
                 }
                 return {};
             },
+            [&](relay_in::Reauthenticate&) {
+                return leave(GoodbyeReason::Reload, CE::AgentDisconnected, CR::Reload,
+                             "a reload changed how agents authenticate: reconnect");
+            },
             [&](relay_in::KeyRevoked&) {
                 // It was connected: the admin sees it go (agent-disconnected,
                 // paired with its agent-connected), not as a stranger refused.
@@ -368,11 +381,10 @@ std::vector<RelayAction> RelayFsm::on_message(Message& m) {
         }
         return out;
     }
-    if (const auto* o = std::get_if<OutboundRequest>(&m)) {
-        // The forward proxy is not built yet: say so rather than leave the
-        // agent waiting.
-        out.emplace_back(
-            relay_out::Send{OutboundResult{o->request_id, OutboundStatus::Disabled, 0, {}}});
+    if (auto* o = std::get_if<OutboundRequest>(&m)) {
+        // Every check (allow list, limits, DNS, connect) needs the relay's
+        // configuration or a clock, so none is made here.
+        out.emplace_back(relay_out::StartOutbound{std::move(*o)});
         return out;
     }
     if (auto* g = std::get_if<Goodbye>(&m)) {

@@ -91,6 +91,7 @@ struct ClaimGranted {};
 struct NameConflict {};
 struct KeyRevoked {};      // reload removed or changed this connection's key
 struct AddressDenied {};   // reload's allow_agents/deny_agents no longer admit its address
+struct Reauthenticate {};  // reload changed the authentication mode or the agent CA
 struct Replaced {};        // a newer connection with the same name and identity won
 struct Shutdown {          // SIGTERM / SIGINT, or a binary upgrade handed over
     bool upgrade = false;  // GOODBYE(reload): the agent reconnects to the successor
@@ -99,11 +100,13 @@ struct Flushed {};        // Closing: GOODBYE and close_notify are out
 struct LingerExpired {};  // Closing: kClosingLinger passed first
 }  // namespace relay_in
 
-using RelayInput = std::variant<
-    relay_in::TlsDone, relay_in::TlsFailed, relay_in::FrameDecoded, relay_in::DecodeError,
-    relay_in::PeerEof, relay_in::WriteFailed, relay_in::HandshakeTimeout, relay_in::Tick,
-    relay_in::ClaimGranted, relay_in::NameConflict, relay_in::KeyRevoked, relay_in::AddressDenied,
-    relay_in::Replaced, relay_in::Shutdown, relay_in::Flushed, relay_in::LingerExpired>;
+using RelayInput =
+    std::variant<relay_in::TlsDone, relay_in::TlsFailed, relay_in::FrameDecoded,
+                 relay_in::DecodeError, relay_in::PeerEof, relay_in::WriteFailed,
+                 relay_in::HandshakeTimeout, relay_in::Tick, relay_in::ClaimGranted,
+                 relay_in::NameConflict, relay_in::KeyRevoked, relay_in::AddressDenied,
+                 relay_in::Reauthenticate, relay_in::Replaced, relay_in::Shutdown,
+                 relay_in::Flushed, relay_in::LingerExpired>;
 
 /// Actions: what the session must do, in the order given.
 namespace relay_out {
@@ -150,6 +153,13 @@ struct ReportBackendFailed {
 struct SetDraining {
     bool draining = false;
 };
+/// OUTBOUND_REQUEST (forward proxy): the relay checks, resolves and
+/// connects off this thread, then answers with exactly one OUTBOUND_RESULT
+/// for `request.request_id` (relay/outbound.hpp). The machine keeps no
+/// state for it: an answer for a connection that left Ready is dropped.
+struct StartOutbound {
+    OutboundRequest request;
+};
 /// The connection is over: log `event` with `reason`, and, when `was_ready`,
 /// undo Connected (directory, listeners, tokens, idle channels). The state
 /// is then Closing (keep the socket until Flushed / LingerExpired) or Closed
@@ -165,7 +175,7 @@ struct Close {
 using RelayAction =
     std::variant<relay_out::Send, relay_out::Goodbye, relay_out::Claim, relay_out::Connected,
                  relay_out::ApplyConfig, relay_out::IssueTokens, relay_out::ReportBackendFailed,
-                 relay_out::SetDraining, relay_out::Close>;
+                 relay_out::SetDraining, relay_out::StartOutbound, relay_out::Close>;
 
 /// How long Closing may wait for GOODBYE and close_notify to leave.
 inline constexpr std::chrono::milliseconds kClosingLinger{1000};

@@ -98,7 +98,60 @@ Result<std::vector<HandedSocket>> Admin::hand_over() {
     return out;
 }
 
+Result<void> Admin::move_socket(const std::string& path, AdminLimits limits) {
+    const std::string now = socket_ ? socket_->path() : std::string();
+    if (path == now) {
+        return {};
+    }
+    std::unique_ptr<AdminSocket> fresh;
+    if (!path.empty()) {
+        auto s = AdminSocket::open(host_.poller(), commands_, path, limits);
+        if (!s) {
+            return Unexpected(s.error());
+        }
+        fresh = std::move(*s);
+    }
+    if (socket_) {
+        socket_->stop_listening();
+        retired_.push_back(std::move(socket_));
+    }
+    socket_ = std::move(fresh);
+    return {};
+}
+
+Result<void> Admin::move_metrics_http(const std::optional<SocketAddress>& addr,
+                                      MetricsHttp::Limits limits) {
+    const std::optional<SocketAddress> now =
+        http_ ? std::optional<SocketAddress>(http_->address()) : std::nullopt;
+    if (addr == now) {
+        return {};
+    }
+    if (!addr) {
+        http_.reset();
+        return {};
+    }
+    auto old = std::move(http_);
+    if (auto r = start_metrics_http(*addr, limits); r) {
+        return {};
+    }
+    // The new address may overlap the old one (0.0.0.0:9100 -> 10.0.0.1:9100):
+    // free it first, and take the old one back if the new still fails.
+    old.reset();
+    if (auto r = start_metrics_http(*addr, limits); !r) {
+        if (now) {
+            (void)start_metrics_http(*now, limits);
+        }
+        return r;
+    }
+    return {};
+}
+
+void Admin::tick() {
+    std::erase_if(retired_, [](const auto& s) { return s->clients() == 0; });
+}
+
 void Admin::stop_serving(bool leave_path) {
+    retired_.clear();
     if (leave_path && socket_) {
         socket_->leave_path();
     }

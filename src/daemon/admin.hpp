@@ -109,6 +109,19 @@ public:
     /// socket file.
     void stop_serving(bool leave_path = false);
 
+    /// Reload: serves the status socket at `path` from now on ("" = none).
+    /// The old one stops listening at once (its path removed) but answers
+    /// the clients it has, the sallyportctl that asked for the reload among
+    /// them, and closes once they are gone (tick()). A path that cannot be
+    /// opened is returned and the old socket stays.
+    [[nodiscard]] Result<void> move_socket(const std::string& path, AdminLimits limits = {});
+    /// Reload: the metrics endpoint on `addr` from now on (nullopt = none).
+    /// An address that cannot be served is returned and the old one stays.
+    [[nodiscard]] Result<void> move_metrics_http(const std::optional<SocketAddress>& addr,
+                                                 MetricsHttp::Limits limits = {});
+    /// About once a second: closes moved-away sockets with no client left.
+    void tick();
+
     [[nodiscard]] const AdminSocket* socket() const noexcept { return socket_.get(); }
     [[nodiscard]] const MetricsHttp* metrics_http() const noexcept { return http_.get(); }
 
@@ -133,6 +146,7 @@ private:
     std::function<Result<void>()> reload_;
     bool draining_ = false;
     std::unique_ptr<AdminSocket> socket_;
+    std::vector<std::unique_ptr<AdminSocket>> retired_;  // moved away, clients left
     std::unique_ptr<MetricsHttp> http_;
 };
 

@@ -164,6 +164,18 @@ Result<UniqueFd> AdminSocket::hand_over() {
     return copy;
 }
 
+void AdminSocket::stop_listening() noexcept {
+    if (!listen_fd_) {
+        return;
+    }
+    poller_.remove(listen_fd_.get());
+    listen_fd_.reset();
+    struct stat st {};
+    if (!keep_path_ && ::lstat(path_.c_str(), &st) == 0 && st.st_dev == dev_ && st.st_ino == ino_) {
+        (void)::unlink(path_.c_str());
+    }
+}
+
 AdminSocket::~AdminSocket() {
     self_.reset();  // answers still on their way now find nobody
     while (!clients_.empty()) {

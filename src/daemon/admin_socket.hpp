@@ -73,6 +73,9 @@ public:
     [[nodiscard]] Result<UniqueFd> hand_over();
     /// The successor took over: closing leaves the path (its socket file).
     void leave_path() noexcept { keep_path_ = true; }
+    /// Reload moved the socket: stop accepting and remove the path (if it
+    /// is still ours); connected clients are still answered.
+    void stop_listening() noexcept;
     [[nodiscard]] size_t clients() const noexcept { return clients_.size(); }
 
 private:

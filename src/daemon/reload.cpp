@@ -30,4 +30,28 @@ std::optional<Error> report_kept_keys(const std::vector<KeptKey>& kept) {
     return e;
 }
 
+std::optional<Error> move_admin(Admin& admin, std::string_view section,
+                                const std::string& status_now, std::string& ret_status_new,
+                                const std::optional<SocketAddress>& metrics_now,
+                                std::optional<SocketAddress>& ret_metrics_new) {
+    std::optional<Error> first;
+    const auto failed = [&](std::string_view key, const Error& e, const std::string& kept) {
+        log::event(log::Level::Error, log::Ev::ReloadFailed, {{log::f::kReason, "bind"}},
+                   fmt::format("reload: {}.{} not moved, still {}: {}", section, key,
+                               kept.empty() ? std::string("off") : kept, e.describe()));
+        if (!first) {
+            first = e;
+        }
+    };
+    if (auto r = admin.move_socket(ret_status_new); !r) {
+        failed("status_socket", r.error(), status_now);
+        ret_status_new = status_now;
+    }
+    if (auto r = admin.move_metrics_http(ret_metrics_new); !r) {
+        failed("metrics_listen", r.error(), metrics_now ? metrics_now->to_string() : "");
+        ret_metrics_new = metrics_now;
+    }
+    return first;
+}
+
 }  // namespace sp::daemon

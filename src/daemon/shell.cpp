@@ -243,6 +243,7 @@ bool Shell::run() {
             if (upgrade_) {
                 (void)upgrade_->tick(std::chrono::steady_clock::now());
             }
+            admin_->tick();
             if (hooks_.tick) {
                 hooks_.tick();
             }

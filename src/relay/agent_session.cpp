@@ -92,6 +92,10 @@ void AgentSession::revoke_key() {
     feed(in::KeyRevoked{});
 }
 
+void AgentSession::reauthenticate() {
+    feed(in::Reauthenticate{});
+}
+
 void AgentSession::deny_address() {
     feed(in::AddressDenied{});
 }
@@ -111,6 +115,17 @@ void AgentSession::send_tokens(const std::vector<control::Token>& tokens) {
                          tokens.begin() + static_cast<std::ptrdiff_t>(off + n));
         send(oc);
     }
+    settle();
+    if (ready()) {
+        update_poll();
+    }
+}
+
+void AgentSession::send_outbound_result(const control::OutboundResult& r) {
+    if (!ready()) {
+        return;
+    }
+    send(r);
     settle();
     if (ready()) {
         update_poll();
@@ -315,6 +330,7 @@ void AgentSession::run(std::vector<control::RelayAction> actions) {
                                                  name())
                                    : fmt::format("agent \"{}\" takes new sessions again", name()));
                 },
+                [&](out::StartOutbound& o) { host_.outbound(*this, o.request); },
                 [&](out::Close& c) {
                     log_close(c);
                     if (c.was_ready) {

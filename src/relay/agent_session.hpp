@@ -56,6 +56,9 @@ public:
         /// draining: the workers pair its channels only when no other agent
         /// serves a client's service. Undone by gone().
         virtual void set_draining(AgentSession& s, bool draining) = 0;
+        /// OUTBOUND_REQUEST from a Ready session: answer it later, exactly
+        /// once, with send_outbound_result() (relay/outbound.hpp).
+        virtual void outbound(AgentSession& s, const control::OutboundRequest& r) = 0;
         /// The session is Closed: destroy it later, not from inside this call.
         virtual void finished(AgentSession& s) = 0;
     };
@@ -85,10 +88,15 @@ public:
     /// A reload's allow_agents/deny_agents no longer admit its address:
     /// GOODBYE(not-allowed) and close.
     void deny_address();
+    /// Reload changed the authentication mode or the agent CA: GOODBYE(reload)
+    /// (or a close before TLS finished), so the agent re-authenticates.
+    void reauthenticate();
     /// `upgrade`: GOODBYE(reload), so the agent reconnects at once.
     void shutdown(bool upgrade = false);
     /// Sends `tokens` in as few OPEN_CHANNELS frames as kMaxTokens allows.
     void send_tokens(const std::vector<control::Token>& tokens);
+    /// Sends the OUTBOUND_RESULT of a request; dropped unless Ready.
+    void send_outbound_result(const control::OutboundResult& r);
 
     [[nodiscard]] uint64_t id() const noexcept { return options_.id; }
     [[nodiscard]] control::RelayState state() const noexcept { return fsm_.state(); }

@@ -100,6 +100,27 @@ void Agents::revoke(const std::function<bool(const std::string& identity)>& revo
     }
 }
 
+void Agents::set_tls(control::TlsContext tls, bool reauthenticate) {
+    tls_ = std::move(tls);
+    if (!reauthenticate) {
+        return;
+    }
+    std::vector<uint64_t> ids;
+    for (const auto& [id, a] : agents_) {
+        const auto st = a.session->state();
+        if (st == control::RelayState::AwaitTls || st == control::RelayState::AwaitHello ||
+            a.session->ready()) {
+            ids.push_back(id);
+        }
+    }
+    for (const uint64_t id : ids) {
+        if (const auto it = agents_.find(id); it != agents_.end()) {
+            replaced_.insert(id);
+            it->second.session->reauthenticate();
+        }
+    }
+}
+
 void Agents::deny(std::shared_ptr<const AgentRules> rules) {
     // Connections a worker accepted under the old rules and posted here
     // before the reload are checked when they arrive (adopt_tls).
@@ -258,6 +279,23 @@ void Agents::finished(AgentSession& s) {
     replaced_.erase(id);
     // Not now: the session is inside one of its own methods.
     poller_.add_timer(std::chrono::milliseconds(0), [this, id] { agents_.erase(id); });
+}
+
+void Agents::outbound(AgentSession& s, const control::OutboundRequest& r) {
+    if (!outbound_) {
+        s.send_outbound_result({r.request_id, control::OutboundStatus::Disabled, 0, {}});
+        return;
+    }
+    outbound_(s, r);
+}
+
+bool Agents::answer_outbound(uint64_t agent, const control::OutboundResult& r) {
+    const auto it = agents_.find(agent);
+    if (it == agents_.end() || !it->second.session || !it->second.session->ready()) {
+        return false;
+    }
+    it->second.session->send_outbound_result(r);
+    return true;
 }
 
 }  // namespace sp::relay

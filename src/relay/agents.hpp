@@ -55,6 +55,11 @@ public:
     /// binary upgrade (`upgrade`) says GOODBYE(reload) instead: the agents
     /// reconnect to the successor.
     void shutdown(bool upgrade = false);
+    /// Reload: agents authenticate with `tls` from the next handshake on.
+    /// With `reauthenticate` (the mode or the agent CA changed), every
+    /// connection made under the old one is closed with GOODBYE(reload) and
+    /// its listeners wait for it to return (as for a replaced connection).
+    void set_tls(control::TlsContext tls, bool reauthenticate);
     [[nodiscard]] size_t ready_count() const;
     /// The Ready sessions, by connection id, for status listings. Borrowed:
     /// valid until the control loop runs again.
@@ -71,6 +76,14 @@ public:
     void send_tokens(unsigned worker, uint64_t agent, std::vector<control::Token> tokens,
                      bool initial);
     void set_handshake_timeout(std::chrono::milliseconds t) { handshake_timeout_ = t; }
+    /// Who serves OUTBOUND_REQUEST (relay/outbound.hpp); unset: answered
+    /// `disabled`.
+    using OutboundFn =
+        std::function<void(const AgentSession& s, const control::OutboundRequest& r)>;
+    void set_outbound(OutboundFn fn) { outbound_ = std::move(fn); }
+    /// Sends an OUTBOUND_RESULT to the agent on connection `agent`; false
+    /// when that connection is no longer Ready (the result is dropped).
+    bool answer_outbound(uint64_t agent, const control::OutboundResult& r);
 
     // AgentSession::Host
     bool claim(AgentSession& s) override;
@@ -78,6 +91,7 @@ public:
     control::ConfigResult apply_config(AgentSession& s, const control::Config& cfg) override;
     void issue_tokens(AgentSession& s, unsigned count) override;
     void set_draining(AgentSession& s, bool draining) override;
+    void outbound(AgentSession& s, const control::OutboundRequest& r) override;
     void gone(AgentSession& s) override;
     void finished(AgentSession& s) override;
 
@@ -107,10 +121,11 @@ private:
     std::set<uint64_t> refused_;
     // Sessions a newer connection of the same agent replaced (a restart or
     // a binary upgrade of the agent): their listeners wait for its CONFIG.
-    std::set<uint64_t> replaced_;
+    std::set<uint64_t> replaced_;  // also: told to re-authenticate
     // The agent address rules as of the last reload (none before one).
     std::shared_ptr<const AgentRules> rules_;
     bool stopping_ = false;
+    OutboundFn outbound_;
 };
 
 }  // namespace sp::relay

@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <fstream>
+#include <iterator>
 
 #include <fmt/format.h>
 
@@ -59,6 +61,11 @@ void warn_fd_budget(const config::RelayConfig& cfg) {
                     rl.rlim_cur > kFdReserve ? (rl.rlim_cur - kFdReserve) / kFdsPerSession : 0));
 }
 
+std::string file_bytes(const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
+}
+
 Result<uint64_t> random_u64() {
     uint64_t v = 0;
     if (::getrandom(&v, sizeof v, 0) != static_cast<ssize_t>(sizeof v)) {
@@ -75,6 +82,7 @@ App::~App() {
     // The agent sessions hold the poller's callbacks: they go before the
     // daemon that owns it. The workers use the shards and admission: the
     // daemon (which joins them) goes before those.
+    outbound_.reset();
     agents_.reset();
     shell_.reset();
 }
@@ -87,8 +95,8 @@ Result<std::unique_ptr<App>> App::create(config::RelayConfig cfg) {
     return app;
 }
 
-Result<void> App::load_keys() {
-    auto keys = config::load_keys(cfg_.auth.keys, false);
+Result<void> App::load_keys(const std::string& path) {
+    auto keys = config::load_keys(path, false);
     if (!keys) {
         return Unexpected(keys.error());
     }
@@ -99,13 +107,16 @@ Result<void> App::load_keys() {
     return {};
 }
 
-Result<control::TlsContext> App::make_tls() {
-    if (!psk_mode(cfg_)) {
-        return control::TlsContext::cert_server(cfg_.auth.certificate, cfg_.auth.private_key,
-                                                cfg_.auth.agent_ca);
+Result<control::TlsContext> App::make_tls(const config::RelayConfig& cfg) {
+    if (!psk_mode(cfg)) {
+        agent_ca_bytes_ = file_bytes(cfg.auth.agent_ca);
+        return control::TlsContext::cert_server(cfg.auth.certificate, cfg.auth.private_key,
+                                                cfg.auth.agent_ca);
     }
-    if (auto k = load_keys(); !k) {
-        return Unexpected(k.error());
+    if (keys_.empty()) {
+        if (auto k = load_keys(cfg.auth.keys); !k) {
+            return Unexpected(k.error());
+        }
     }
     // Looked up per handshake on this thread, so a reload that swaps keys_
     // applies to the next agent without touching connected ones.
@@ -126,45 +137,59 @@ std::shared_ptr<const AgentRules> App::agent_rules() const {
 }
 
 Result<void> App::listen_control() {
+    for (const auto& addr : cfg_.relay.control_listen) {
+        if (auto r = open_control(addr); !r) {
+            return r;
+        }
+    }
+    return {};
+}
+
+Result<void> App::open_control(const SocketAddress& addr) {
     // One SO_REUSEPORT socket per worker and address: every worker accepts
     // agents' connections itself, so data channels never touch this thread.
     // After a binary upgrade the predecessor's sockets come first (their
     // queues hold agents already connecting); more are bound as needed.
-    daemon::Inheritance* inherited = shell_->inheritance();
-    for (const auto& addr : cfg_.relay.control_listen) {
-        std::vector<UniqueFd> fds;
-        if (inherited != nullptr) {
-            if (auto s = inherited->take("control", addr.to_string())) {
-                fds = std::move(s->fds);
-            }
+    std::vector<UniqueFd> fds;
+    if (daemon::Inheritance* inherited = shell_->inheritance()) {
+        if (auto s = inherited->take("control", addr.to_string())) {
+            fds = std::move(s->fds);
         }
-        while (fds.size() < shards_.size()) {
-            auto fd = io::listen_tcp(addr, true, kBacklog);
-            if (!fd) {
-                log::event(Level::Error, log::Ev::BindFailed,
-                           {{"LISTEN_ADDR", addr.to_string()}, {"REASON", fd.error().describe()}},
-                           fmt::format("cannot listen on control address {}: {}", addr.to_string(),
-                                       fd.error().describe()));
-                return Unexpected(fd.error());
-            }
-            fds.push_back(std::move(*fd));
-        }
-        auto& dups = control_dups_[addr.to_string()];
-        for (size_t i = 0; i < fds.size(); ++i) {
-            UniqueFd d(::fcntl(fds[i].get(), F_DUPFD_CLOEXEC, 0));
-            if (!d) {
-                return errno_error("control address {}: dup", addr.to_string());
-            }
-            dups.push_back(std::move(d));
-            shards_.invoke_on(static_cast<unsigned>(i % shards_.size()),
-                              [f = std::move(fds[i]), addr](Shard& s, io::Worker& w) mutable {
-                                  s.add_control_listener(w, std::move(f), addr);
-                              });
-        }
-        log::event(Level::Info, log::Ev::ControlListen, {{"LISTEN_ADDR", addr.to_string()}},
-                   fmt::format("accepting agents on {}", addr.to_string()));
     }
+    while (fds.size() < shards_.size()) {
+        auto fd = io::listen_tcp(addr, true, kBacklog);
+        if (!fd) {
+            log::event(Level::Error, log::Ev::BindFailed,
+                       {{"LISTEN_ADDR", addr.to_string()}, {"REASON", fd.error().describe()}},
+                       fmt::format("cannot listen on control address {}: {}", addr.to_string(),
+                                   fd.error().describe()));
+            return Unexpected(fd.error());
+        }
+        fds.push_back(std::move(*fd));
+    }
+    std::vector<UniqueFd> dups;
+    for (const auto& f : fds) {
+        UniqueFd d(::fcntl(f.get(), F_DUPFD_CLOEXEC, 0));
+        if (!d) {
+            return errno_error("control address {}: dup", addr.to_string());
+        }
+        dups.push_back(std::move(d));
+    }
+    for (size_t i = 0; i < fds.size(); ++i) {
+        shards_.invoke_on(static_cast<unsigned>(i % shards_.size()),
+                          [f = std::move(fds[i]), addr](Shard& s, io::Worker& w) mutable {
+                              s.add_control_listener(w, std::move(f), addr);
+                          });
+    }
+    control_dups_[addr.to_string()] = std::move(dups);
+    log::event(Level::Info, log::Ev::ControlListen, {{"LISTEN_ADDR", addr.to_string()}},
+               fmt::format("accepting agents on {}", addr.to_string()));
     return {};
+}
+
+void App::close_control(const SocketAddress& addr) {
+    control_dups_.erase(addr.to_string());
+    shards_.invoke_on_all([addr](Shard& s, io::Worker& w) { s.remove_control_listener(w, addr); });
 }
 
 ShardLimits App::shard_limits() const {
@@ -183,7 +208,7 @@ Result<void> App::setup() {
                        [this] { begin_drain(); }, [this] { tick(); },
                        [this] { return admission_->sessions(); }, [this] { return hand_over(); },
                        [this] { begin_drain(true); }});
-    auto tls = make_tls();
+    auto tls = make_tls(cfg_);
     if (!tls) {
         return Unexpected(tls.error());
     }
@@ -231,6 +256,19 @@ Result<void> App::setup() {
                                        std::move(*tls), Agents::Options{SP_VERSION});
     agents_->set_handshake_timeout(std::chrono::milliseconds(cfg_.limits.handshake_timeout_ms));
     listeners_->set_grace(std::chrono::milliseconds(cfg_.limits.listener_grace_ms));
+    auto outbound =
+        Outbound::create(cfg_, shards_,
+                         {[this](UniqueFunction<void()> fn) { shell_->post(std::move(fn)); },
+                          [this](uint64_t agent, const control::OutboundResult& r) {
+                              return agents_->answer_outbound(agent, r);
+                          }});
+    if (!outbound) {
+        return Unexpected(outbound.error());
+    }
+    outbound_ = std::move(*outbound);
+    agents_->set_outbound([this](const AgentSession& s, const control::OutboundRequest& r) {
+        outbound_->request(s.id(), s.name(), r);
+    });
     if (daemon::Inheritance* inherited = shell_->inheritance()) {
         // The old process's services, held until their agents reconnect
         // here (it sends them GOODBYE(reload) once we are ready); clients
@@ -274,37 +312,53 @@ Result<void> App::reload() {
             kept.push_back({std::move(key), std::move(why)});
         }
     };
-    keep(fresh->relay.control_listen != cfg_.relay.control_listen, "relay.control_listen",
-         "the control sockets are bound once, at start");
     keep(fresh->relay.threads != cfg_.relay.threads, "relay.threads",
          "the worker threads and their rings are created at start");
-    keep(psk_mode(*fresh) != psk_mode(cfg_), "auth.keys",
-         "the authentication mode (shared keys or certificates) is chosen at start");
-    keep(!psk_mode(*fresh) && !psk_mode(cfg_) &&
-             (fresh->auth.certificate != cfg_.auth.certificate ||
-              fresh->auth.private_key != cfg_.auth.private_key ||
-              fresh->auth.agent_ca != cfg_.auth.agent_ca),
-         "auth.certificate", "the relay's certificate, key and agent CA are loaded at start");
-    keep(fresh->relay.status_socket != cfg_.relay.status_socket, "relay.status_socket",
-         "moving it would cut off the sallyportctl that asked for the reload");
-    keep(fresh->relay.metrics_listen != cfg_.relay.metrics_listen, "relay.metrics_listen",
-         "moving it would lose the scraper mid-series");
-    fresh->relay.status_socket = cfg_.relay.status_socket;
-    fresh->relay.metrics_listen = cfg_.relay.metrics_listen;
-    const auto old_keys = keys_;
-    const bool psk = psk_mode(cfg_);
-    fresh->relay.control_listen = cfg_.relay.control_listen;
+    // The status socket and the metrics endpoint move now; one that cannot
+    // be opened at its new place keeps the old one, said by name.
+    const auto move_error = daemon::move_admin(
+        shell_->admin(), "relay", cfg_.relay.status_socket, fresh->relay.status_socket,
+        cfg_.relay.metrics_listen, fresh->relay.metrics_listen);
+    // control_listen: new addresses accept agents now; dropped ones stop
+    // accepting (connected agents stay). One that cannot be bound is named
+    // and the running list stays.
+    {
+        std::vector<SocketAddress> added;
+        for (const auto& a : fresh->relay.control_listen) {
+            if (std::find(cfg_.relay.control_listen.begin(), cfg_.relay.control_listen.end(), a) ==
+                cfg_.relay.control_listen.end()) {
+                added.push_back(a);
+            }
+        }
+        std::vector<SocketAddress> opened;
+        for (const auto& a : added) {
+            if (auto r = open_control(a); !r) {
+                kept.push_back({"relay.control_listen", r.error().describe()});
+                break;
+            }
+            opened.push_back(a);
+        }
+        if (opened.size() != added.size()) {
+            for (const auto& a : opened) {
+                close_control(a);
+            }
+            fresh->relay.control_listen = cfg_.relay.control_listen;
+        } else {
+            for (const auto& a : cfg_.relay.control_listen) {
+                if (std::find(fresh->relay.control_listen.begin(),
+                              fresh->relay.control_listen.end(),
+                              a) == fresh->relay.control_listen.end()) {
+                    close_control(a);
+                }
+            }
+        }
+    }
     fresh->relay.threads = cfg_.relay.threads;
     // data_path applies to sessions that start from now on.
     if (fresh->relay.data_path != cfg_.relay.data_path) {
         shell_->set_data_path(daemon::io_data_path(fresh->relay.data_path));
     }
-    if (psk_mode(*fresh) != psk || !psk) {
-        fresh->auth.keys = cfg_.auth.keys;
-        fresh->auth.certificate = cfg_.auth.certificate;
-        fresh->auth.private_key = cfg_.auth.private_key;
-        fresh->auth.agent_ca = cfg_.auth.agent_ca;
-    }
+    const auto key_error = reload_auth(*fresh);
     cfg_ = std::move(*fresh);
     admission_->set_limits({cfg_.limits.max_sessions, cfg_.limits.max_sessions_per_client,
                             cfg_.limits.max_new_sessions_per_client_per_s});
@@ -321,24 +375,6 @@ Result<void> App::reload() {
     // The listen policy reads cfg_: listeners a narrowed allow_listen no
     // longer permits close now, not at each agent's next CONFIG.
     listeners_->reapply();
-    std::optional<Error> key_error;
-    if (psk) {
-        if (auto k = load_keys(); !k) {
-            keys_ = old_keys;
-            key_error = k.error();
-            log::event(Level::Error, log::Ev::ReloadFailed, {{"REASON", k.error().describe()}},
-                       fmt::format("key file not reloaded, keeping the old keys: {}",
-                                   k.error().describe()));
-        } else {
-            // Agents whose key is gone or changed lose their channel now.
-            agents_->revoke([&](const std::string& id) {
-                const auto now_it = keys_.find(id);
-                const auto old_it = old_keys.find(id);
-                return now_it == keys_.end() || old_it == old_keys.end() ||
-                       now_it->second != old_it->second;
-            });
-        }
-    }
     const auto kept_error = daemon::report_kept_keys(kept);
     log::event(log::Ev::Reload, {}, "relay configuration reloaded");
     notify::ready();
@@ -349,6 +385,9 @@ Result<void> App::reload() {
     }
     if (kept_error) {
         return Unexpected(*kept_error);
+    }
+    if (move_error) {
+        return Unexpected(*move_error);
     }
     return {};
 }
@@ -370,6 +409,60 @@ Result<std::vector<daemon::HandedSocket>> App::hand_over() const {
         out->push_back(std::move(s));
     }
     return out;
+}
+
+std::optional<Error> App::reload_auth(config::RelayConfig& fresh) {
+    const bool was_psk = psk_mode(cfg_);
+    const bool now_psk = psk_mode(fresh);
+    const auto refuse = [&](const Error& e, std::string_view what) {
+        log::event(
+            Level::Error, log::Ev::ReloadFailed, {{"REASON", e.describe()}},
+            fmt::format("{} not reloaded, agents authenticate as before: {}", what, e.describe()));
+        fresh.auth.keys = cfg_.auth.keys;
+        fresh.auth.certificate = cfg_.auth.certificate;
+        fresh.auth.private_key = cfg_.auth.private_key;
+        fresh.auth.agent_ca = cfg_.auth.agent_ca;
+        return e;
+    };
+    if (now_psk) {
+        const auto old_keys = keys_;
+        if (auto k = load_keys(fresh.auth.keys); !k) {
+            return refuse(k.error(), "the key file");
+        }
+        if (!was_psk) {
+            // Certificates to shared keys: agents connected with a
+            // certificate re-authenticate with a key (or are refused).
+            auto tls = make_tls(fresh);
+            if (!tls) {
+                keys_ = old_keys;
+                return refuse(tls.error(), "the key file");
+            }
+            agents_->set_tls(std::move(*tls), true);
+            agent_ca_bytes_.clear();
+            return std::nullopt;
+        }
+        // Agents whose key is gone or changed lose their channel now.
+        agents_->revoke([&](const std::string& id) {
+            const auto now_it = keys_.find(id);
+            const auto old_it = old_keys.find(id);
+            return now_it == keys_.end() || old_it == old_keys.end() ||
+                   now_it->second != old_it->second;
+        });
+        return std::nullopt;
+    }
+    // Certificate mode: the files are read again, changed contents under
+    // the same names included. The relay's own certificate and key apply to
+    // the next handshake; a changed agent CA, or a switch from shared keys,
+    // makes every agent authenticate again under it.
+    auto tls = make_tls(fresh);
+    if (!tls) {
+        return refuse(tls.error(), "the certificate, key or agent CA");
+    }
+    std::string ca = file_bytes(fresh.auth.agent_ca);
+    const bool reauth = was_psk || ca != agent_ca_bytes_;
+    agent_ca_bytes_ = std::move(ca);
+    agents_->set_tls(std::move(*tls), reauth);
+    return std::nullopt;
 }
 
 void App::begin_drain(bool upgrade) {

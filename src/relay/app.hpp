@@ -23,6 +23,7 @@
 #include "relay/admission.hpp"
 #include "relay/agents.hpp"
 #include "relay/listeners.hpp"
+#include "relay/outbound.hpp"
 #include "relay/shard.hpp"
 
 namespace sp::relay {
@@ -47,8 +48,15 @@ public:
 
 private:
     [[nodiscard]] Result<void> setup();
-    [[nodiscard]] Result<control::TlsContext> make_tls();
-    [[nodiscard]] Result<void> load_keys();
+    /// The agents' TLS context for `cfg`'s mode (loading the key file in
+    /// shared-key mode when none is loaded yet).
+    [[nodiscard]] Result<control::TlsContext> make_tls(const config::RelayConfig& cfg);
+    [[nodiscard]] Result<void> load_keys(const std::string& path);
+    /// Reload's [auth]: new keys, certificates or mode apply to the next
+    /// handshake, and connections they no longer cover are closed. On
+    /// failure `fresh`'s [auth] is set back to the running one and the
+    /// error (logged) returned.
+    [[nodiscard]] std::optional<Error> reload_auth(config::RelayConfig& fresh);
 
     void tick();
     /// SIGHUP and `sallyportctl reload`: an invalid file is returned (and
@@ -60,6 +68,11 @@ private:
     /// SIGUSR2: the control port's and the public listeners' sockets.
     [[nodiscard]] Result<std::vector<daemon::HandedSocket>> hand_over() const;
     [[nodiscard]] Result<void> listen_control();
+    /// Binds (or takes from a predecessor) one control socket per worker
+    /// for `addr`; logs control-listen or bind-failed.
+    [[nodiscard]] Result<void> open_control(const SocketAddress& addr);
+    /// Stops accepting agents on `addr`; connected ones stay.
+    void close_control(const SocketAddress& addr);
     [[nodiscard]] std::shared_ptr<const AgentRules> agent_rules() const;
     [[nodiscard]] ShardLimits shard_limits() const;
 
@@ -68,12 +81,14 @@ private:
     // shards and the admission below until they are joined.
     std::unique_ptr<daemon::Shell> shell_;
     std::map<std::string, std::vector<uint8_t>> keys_;  // shared-key mode
+    std::string agent_ca_bytes_;  // certificate mode: the CA file as loaded, to see it change
     std::unique_ptr<Admission> admission_;
     io::Sharded<Shard> shards_;
     std::unique_ptr<Listeners> listeners_;
     LogLimiter reject_log_{5, std::chrono::milliseconds(1000)};
     std::unique_ptr<Agents> agents_;
     std::unique_ptr<AdminCommands> admin_;
+    std::unique_ptr<Outbound> outbound_;  // forward proxy requests
     // Duplicates of the control port's sockets ("ip:port" -> one per
     // worker), for a binary upgrade; the workers own the originals.
     std::map<std::string, std::vector<UniqueFd>> control_dups_;

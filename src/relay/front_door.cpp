@@ -36,17 +36,29 @@ void FrontDoor::add_listener(io::Worker& w, UniqueFd fd, const SocketAddress& ad
     if (closed_) {
         return;
     }
-    listeners_.push_back(w.add_listener(
-        std::move(fd),
-        [this](io::Worker& wk, UniqueFd c, const SocketAddress& peer, const SocketAddress&) {
-            on_accept(wk, std::move(c), peer);
-        },
-        [this, addr](io::Worker&, int err, bool paused) { on_accept_error(addr, err, paused); }));
+    listeners_.emplace_back(addr,
+                            w.add_listener(
+                                std::move(fd),
+                                [this](io::Worker& wk, UniqueFd c, const SocketAddress& peer,
+                                       const SocketAddress&) { on_accept(wk, std::move(c), peer); },
+                                [this, addr](io::Worker&, int err, bool paused) {
+                                    on_accept_error(addr, err, paused);
+                                }));
+}
+
+void FrontDoor::remove_listener(io::Worker& w, const SocketAddress& addr) {
+    std::erase_if(listeners_, [&](const auto& l) {
+        if (l.first == addr) {
+            w.remove_listener(l.second);
+            return true;
+        }
+        return false;
+    });
 }
 
 void FrontDoor::close(io::Worker& w) {
     closed_ = true;
-    for (const uint64_t id : listeners_) {
+    for (const auto& [addr, id] : listeners_) {
         w.remove_listener(id);
     }
     listeners_.clear();

@@ -57,6 +57,9 @@ public:
     void add_listener(io::Worker& w, UniqueFd fd, const SocketAddress& addr);
     /// New rules apply to connections accepted from now on.
     void set_rules(std::shared_ptr<const AgentRules> rules) { rules_ = std::move(rules); }
+    /// Reload dropped `addr` from control_listen: stops accepting there;
+    /// connections already accepted go on.
+    void remove_listener(io::Worker& w, const SocketAddress& addr);
     /// Drain: stops accepting and drops unclassified connections.
     void close(io::Worker& w);
     /// Once a second: drops connections past their deadline whose timer
@@ -90,7 +93,7 @@ private:
     Host& host_;
     PreAuth preauth_;
     std::shared_ptr<const AgentRules> rules_;
-    std::vector<uint64_t> listeners_;
+    std::vector<std::pair<SocketAddress, uint64_t>> listeners_;  // address, worker listener id
     std::unordered_map<uint64_t, Conn> conns_;
     uint64_t next_id_ = 1;
     bool closed_ = false;

@@ -52,6 +52,27 @@ inline constexpr obs::Family kSessionDuration{
     "sallyport_session_duration_seconds", "How long closed sessions lasted.", obs::Kind::Histogram,
     kServiceLabel, obs::kDurationBuckets};
 
+// Forward proxy (relay/outbound_connect.hpp), per worker too.
+inline constexpr std::array<std::string_view, 2> kAgentDirection = {"agent", "direction"};
+inline constexpr std::array<std::string_view, 1> kReasonLabel = {"reason"};
+inline constexpr obs::Family kOutboundSessions{
+    "sallyport_outbound_sessions_total",
+    "Forward-proxy sessions opened: an outbound connection spliced with the agent's data channel.",
+    obs::Kind::Counter, kAgentLabel};
+inline constexpr obs::Family kOutboundOpen{"sallyport_outbound_sessions_open",
+                                           "Forward-proxy sessions open now.", obs::Kind::Gauge,
+                                           kAgentLabel};
+/// direction="up": the internal application to the partner (BYTES_UP).
+inline constexpr obs::Family kOutboundBytes{
+    "sallyport_outbound_bytes_total",
+    "Bytes delivered by closed forward-proxy sessions; up is the internal application to the "
+    "partner.",
+    obs::Kind::Counter, kAgentDirection};
+inline constexpr obs::Family kOutboundRejections{
+    "sallyport_outbound_rejections_total",
+    "Forward-proxy requests refused, by REASON of the outbound-rejected event.", obs::Kind::Counter,
+    kReasonLabel};
+
 // --- control thread ---
 
 inline constexpr obs::Family kAgentsConnected{

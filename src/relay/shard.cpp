@@ -40,9 +40,14 @@ Shard::Shard(unsigned worker_index, io::Sharded<Shard>& peers, SessionIds ids, A
       door_(*this, kMaxHandshaking / ids.stride,
             std::max<size_t>(16, kMaxHandshaking / ids.stride / kHandshakingPerAddressDivisor),
             std::move(rules)),
-      channels_(worker_index, hash_key, [this](uint64_t agent, std::vector<control::Token> tokens) {
-          hooks_.send_tokens(index_, agent, std::move(tokens), false);
-      }) {
+      channels_(worker_index, hash_key,
+                [this](uint64_t agent, std::vector<control::Token> tokens) {
+                    hooks_.send_tokens(index_, agent, std::move(tokens), false);
+                }),
+      outbound_(
+          worker_index, hash_key ^ 0x6f7574626f756e64ULL,
+          [this] { return ids_.base + next_session_++ * ids_.stride + index_; },
+          [this](uint64_t agent) { return channels_.serves(agent); }) {
     channels_.set_token_lifetime(limits.token_lifetime);
 }
 
@@ -55,6 +60,7 @@ void Shard::on_tick(io::Worker& w) {
     channels_.tick(now, [this](uint64_t agent) { return waiting_for(agent); });
     affinity_.expire(now);
     door_.sweep(w, now);
+    outbound_.tick(now);
     w.add_timer(1s, [this](io::Worker& wk) { on_tick(wk); });
 }
 
@@ -175,6 +181,7 @@ void Shard::add_agent(io::Worker& w, uint64_t agent, std::string name, unsigned 
 
 void Shard::drop_agent(io::Worker& w, uint64_t agent) {
     channels_.drop_agent(agent);
+    outbound_.drop_agent(w, agent);
     draining_agents_.erase(agent);
     // Clients that were waiting on its channels ask another agent of their
     // service, if one is left (remove_service handles the case of none).
@@ -370,8 +377,25 @@ void Shard::channel(io::Worker& w, UniqueFd fd, const SocketAddress& peer, const
     });
 }
 
+void Shard::count_outbound_rejected(std::string_view reason) {
+    metrics_.add(metric::kOutboundRejections, {reason});
+}
+
+void Shard::connect_outbound(io::Worker& w, OutboundJob job) {
+    if (draining_ || stopping_) {
+        if (job.report) {
+            job.report({job.request, control::OutboundStatus::Limit, 0, {}, {}});
+        }
+        return;
+    }
+    outbound_.start(w, std::move(job));
+}
+
 void Shard::arrive(io::Worker& w, UniqueFd fd, const SocketAddress& peer, const control::Token& t,
                    bool early) {
+    if (outbound_.redeem(w, fd, t, early, limits_.idle_timeout_s)) {
+        return;
+    }
     auto ch = channels_.redeem(std::move(fd), peer, t, early, Clock::now());
     if (!ch) {
         return;
@@ -719,6 +743,7 @@ obs::MetricSet Shard::metrics(const io::Worker& w) const {
     for (const auto& [name, n] : idle) {
         m.set(metric::kPoolIdle, {name}, static_cast<double>(n));
     }
+    m.merge(outbound_.metrics());
     return m;
 }
 

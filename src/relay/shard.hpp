@@ -27,6 +27,7 @@
 #include "relay/admission.hpp"
 #include "relay/channels.hpp"
 #include "relay/front_door.hpp"
+#include "relay/outbound_connect.hpp"
 #include "relay/session_events.hpp"
 #include "relay/shard_report.hpp"
 
@@ -94,6 +95,9 @@ public:
     void add_control_listener(io::Worker& w, UniqueFd fd, const SocketAddress& addr) {
         door_.add_listener(w, std::move(fd), addr);
     }
+    void remove_control_listener(io::Worker& w, const SocketAddress& addr) {
+        door_.remove_listener(w, addr);
+    }
     void set_agent_rules(std::shared_ptr<const AgentRules> rules) {
         door_.set_rules(std::move(rules));
     }
@@ -126,6 +130,13 @@ public:
     /// the oldest waiting client its agent can serve, or keep it idle.
     void arrive(io::Worker& w, UniqueFd fd, const SocketAddress& peer, const control::Token& t,
                 bool early);
+
+    /// Forward proxy: connects for `job` (relay/outbound_connect.hpp) and
+    /// reports through it. Refused with Limit while the operator drains
+    /// this relay or it stops, as clients are.
+    void connect_outbound(io::Worker& w, OutboundJob job);
+    /// Counts a forward-proxy refusal the control thread decided.
+    void count_outbound_rejected(std::string_view reason);
 
     // FrontDoor::Host
     void tls(UniqueFd fd, const SocketAddress& peer, Clock::time_point accepted) override;
@@ -258,6 +269,7 @@ private:
     ShardLimits limits_;
     FrontDoor door_;
     Channels channels_;
+    OutboundConnects outbound_;
     std::map<uint64_t, uint64_t> listeners_;  // key -> io listener id
     std::unordered_map<std::string, std::shared_ptr<const ServicePolicy>> services_;
     std::deque<Pending> pending_;

@@ -191,9 +191,9 @@ void fill_pattern(uint64_t seed, uint64_t offset, char* buf, size_t len) {
     }
 }
 
-TestServer::TestServer(Mode mode, const char* host) : mode_(mode) {
+TestServer::TestServer(Mode mode, const char* host, uint16_t port) : mode_(mode) {
     socklen_t len = 0;
-    auto ss = make_addr(host, 0, len);
+    auto ss = make_addr(host, port, len);
     listener_.reset(::socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
     const int one = 1;
     ::setsockopt(listener_.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);

@@ -62,7 +62,8 @@ public:
         Source,     // reads an 8-byte big-endian length, sends that many pattern bytes
         Hold,       // accepts and reads, never answers (closes on client EOF)
     };
-    TestServer(Mode mode, const char* host = "127.0.0.1");
+    /// `port` 0: one the kernel picks.
+    TestServer(Mode mode, const char* host = "127.0.0.1", uint16_t port = 0);
     ~TestServer();
     TestServer(const TestServer&) = delete;
     TestServer& operator=(const TestServer&) = delete;

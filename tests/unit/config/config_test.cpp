@@ -261,7 +261,10 @@ TEST_SUITE("config.relay") {
         CHECK(c->limits.handshake_timeout_ms == 5000);
         CHECK(c->limits.idle_timeout_s == 0);
         CHECK(c->limits.listener_grace_ms == 0);
+        CHECK(c->limits.max_outbound_sessions == 0);
+        CHECK(c->limits.max_outbound_sessions_per_agent == 0);
         CHECK(c->outbound_allow.empty());
+        CHECK(c->outbound_connect_timeout_ms == 10000);
         CHECK(c->auth.allow_agents.empty());
         CHECK(c->shared_key_mode());
     }
@@ -326,6 +329,9 @@ TEST_SUITE("config.relay") {
         CHECK(c->limits.handshake_timeout_ms == 3600000);
         CHECK(c->limits.idle_timeout_s == 600);
         CHECK(c->limits.listener_grace_ms == 9000);
+        CHECK(c->limits.max_outbound_sessions == 200);
+        CHECK(c->limits.max_outbound_sessions_per_agent == 20);
+        CHECK(c->outbound_connect_timeout_ms == 2500);
         REQUIRE(c->outbound_allow.size() == 4);
         CHECK(c->outbound_allow[0].host == "partner.example.com");
         CHECK_FALSE(c->outbound_allow[0].cidr);
@@ -376,6 +382,19 @@ TEST_SUITE("config.relay") {
         CHECK_FALSE(outbound_allowed(*c, "", ip("10.1.2.3"), 23));
         CHECK(outbound_allowed(*c, "", ip("2001:db8::5"), 443));
         CHECK_FALSE(outbound_allowed(*c, "", ip("2001:db9::5"), 443));
+    }
+
+    TEST_CASE("relay: outbound limits and connect timeout are range-checked") {
+        CHECK(relay_error("[auth]\nkeys = \"k\"\n[limits]\nmax_outbound_sessions = -1\n")
+                  .describe()
+                  .find("limits.max_outbound_sessions") != std::string::npos);
+        CHECK(relay_error("[auth]\nkeys = \"k\"\n[outbound]\nconnect_timeout_ms = 0\n")
+                  .describe()
+                  .find("outbound.connect_timeout_ms") != std::string::npos);
+        auto c = parse_relay_config(
+            "[auth]\nkeys = \"k\"\n[limits]\nmax_outbound_sessions_per_agent = 0\n", "t");
+        REQUIRE(c);
+        CHECK(c->limits.max_outbound_sessions_per_agent == 0);
     }
 
     TEST_CASE("relay: describe() names FILE:LINE:COL and the key") {

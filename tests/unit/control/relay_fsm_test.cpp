@@ -73,6 +73,10 @@ std::string describe(const RelayAction& a) {
             [](const relay_out::SetDraining& d) {
                 return fmt::format("SetDraining({})", d.draining);
             },
+            [](const relay_out::StartOutbound& o) {
+                return fmt::format("StartOutbound({},{}:{})", o.request.request_id, o.request.host,
+                                   o.request.port);
+            },
             [](const relay_out::Close& c) {
                 return fmt::format("Close({},{}{})", event_name(c.event), to_string(c.reason),
                                    c.was_ready ? ",ready" : "");
@@ -173,6 +177,8 @@ TEST_SUITE("control.relay_fsm") {
             {"handshake timeout: nothing to say GOODBYE with", S::AwaitTls,
              I{relay_in::HandshakeTimeout{}}, S::Closed,
              V{"Close(agent-rejected,handshake-timeout)"}},
+            {"authentication changed by reload: closed", S::AwaitTls, I{relay_in::Reauthenticate{}},
+             S::Closed, V{"Close(none,reload)"}},
             {"shutdown: silent", S::AwaitTls, I{relay_in::Shutdown{}}, S::Closed,
              V{"Close(none,shutdown)"}},
             {"tick ignored", S::AwaitTls, I{relay_in::Tick{kT0, kT0 - 1h, kT0 - 1h}}, S::AwaitTls,
@@ -263,6 +269,8 @@ TEST_SUITE("control.relay_fsm") {
              V{"Goodbye(shutdown)", "Close(none,shutdown)"}},
             {"upgrade handed over", S::AwaitHello, I{relay_in::Shutdown{true}}, S::Closing,
              V{"Goodbye(reload)", "Close(none,shutdown)"}},
+            {"authentication changed by reload", S::AwaitHello, I{relay_in::Reauthenticate{}},
+             S::Closing, V{"Goodbye(reload)", "Close(agent-rejected,reload)"}},
             {"unsolicited claim answer ignored", S::AwaitHello, I{relay_in::ClaimGranted{}},
              S::AwaitHello, V{}},
             {"replaced before Ready cannot happen: ignored", S::AwaitHello, I{relay_in::Replaced{}},
@@ -292,9 +300,17 @@ TEST_SUITE("control.relay_fsm") {
              S::Ready, V{"SetDraining(false)"}},
             {"AGENT_STATE not draining on a fresh connection: nothing", S::Ready,
              I{relay_in::FrameDecoded{AgentState{false}}}, S::Ready, V{}},
-            {"OUTBOUND_REQUEST: disabled in this version", S::Ready,
+            {"OUTBOUND_REQUEST: handed to the relay, which answers later", S::Ready,
              I{relay_in::FrameDecoded{OutboundRequest{9, "x", 443}}}, S::Ready,
-             V{"Send(OUTBOUND_RESULT 9 disabled)"}},
+             V{"StartOutbound(9,x:443)"}},
+            {"OUTBOUND_REQUEST while the agent drains: still handed on", S::Ready,
+             I{relay_in::FrameDecoded{AgentState{true}},
+               relay_in::FrameDecoded{OutboundRequest{10, "192.0.2.1", 22}}},
+             S::Ready, V{"StartOutbound(10,192.0.2.1:22)"}},
+            {"two requests in a row: one action each, no state kept", S::Ready,
+             I{relay_in::FrameDecoded{OutboundRequest{1, "a", 1}},
+               relay_in::FrameDecoded{OutboundRequest{1, "a", 1}}},
+             S::Ready, V{"StartOutbound(1,a:1)"}},
             {"GOODBYE rx: closed with the agent's reason, no GOODBYE back", S::Ready,
              I{relay_in::FrameDecoded{Goodbye{GoodbyeReason::Reload, "reloading"}}}, S::Closed,
              V{"Close(agent-disconnected,reload,ready)"}},
@@ -327,6 +343,8 @@ TEST_SUITE("control.relay_fsm") {
              V{"Goodbye(shutdown)", "Close(agent-disconnected,shutdown,ready)"}},
             {"upgrade handed over", S::Ready, I{relay_in::Shutdown{true}}, S::Closing,
              V{"Goodbye(reload)", "Close(agent-disconnected,shutdown,ready)"}},
+            {"authentication changed by reload", S::Ready, I{relay_in::Reauthenticate{}},
+             S::Closing, V{"Goodbye(reload)", "Close(agent-disconnected,reload,ready)"}},
             {"handshake timer after Ready ignored", S::Ready, I{relay_in::HandshakeTimeout{}},
              S::Ready, V{}},
         });

@@ -7,6 +7,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <atomic>
 #include <future>
 #include <mutex>
 #include <thread>
@@ -559,5 +560,111 @@ TEST_SUITE("relay.shard") {
                         "1\n") != std::string::npos);
         CHECK(text.find("sallyport_client_accepts_total{service=\"svc\"} 2\n") !=
               std::string::npos);
+    }
+}
+
+namespace {
+
+// Runs one outbound job on worker `at` and waits for its outcome; counts
+// the slot releases in `released`.
+OutboundOutcome outbound(Fixture& f, unsigned at, uint64_t agent,
+                         std::vector<SocketAddress> addresses,
+                         const std::shared_ptr<std::atomic<int>>& released) {
+    auto prom = std::make_shared<std::promise<OutboundOutcome>>();
+    auto fut = prom->get_future();
+    OutboundJob job;
+    job.request = 9;
+    job.agent = agent;
+    job.agent_name = "agent-" + std::to_string(agent);
+    job.destination = "partner:1";
+    job.addresses = std::move(addresses);
+    job.connect_timeout = 2s;
+    job.token_lifetime = 5s;
+    job.report = [prom](OutboundOutcome o) { prom->set_value(std::move(o)); };
+    job.release = [released] { ++*released; };
+    auto j = std::make_shared<OutboundJob>(std::move(job));
+    f.call(at, [j](Shard& s, io::Worker& w) { s.connect_outbound(w, std::move(*j)); });
+    REQUIRE(fut.wait_for(10s) == std::future_status::ready);
+    return fut.get();
+}
+
+}  // namespace
+
+TEST_SUITE("relay.shard.outbound") {
+    TEST_CASE("outbound: the first address that accepts wins; its channel is spliced with it") {
+        Fixture f(2);
+        f.agent(1, 0);
+        auto partner = io::listen_tcp(kLoopback, false, 8);
+        REQUIRE(partner);
+        const auto paddr = *io::local_address(partner->get());
+        const uint16_t dead = test::free_port();
+        const SocketAddress refused(*IpAddress::parse("127.0.0.1"), dead);
+        auto released = std::make_shared<std::atomic<int>>(0);
+        const auto o = outbound(f, 1, 1, {refused, paddr}, released);
+        REQUIRE(o.status == control::OutboundStatus::Ok);
+        CHECK(o.request == 9);
+        CHECK(o.resolved == paddr.to_string());
+        CHECK(token_owner(o.token) == 1);
+        UniqueFd server(::accept4(partner->get(), nullptr, nullptr, SOCK_CLOEXEC));
+        REQUIRE(server);
+        test::set_timeouts(server.get(), 5s);
+        // Presented on the other worker: routed to the one holding the socket.
+        UniqueFd agent_end = f.present(0, o.token);
+        const auto b = read_binding(agent_end.get());
+        CHECK(b.service.empty());
+        CHECK(b.client_addr == paddr.to_string());
+        CHECK(b.listen_addr.rfind("127.0.0.1:", 0) == 0);
+        CHECK(b.session_id % 2 == 1);  // worker 1's sequence
+        REQUIRE(test::send_all(agent_end.get(), "up", 2));
+        CHECK(test::recv_n(server.get(), 2) == "up");
+        REQUIRE(test::send_all(server.get(), "down", 4));
+        CHECK(test::recv_n(agent_end.get(), 4) == "down");
+        CHECK(*released == 0);
+        server = UniqueFd();
+        agent_end = UniqueFd();
+        CHECK(eventually([&] { return *released == 1; }));
+        // Single use.
+        UniqueFd again = f.present(1, o.token);
+        CHECK(closed_by_relay(again.get()));
+    }
+
+    TEST_CASE("outbound: refused, gone agent and draining relay are reported, not connected") {
+        Fixture f(1);
+        f.agent(1, 0);
+        auto released = std::make_shared<std::atomic<int>>(0);
+        const SocketAddress refused(*IpAddress::parse("127.0.0.1"), test::free_port());
+        auto o = outbound(f, 0, 1, {refused}, released);
+        CHECK(o.status == control::OutboundStatus::ConnectFailed);
+        CHECK(o.error == ECONNREFUSED);
+        CHECK(o.resolved == refused.to_string());
+        auto partner = io::listen_tcp(kLoopback, false, 8);
+        REQUIRE(partner);
+        const auto paddr = *io::local_address(partner->get());
+        o = outbound(f, 0, 2, {paddr}, released);  // agent 2 is not Ready here
+        CHECK(o.status == control::OutboundStatus::ConnectFailed);
+        CHECK(o.error == ECONNABORTED);
+        f.call(0, [](Shard& s, io::Worker&) { s.set_draining(true); });
+        o = outbound(f, 0, 1, {paddr}, released);
+        CHECK(o.status == control::OutboundStatus::Limit);
+        CHECK(*released == 0);  // nothing was granted
+    }
+
+    TEST_CASE("outbound: an agent that leaves voids its tokens and frees their slots") {
+        Fixture f(1);
+        f.agent(1, 0);
+        auto partner = io::listen_tcp(kLoopback, false, 8);
+        REQUIRE(partner);
+        const auto paddr = *io::local_address(partner->get());
+        auto released = std::make_shared<std::atomic<int>>(0);
+        const auto o = outbound(f, 0, 1, {paddr}, released);
+        REQUIRE(o.status == control::OutboundStatus::Ok);
+        UniqueFd server(::accept4(partner->get(), nullptr, nullptr, SOCK_CLOEXEC));
+        REQUIRE(server);
+        test::set_timeouts(server.get(), 5s);
+        f.call(0, [](Shard& s, io::Worker& w) { s.drop_agent(w, 1); });
+        CHECK(*released == 1);
+        CHECK(closed_by_relay(server.get()));  // the outbound socket is closed
+        UniqueFd late = f.present(0, o.token);
+        CHECK(closed_by_relay(late.get()));
     }
 }
