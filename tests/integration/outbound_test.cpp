@@ -395,6 +395,56 @@ std::string push_and_hash(int fd, size_t size, std::string& sent_hash) {
     return recv_all(fd, 128);
 }
 
+// A partner's web server (python3 http.server) on `host`, serving a 64 MiB
+// file of pattern bytes; stopped by its PID.
+struct Partner {
+    std::string host;
+    uint16_t port = 0;
+    std::string want;  // the file's SHA-256
+    Process server;
+
+    Partner(Deployment& d, const char* h) : host(h) {
+        // posix_spawn takes no PATH: programs by their Debian paths.
+        const std::string dir = d.dir.path() + "/www-" + host;
+        REQUIRE(::mkdir(dir.c_str(), 0755) == 0);
+        {
+            std::ofstream f(dir + "/blob", std::ios::binary);
+            std::vector<char> buf(1U << 20);
+            for (uint64_t off = 0; off < (64U << 20); off += buf.size()) {
+                fill_pattern(11, off, buf.data(), buf.size());
+                f.write(buf.data(), static_cast<std::streamsize>(buf.size()));
+            }
+        }
+        want = sha_of_file(dir + "/blob");
+        port = pick_port(h);
+        server = Process::start({"/usr/bin/python3", "-m", "http.server", "--bind", host,
+                                 std::to_string(port), "--directory", dir},
+                                d.dir.path() + "/http-" + host + ".log");
+        REQUIRE(connect_retry(h, port, 10s));
+    }
+    ~Partner() { (void)server.stop(std::chrono::seconds(5)); }
+    Partner(const Partner&) = delete;
+    Partner& operator=(const Partner&) = delete;
+};
+
+// The partner's file through the agent's SOCKS5 proxy (the name resolved
+// on the far side) and through its CONNECT proxy, checked by SHA-256.
+void curl_both(Deployment& d, const Proxy& p, const Partner& web) {
+    const std::string url = fmt::format("http://{}:{}/blob", web.host, web.port);
+    const std::string out1 = d.dir.path() + "/via-socks";
+    const auto a = run({"/usr/bin/curl", "-sS", "--max-time", "60", "--socks5-hostname",
+                        fmt::format("127.0.0.1:{}", p.socks), "-o", out1, url},
+                       std::chrono::seconds(90));
+    CHECK(a.status == 0);
+    CHECK(sha_of_file(out1) == web.want);
+    const std::string out2 = d.dir.path() + "/via-connect";
+    const auto b = run({"/usr/bin/curl", "-sS", "--max-time", "60", "-p", "-x",
+                        fmt::format("http://127.0.0.1:{}", p.http), "-o", out2, url},
+                       std::chrono::seconds(90));
+    CHECK(b.status == 0);
+    CHECK(sha_of_file(out2) == web.want);
+}
+
 }  // namespace
 
 TEST_SUITE("integration.outbound") {
@@ -694,38 +744,44 @@ TEST_SUITE("integration.outbound") {
             });
         const auto p = start_agent(d, relay.port());
         REQUIRE(d.agent.wait_for_output("relay-connected", 10s));
-        // posix_spawn takes no PATH: programs by their Debian paths.
-        const std::string blob = d.dir.path() + "/www/blob";
-        REQUIRE(::mkdir((d.dir.path() + "/www").c_str(), 0755) == 0);
-        {
-            std::ofstream f(blob, std::ios::binary);
-            std::vector<char> buf(1U << 20);
-            for (uint64_t off = 0; off < (64U << 20); off += buf.size()) {
-                fill_pattern(11, off, buf.data(), buf.size());
-                f.write(buf.data(), static_cast<std::streamsize>(buf.size()));
-            }
-        }
-        const std::string want = sha_of_file(blob);
-        const uint16_t web = pick_port("127.0.0.4");
-        Process server =
-            Process::start({"/usr/bin/python3", "-m", "http.server", "--bind", "127.0.0.4",
-                            std::to_string(web), "--directory", d.dir.path() + "/www"},
-                           d.dir.path() + "/http.log");
-        REQUIRE(connect_retry("127.0.0.4", web, 10s));
-        const std::string url = fmt::format("http://127.0.0.4:{}/blob", web);
-        const std::string out1 = d.dir.path() + "/via-socks";
-        const auto a = run({"/usr/bin/curl", "-sS", "--max-time", "60", "--socks5-hostname",
-                            fmt::format("127.0.0.1:{}", p.socks), "-o", out1, url},
-                           90s);
-        CHECK(a.status == 0);
-        CHECK(sha_of_file(out1) == want);
-        const std::string out2 = d.dir.path() + "/via-connect";
-        const auto b = run({"/usr/bin/curl", "-sS", "--max-time", "60", "-p", "-x",
-                            fmt::format("http://127.0.0.1:{}", p.http), "-o", out2, url},
-                           90s);
-        CHECK(b.status == 0);
-        CHECK(sha_of_file(out2) == want);
+        Partner web(d, "127.0.0.4");
+        curl_both(d, p, web);
         CHECK(relay.channels() == 2);
-        (void)server.stop(5s);
+    }
+
+    TEST_CASE(
+        "outbound: through the real relay, curl 64 MiB byte-exact both ways; egress refused") {
+        Deployment d;
+        d.control_port = pick_port();
+        d.make_keys({"agent1"});
+        Partner web(d, "127.0.0.5");
+        d.start_relay(fmt::format("[outbound]\nallow = [\"127.0.0.5/32:{}\"]\n", web.port));
+        REQUIRE(d.relay.wait_for_output("control-listen", 10s));
+        const auto p = start_agent(d, d.control_port);
+        REQUIRE(d.agent.wait_for_output("relay-connected", 10s));
+        curl_both(d, p, web);
+        // The same SESSION_ID on both sides.
+        REQUIRE(d.agent.wait_for_output("outbound-close", 10s));
+        const auto alog = d.agent.output();
+        const auto at = alog.find("outbound-open SESSION_ID=");
+        REQUIRE(at != std::string::npos);
+        const std::string sid = alog.substr(at + 25, 16);
+        CHECK(d.relay.wait_for_output("SESSION_ID=" + sid, 5s));
+        CHECK(alog.find(fmt::format("RESOLVED_ADDR=127.0.0.5:{}", web.port)) != std::string::npos);
+        // Outside the relay's allow list: SOCKS5 2, HTTP 403, both daemons log it.
+        CHECK(socks_connect(p.socks, "127.0.0.6", web.port).second == 0x02);
+        CHECK(http_connect(p.http, fmt::format("127.0.0.5:{}", web.port + 1))
+                  .second.rfind("HTTP/1.1 403 ", 0) == 0);
+        CHECK(d.agent.wait_for_output("REASON=not-allowed", 5s));
+        CHECK(d.relay.wait_for_output("outbound-rejected", 5s));
+        // The relay goes away: a clean, immediate answer, never a hang.
+        (void)d.relay.stop(10s);
+        for (int i = 0; i < 100 && d.agent.output().find("relay-disconnected") == std::string::npos;
+             ++i) {
+            std::this_thread::sleep_for(50ms);
+        }
+        const auto t0 = std::chrono::steady_clock::now();
+        CHECK(socks_connect(p.socks, "127.0.0.5", web.port).second == 0x01);
+        CHECK(std::chrono::steady_clock::now() - t0 < 3s);
     }
 }
