@@ -73,14 +73,25 @@ Result<void> App::setup() {
     shell_ = std::move(*shell);
     shell_->set_hooks({[this] { reload(); }, [this] { begin_drain(); }, [this] { tick(); },
                        [this] { return static_cast<uint64_t>(std::max<int64_t>(0, sessions_)); },
-                       // The agent listens on nothing of its own: the shell
-                       // hands over the status socket and metrics endpoint.
-                       [] { return Result<std::vector<daemon::HandedSocket>>{}; },
+                       // The shell adds the status socket and metrics
+                       // endpoint to the forward proxy's listeners.
+                       [this]() -> Result<std::vector<daemon::HandedSocket>> {
+                           std::vector<daemon::HandedSocket> out;
+                           if (auto r = proxy_->hand_over(out); !r) {
+                               return Unexpected(r.error());
+                           }
+                           return out;
+                       },
                        [this] { retire(); }});
     shards_.start(shell_->workers(), [this](unsigned i) {
         return std::make_unique<Shard>(i, static_cast<ShardHost&>(*this));
     });
     publish_services();
+    proxy_ = std::make_unique<ForwardProxy>(*shell_, static_cast<OutboundLinks&>(*this),
+                                            [this](int delta) { sessions_ += delta; });
+    if (auto r = proxy_->start(cfg_.outbound, shell_->inheritance()); !r) {
+        return Unexpected(r.error());
+    }
     register_admin(*shell_, shards_, static_cast<AgentView&>(*this));
     shell_->admin().set_reload([this] { return apply_reload(); });
     // Opened once: a reload keeps the socket and the endpoint it started with.
@@ -225,6 +236,22 @@ void App::dial_channels(LinkId link, const SocketAddress& relay,
 
 void App::link_closed(LinkId link) {
     shards_.invoke_on_all([link](Shard& s, io::Worker& w) { s.drop_link(w, link); });
+    proxy_->link_down(link);  // its callers waiting for an answer hear "no relay"
+}
+
+std::vector<OutboundLinks::Relay> App::ready_relays() const {
+    std::vector<Relay> out;
+    for (const auto& [id, l] : links_) {
+        if (l->phase() == LinkPhase::Ready && l->address()) {
+            out.push_back(Relay{id, *l->address(), l->name()});
+        }
+    }
+    return out;
+}
+
+bool App::send_outbound(LinkId link, const control::OutboundRequest& req) {
+    const auto it = links_.find(link);
+    return it != links_.end() && it->second->send_outbound(req);
 }
 
 void App::phase_changed(LinkId /*link*/) {
@@ -333,6 +360,11 @@ Result<void> App::apply_reload() {
         shell_->admin(), "agent", cfg_.agent.status_socket, fresh->agent.status_socket,
         cfg_.agent.metrics_listen, fresh->agent.metrics_listen);
     fresh->agent.threads = cfg_.agent.threads;
+    if (auto r = proxy_->reload(fresh->outbound, restart_only); !r) {
+        log::event(Ev::ReloadFailed, {{f::kReason, r.error().describe()}},
+                   fmt::format("reload: [outbound] keeps its running users and clients: {}",
+                               r.error().describe()));
+    }
     // data_path applies to sessions that start from now on.
     if (fresh->agent.data_path != cfg_.agent.data_path) {
         shell_->set_data_path(daemon::io_data_path(fresh->agent.data_path));
@@ -401,6 +433,7 @@ Result<void> App::apply_reload() {
 
 void App::retire() {
     retiring_ = true;
+    proxy_->stop_accepting();  // the successor accepts on the same sockets
     // The successor dials every relay as soon as it runs; 30 s covers a
     // relay that is slow to answer it.
     retire_deadline_ = Poller::Clock::now() + 30s;
@@ -416,6 +449,7 @@ void App::begin_drain() {
                fmt::format("stopping: draining {} sessions for up to {} s",
                            std::max<int64_t>(0, sessions_), kDrainTimeout.count()));
     apply_policy();  // every link says GOODBYE(shutdown)
+    proxy_->close_all();
     shards_.invoke_on_all([](Shard& s, io::Worker& w) { s.close_all(w); });
     shell_->begin_drain(kDrainTimeout);
 }

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "agent/admin_commands.hpp"
+#include "agent/forward_proxy.hpp"
 #include "agent/link_id.hpp"
 #include "agent/relay_link.hpp"
 #include "agent/resolver.hpp"
@@ -25,7 +26,7 @@
 
 namespace sp::agent {
 
-class App final : private LinkHost, private ShardHost, private AgentView {
+class App final : private LinkHost, private ShardHost, private AgentView, private OutboundLinks {
     struct Private {  // passkey: only create() constructs one
         explicit Private() = default;
     };
@@ -64,6 +65,12 @@ private:
                        std::vector<control::Token> tokens) override;
     void link_closed(LinkId link) override;
     void phase_changed(LinkId link) override;
+    void outbound_result(LinkId link, const control::OutboundResult& result) override {
+        proxy_->on_result(link, result);
+    }
+    // OutboundLinks (control thread)
+    [[nodiscard]] std::vector<Relay> ready_relays() const override;
+    [[nodiscard]] bool send_outbound(LinkId link, const control::OutboundRequest& req) override;
     // ShardHost (any worker thread)
     void backend_down(uint64_t gen, const std::string& service, size_t index) override;
     void backend_health(uint64_t gen, const std::string& service, size_t index, bool up) override;
@@ -83,6 +90,7 @@ private:
     std::unique_ptr<daemon::Shell> shell_;
     io::Sharded<Shard> shards_;  // one per worker, used on its thread
     std::unique_ptr<Resolver> resolver_;
+    std::unique_ptr<ForwardProxy> proxy_;  // [outbound]: shards used on the workers' threads
     std::map<LinkId, std::unique_ptr<RelayLink>> links_;
     uint64_t next_link_ = 1;
     uint32_t generation_ = 1;           // CONFIG generation

@@ -101,6 +101,15 @@ void RelayLink::send_backend_failed(control::BackendFailed msg) {
     send(msg, abort);
 }
 
+bool RelayLink::send_outbound(const control::OutboundRequest& msg) {
+    if (fsm_.state() != control::LinkState::Ready || !peer_) {
+        return false;
+    }
+    bool abort = false;
+    send(msg, abort);
+    return !abort && fsm_.state() == control::LinkState::Ready;
+}
+
 // Every outcome enters here. Carrying out an action can produce the next
 // input (a send fails, a connect fails at once): it is queued and taken
 // after the current list, so the FSM sees inputs in order and is never
@@ -163,6 +172,8 @@ void RelayLink::run(control::LinkAction& a, bool& abort) {
         }
     } else if (auto* r = std::get_if<act::ReportConfigResult>(&a)) {
         log_config_result(name_, r->result);
+    } else if (auto* o = std::get_if<act::OutboundAnswer>(&a)) {
+        host_.outbound_result(id_, o->result);
     } else if (auto* up = std::get_if<act::Connected>(&a)) {
         ready_since_ = Poller::Clock::now();
         log_relay_connected(name_, creds_.key_id, *up);

@@ -40,6 +40,9 @@ public:
     virtual void link_closed(LinkId link) = 0;
     /// phase() changed: the link policy may want to start or stop links.
     virtual void phase_changed(LinkId link) = 0;
+    /// The relay answered an OUTBOUND_REQUEST of this link (or sent a
+    /// result nobody asked for: the host drops it).
+    virtual void outbound_result(LinkId link, const control::OutboundResult& result) = 0;
 
 protected:
     ~LinkHost() = default;
@@ -75,6 +78,9 @@ public:
     void new_config(control::Config config);
     /// BACKEND_FAILED for a session of this link; dropped unless Ready.
     void send_backend_failed(control::BackendFailed msg);
+    /// OUTBOUND_REQUEST; false (nothing sent) unless Ready, or when the send
+    /// failed and the link went down (the caller answers "no relay").
+    [[nodiscard]] bool send_outbound(const control::OutboundRequest& msg);
     /// The operator drained or resumed the agent: the relay is told now if
     /// Ready, else after the next HELLO_ACK (AGENT_STATE).
     void set_draining(bool draining);
@@ -88,6 +94,8 @@ public:
     [[nodiscard]] const config::RelayEntry& entry() const noexcept { return entry_; }
     [[nodiscard]] const std::string& fingerprint() const noexcept { return creds_.fingerprint; }
     [[nodiscard]] const std::string& name() const noexcept { return name_; }
+    /// The address the control channel reached (data channels go there).
+    [[nodiscard]] const std::optional<SocketAddress>& address() const noexcept { return address_; }
     [[nodiscard]] LinkPhase phase() const noexcept;
     [[nodiscard]] control::LinkState state() const noexcept { return fsm_.state(); }
 

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "config/agent_config.hpp"
 
+#include <string.h>
+
 #include <algorithm>
 #include <array>
 #include <cctype>
@@ -63,7 +65,8 @@ constexpr std::array<std::string_view, 13> kServiceKeys = {"name",
                                                            "health_check_timeout_ms",
                                                            "health_check_rise",
                                                            "health_check_fall"};
-constexpr std::array<std::string_view, 1> kOutboundKeys = {"socks5_listen"};
+constexpr std::array<std::string_view, 5> kOutboundKeys = {
+    "socks5_listen", "http_proxy_listen", "users", "allow_clients", "deny_clients"};
 constexpr std::array<detail::SchemaTable, 4> kSchema = {{
     {"agent", kAgentKeys},
     {"relay", kRelayKeys, true},
@@ -527,13 +530,30 @@ AgentConfig parse_agent(std::string_view text, const std::string& path, Diagnost
     if (auto outbound = root.sub_table("outbound"); d.ok(outbound) && *outbound != nullptr) {
         const TableReader r(path, **outbound, "outbound", kSchema);
         r.check_keys(kOutboundKeys, d);
-        auto socks = r.string_item("socks5_listen");
-        if (d.ok(socks) && *socks && !(*socks)->value.empty()) {
-            if (auto a = SocketAddress::parse((*socks)->value); !a) {
-                d.add(detail::relocate(r, **socks, std::move(a.error())));
-            } else {
-                cfg.socks5_listen = (*socks)->value;
+        for (const auto& [k, out] :
+             {std::pair{"socks5_listen", &cfg.outbound.socks5_listen},
+              std::pair{"http_proxy_listen", &cfg.outbound.http_proxy_listen}}) {
+            auto item = r.string_item(k);
+            if (d.ok(item) && *item && !(*item)->value.empty()) {
+                if (auto a = SocketAddress::parse((*item)->value); !a) {
+                    d.add(detail::relocate(r, **item, std::move(a.error())));
+                } else {
+                    *out = (*item)->value;
+                }
             }
+        }
+        d.ok(r.read_path("users", cfg.outbound.users));
+        for (const auto& [k, out] : {std::pair{"allow_clients", &cfg.outbound.allow_clients},
+                                     std::pair{"deny_clients", &cfg.outbound.deny_clients}}) {
+            if (auto items = r.strings(k); d.ok(items) && *items) {
+                *out = detail::parse_cidrs(r, **items, d);
+            }
+        }
+        const auto& o = cfg.outbound;
+        if (!o.socks5_listen.empty() && o.socks5_listen == o.http_proxy_listen) {
+            d.add(r.error(detail::pos_of(*r.table().get("http_proxy_listen")), "http_proxy_listen",
+                          fmt::format("{} is socks5_listen too: give each proxy its own port",
+                                      o.http_proxy_listen)));
         }
     }
     return cfg;
@@ -591,6 +611,15 @@ std::vector<Error> check_agent_config(const std::string& path) {
                     out.push_back(c.error());
                 }
             }
+        }
+    }
+    if (!cfg.outbound.users.empty()) {
+        auto users = read_private_file(cfg.outbound.users, "users file");
+        if (!users) {
+            out.push_back(users.error());
+        } else {
+            std::string& secret = *users;
+            ::explicit_bzero(secret.data(), secret.size());
         }
     }
     return out;

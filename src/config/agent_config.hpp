@@ -57,6 +57,19 @@ struct Service {
     std::string affinity_group;
 };
 
+/// [outbound]: the forward proxy's agent side (SPEC section 3).
+struct OutboundSection {
+    std::string socks5_listen;        // "" = off, else a literal IP:PORT (RFC 1928 server)
+    std::string http_proxy_listen;    // "" = off, else a literal IP:PORT (HTTP CONNECT)
+    std::string users;                // "" = no authentication; else a "user:password" file, 0600
+    std::vector<Cidr> allow_clients;  // internal callers admitted; empty = all
+    std::vector<Cidr> deny_clients;
+
+    [[nodiscard]] bool enabled() const {
+        return !socks5_listen.empty() || !http_proxy_listen.empty();
+    }
+};
+
 /// Parsed from agent.toml; error positions and key paths follow the
 /// convention in relay_config.hpp ("relay[0].key", "service[1].listen[0]").
 /// Validation beyond types: at least one [[relay]], each with exactly one auth
@@ -74,7 +87,7 @@ struct AgentConfig {
     AgentSection agent;
     std::vector<RelayEntry> relays;  // at least one
     std::vector<Service> services;
-    std::string socks5_listen;  // [outbound]; "" = off, else a literal IP:PORT
+    OutboundSection outbound;
 };
 
 /// Payload bytes of the CONFIG message `cfg` becomes on the control channel
@@ -102,7 +115,8 @@ struct AgentConfig {
                                                      const std::string& path);
 
 /// --check-config: agent_config_errors() of the file, then the errors of each
-/// relay's key file (check_key_file) or certificate files (readable).
+/// relay's key file (check_key_file) or certificate files (readable), and
+/// of [outbound] users (read_private_file).
 /// Empty = OK. Blocks on the file reads only.
 [[nodiscard]] std::vector<Error> check_agent_config(const std::string& path);
 

@@ -251,7 +251,7 @@ std::string user_name(uid_t uid) {
 // alone would let any user who owns the file plant a key. Allowed: root, the
 // user this process runs as, and the service user the units run the daemons
 // as (so that root's --check-config accepts a file set up as the docs say).
-Result<void> check_owner(const std::string& path, uid_t owner) {
+Result<void> check_owner(const std::string& path, uid_t owner, std::string_view what) {
     const uid_t me = ::geteuid();
     const auto service = uid_of(kServiceUser);
     if (owner == 0 || owner == me || (service && owner == *service)) {
@@ -263,40 +263,41 @@ Result<void> check_owner(const std::string& path, uid_t owner) {
                 : fmt::format("root or the service user {}", kServiceUser);
     const std::string fix = me != 0 ? user_name(me) : (service ? kServiceUser : "root");
     return file_error(path, 0,
-                      fmt::format("key file is owned by {} (uid {}), not by {}: its owner can "
+                      fmt::format("{} is owned by {} (uid {}), not by {}: its owner can "
                                   "rewrite it; refusing it, fix with: chown {} {}",
-                                  user_name(owner), owner, allowed, fix, path));
+                                  what, user_name(owner), owner, allowed, fix, path));
 }
 
 /// Opens and reads a key file into `ret_text` after the checks on the opened
 /// fd that load_keys() documents. The caller wipes `ret_text`.
-Result<void> read_key_file(const std::string& path, std::string& ret_text) {
+Result<void> read_key_file(const std::string& path, std::string& ret_text,
+                           std::string_view what = "key file") {
     // O_NONBLOCK: a FIFO must fail the regular-file check, not hang startup.
     // The checks run on the opened fd, so a rename in between cannot swap in
     // another file after the check.
     UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
     if (!fd) {
-        return file_error(path, errno, "cannot open key file");
+        return file_error(path, errno, fmt::format("cannot open {}", what));
     }
     struct stat st {};
     if (::fstat(fd.get(), &st) != 0) {
-        return file_error(path, errno, "cannot stat key file");
+        return file_error(path, errno, fmt::format("cannot stat {}", what));
     }
     if (!S_ISREG(st.st_mode)) {
-        return file_error(path, 0, "key file is not a regular file");
+        return file_error(path, 0, fmt::format("{} is not a regular file", what));
     }
     if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
         return file_error(path, 0,
-                          fmt::format("key file is accessible by group or others (mode {:04o}); "
+                          fmt::format("{} is accessible by group or others (mode {:04o}); "
                                       "refusing it, fix with: chmod 600 {}",
-                                      st.st_mode & 07777, path));
+                                      what, st.st_mode & 07777, path));
     }
-    if (auto owner = check_owner(path, st.st_uid); !owner) {
+    if (auto owner = check_owner(path, st.st_uid, what); !owner) {
         return owner;
     }
     if (static_cast<uint64_t>(st.st_size) > kMaxKeyFileBytes) {
         return file_error(path, 0,
-                          fmt::format("key file is larger than {} bytes", kMaxKeyFileBytes));
+                          fmt::format("{} is larger than {} bytes", what, kMaxKeyFileBytes));
     }
     ret_text.reserve(static_cast<size_t>(st.st_size) + 1);
     std::array<char, 4096> buf{};
@@ -308,7 +309,7 @@ Result<void> read_key_file(const std::string& path, std::string& ret_text) {
         if (n < 0) {
             const int e = errno;
             ::explicit_bzero(buf.data(), buf.size());
-            return file_error(path, e, "cannot read key file");
+            return file_error(path, e, fmt::format("cannot read {}", what));
         }
         if (n == 0) {
             break;
@@ -316,7 +317,7 @@ Result<void> read_key_file(const std::string& path, std::string& ret_text) {
         if (ret_text.size() + static_cast<size_t>(n) > kMaxKeyFileBytes) {
             ::explicit_bzero(buf.data(), buf.size());
             return file_error(path, 0,
-                              fmt::format("key file is larger than {} bytes", kMaxKeyFileBytes));
+                              fmt::format("{} is larger than {} bytes", what, kMaxKeyFileBytes));
         }
         ret_text.append(buf.data(), static_cast<size_t>(n));
     }
@@ -403,6 +404,15 @@ Result<std::string> generate_key_line(std::string_view id) {
     std::string line = fmt::format("{} {}\n", id, base64url_encode(secret));
     ::explicit_bzero(secret.data(), secret.size());
     return line;
+}
+
+Result<std::string> read_private_file(const std::string& path, std::string_view what) {
+    std::string text;
+    if (auto r = read_key_file(path, text, what); !r) {
+        ::explicit_bzero(text.data(), text.size());
+        return Unexpected(r.error());
+    }
+    return text;
 }
 
 }  // namespace sp::config

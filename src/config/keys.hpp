@@ -38,6 +38,13 @@ struct Key {
 /// is wiped before returning.
 [[nodiscard]] Result<std::vector<Key>> load_keys(const std::string& path, bool expect_one);
 
+/// Reads any file holding secrets (the forward proxy's users file) after
+/// the same checks as load_keys(): regular file, no permission bits for
+/// group or others, owner root, this process's user or "sallyport", at
+/// most 1 MiB. `what` names the file in messages ("users file"). The
+/// caller wipes the text when done. Blocks only on the file read.
+[[nodiscard]] Result<std::string> read_private_file(const std::string& path, std::string_view what);
+
 /// --check-config for a key file: every error load_keys() would stop at the
 /// first of (each bad line is reported, then the whole-file rules). Empty
 /// when load_keys() would succeed. Blocks on the file read only.

@@ -263,8 +263,11 @@ void AgentLinkFsm::on_ready_frame(Message&& m, Actions& out) {
     if (std::holds_alternative<Heartbeat>(m)) {
         return;  // receiving it already refreshed last_rx
     }
-    if (std::holds_alternative<OutboundResult>(m)) {
-        return;  // the forward proxy sends no request yet: nothing to match it to
+    if (auto* r = std::get_if<OutboundResult>(&m)) {
+        // Only Ready links carry requests; the agent drops a result for a
+        // request_id it does not have open (answered late, or never asked).
+        out.emplace_back(link_do::OutboundAnswer{*r});
+        return;
     }
     if (const auto* g = std::get_if<Goodbye>(&m)) {
         fail(from_goodbye(g->reason), std::nullopt, true,

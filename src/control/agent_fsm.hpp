@@ -147,6 +147,9 @@ struct DialChannels {  // one data channel per token
 struct ReportConfigResult {  // config-applied / config-rejected events
     ConfigResult result;
 };
+struct OutboundAnswer {  // an OUTBOUND_RESULT: the agent matches it to its request, or drops it
+    OutboundResult result;
+};
 struct Connected {  // event relay-connected
     uint8_t version = 0;
     std::string software_version;
@@ -164,7 +167,8 @@ struct Disconnected {  // event relay-disconnected
 using LinkAction =
     std::variant<link_do::StartConnect, link_do::StartTls, link_do::Send, link_do::Goodbye,
                  link_do::Close, link_do::ArmTimer, link_do::CancelTimer, link_do::DialChannels,
-                 link_do::ReportConfigResult, link_do::Connected, link_do::Disconnected>;
+                 link_do::ReportConfigResult, link_do::OutboundAnswer, link_do::Connected,
+                 link_do::Disconnected>;
 
 class AgentLinkFsm final {
 public:

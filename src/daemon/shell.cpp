@@ -151,7 +151,7 @@ void Shell::start_upgrade() {
     }
     const size_t count = sockets->size();
     auto p = Predecessor::start(
-        *poller_, std::move(*sockets),
+        *poller_, *sockets,
         {[this](pid_t child) {
              notify::hand_over_main_pid(child);
              log::event(log::Level::Notice, log::Ev::Upgrade, {{"REASON", "handed-over"}},

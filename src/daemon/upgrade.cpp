@@ -29,7 +29,7 @@ namespace {
 // The successor's end of the pair is always this descriptor: dup2 in the
 // child makes it so, whatever number it had here.
 constexpr int kChildFd = 3;
-constexpr size_t kMaxMessage = 64 * 1024;
+constexpr size_t kMaxMessage = size_t{64} * 1024;
 constexpr size_t kMaxFdsPerMessage = 250;  // SCM_MAX_FD is 253
 constexpr std::string_view kEnd = "end";
 constexpr std::string_view kReady = "ready";
@@ -216,7 +216,7 @@ Predecessor::Predecessor(Private /*unused*/, Poller& poller, Hooks hooks)
     : poller_(poller), hooks_(std::move(hooks)) {}
 
 Result<std::unique_ptr<Predecessor>> Predecessor::start(Poller& poller,
-                                                        std::vector<HandedSocket> sockets,
+                                                        const std::vector<HandedSocket>& sockets,
                                                         Hooks hooks,
                                                         std::chrono::milliseconds ready_timeout) {
     if (g_program.empty()) {
@@ -238,12 +238,14 @@ Result<std::unique_ptr<Predecessor>> Predecessor::start(Poller& poller,
     }
     env_store.push_back(fmt::format("{}={}", kUpgradeFdEnv, kChildFd));
     std::vector<char*> envp;
+    envp.reserve(env_store.size() + 1);
     for (auto& e : env_store) {
         envp.push_back(e.data());
     }
     envp.push_back(nullptr);
     std::vector<std::string> arg_store = g_args;
     std::vector<char*> argv;
+    argv.reserve(arg_store.size() + 1);
     for (auto& a : arg_store) {
         argv.push_back(a.data());
     }

@@ -95,7 +95,7 @@ public:
     /// `sockets` (dups: the caller keeps serving on its own). Failing to
     /// start the child is returned; everything later reaches `hooks`.
     [[nodiscard]] static Result<std::unique_ptr<Predecessor>> start(
-        Poller& poller, std::vector<HandedSocket> sockets, Hooks hooks,
+        Poller& poller, const std::vector<HandedSocket>& sockets, Hooks hooks,
         std::chrono::milliseconds ready_timeout);
 
     Predecessor(Private /*unused*/, Poller& poller, Hooks hooks);

@@ -387,7 +387,7 @@ Result<std::vector<daemon::HandedSocket>> Listeners::hand_over() const {
     return out;
 }
 
-void Listeners::adopt(std::vector<daemon::HandedSocket> services,
+void Listeners::adopt(const std::vector<daemon::HandedSocket>& services,
                       std::vector<daemon::HandedSocket> sockets, std::chrono::milliseconds hold) {
     std::map<std::string, std::vector<UniqueFd>> by_addr;
     for (auto& s : sockets) {

@@ -70,7 +70,7 @@ public:
     /// is bound afresh), so clients wait for the agents to reconnect
     /// instead of being refused. A service the configuration no longer
     /// permits is not adopted: its sockets close.
-    void adopt(std::vector<daemon::HandedSocket> services,
+    void adopt(const std::vector<daemon::HandedSocket>& services,
                std::vector<daemon::HandedSocket> sockets, std::chrono::milliseconds hold);
 
     /// Agents serving `service`, in join order.

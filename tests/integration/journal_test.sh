@@ -487,8 +487,13 @@ idle2_pid=$!
 pids+=("$idle2_pid")
 check relay "$relay_pid" agent-disconnected AGENT=journal-idle REASON=replaced
 { kill -KILL "$idle_pid" && wait "$idle_pid"; } 2>/dev/null # no "Killed" line
-if ! wait_for -n 2 "$relay_pid" listener-open SERVICE=journal-wait; then
-    fail "journal-wait did not reopen for the agent that took over"
+# The newer connection's CONFIG takes the service over; its listener is
+# held through the switch (issue 15), never closed and reopened.
+if ! wait_for -n 2 "$relay_pid" config-applied AGENT=journal-idle; then
+    fail "the agent that took over did not get its CONFIG applied"
+fi
+if [ "$(query "$relay_pid" listener-closed SERVICE=journal-wait | wc -l)" != 0 ]; then
+    fail "journal-wait's listener closed while its agent was replaced"
 fi
 
 echo "== relay reload: a key removed while a client waits"

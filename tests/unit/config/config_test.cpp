@@ -454,7 +454,8 @@ TEST_SUITE("config.agent") {
         CHECK(c->relays[0].shared_key_mode());
         CHECK_FALSE(c->relays[0].standby);
         CHECK(c->services.empty());
-        CHECK(c->socks5_listen.empty());
+        CHECK(c->outbound.socks5_listen.empty());
+        CHECK_FALSE(c->outbound.enabled());
     }
 
     TEST_CASE("agent: every setting is read when all are given") {
@@ -488,7 +489,12 @@ TEST_SUITE("config.agent") {
         CHECK(c->services[1].affinity_group.empty());
         CHECK(c->services[1].proxy_protocol == ProxyProtocol::V1);
         CHECK(c->services[1].listen[0].ports.size() == 100);
-        CHECK(c->socks5_listen == "127.0.0.1:1080");
+        CHECK(c->outbound.socks5_listen == "127.0.0.1:1080");
+        CHECK(c->outbound.http_proxy_listen == "127.0.0.1:3128");
+        CHECK(c->outbound.users == "/etc/sallyport/outbound.users");
+        CHECK(c->outbound.allow_clients.size() == 2);
+        CHECK(c->outbound.deny_clients.size() == 1);
+        CHECK(c->outbound.enabled());
     }
 
     TEST_CASE("agent: health checks default on, and a short interval alone is valid") {

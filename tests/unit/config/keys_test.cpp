@@ -236,6 +236,20 @@ TEST_SUITE("config.keys") {
         CHECK(load_keys(f.path(), true));
     }
 
+    TEST_CASE("keys: read_private_file applies the key file checks and names the file") {
+        const TempFile ok("alice:s3cret\n", 0600);
+        auto text = read_private_file(ok.path(), "users file");
+        REQUIRE(text);
+        CHECK(*text == "alice:s3cret\n");
+        const TempFile open_to_all("alice:s3cret\n", 0644);
+        auto refused = read_private_file(open_to_all.path(), "users file");
+        REQUIRE_FALSE(refused);
+        CHECK(refused.error().message.find("users file is accessible by group or others") !=
+              std::string::npos);
+        CHECK(refused.error().message.find("chmod 600 " + open_to_all.path()) != std::string::npos);
+        CHECK_FALSE(read_private_file("/nonexistent/users", "users file"));
+    }
+
     TEST_CASE("keys: an agent key file with two lines is refused") {
         const TempFile f(slurp(data("agent-two-lines.key")), 0600);
         auto one = load_keys(f.path(), true);

@@ -66,6 +66,9 @@ std::string render(const LinkAction& a) {
             return fmt::format("Dial({})", d.tokens.size());
         }
         std::string operator()(const link_do::ReportConfigResult&) const { return "Report"; }
+        std::string operator()(const link_do::OutboundAnswer& a) const {
+            return fmt::format("Outbound({})", a.result.request_id);
+        }
         std::string operator()(const link_do::Connected&) const { return "Connected"; }
         std::string operator()(const link_do::Disconnected& d) const {
             return fmt::format("Disconnected({}{})", to_string(d.reason), d.error ? ",error" : "");
@@ -222,7 +225,8 @@ TEST_SUITE("control.agent_fsm") {
              "Dial(2)"},
             {S::Ready, "CONFIG_RESULT", frame(ConfigResult{1, {}}), S::Ready, "Report"},
             {S::Ready, "HEARTBEAT", frame(Heartbeat{5}), S::Ready, ""},
-            {S::Ready, "OUTBOUND_RESULT", frame(OutboundResult{}), S::Ready, ""},
+            {S::Ready, "OUTBOUND_RESULT", frame(OutboundResult{7, {}, 0, {}}), S::Ready,
+             "Outbound(7)"},
             {S::Ready, "second HELLO_ACK", ack(), S::Backoff,
              "Goodbye(protocol) Close Cancel(stable) Arm(backoff) Disconnected(protocol,error)"},
             {S::Ready, "agent-direction HELLO", frame(hello()), S::Backoff,
