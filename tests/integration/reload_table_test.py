@@ -1079,7 +1079,7 @@ def _(doc):
                                10), "the relay's agents lists agent-a-new"), None
 
 
-@row("agent", "agent.status_socket", "A", "either")
+@row("agent", "agent.status_socket", "A")
 def _(doc):
     doc["agent"]["status_socket"] = p("agent-new.sock")
     return lambda: (wait_until(lambda: admin_or_none(p("agent-new.sock"), "status"), 3),
@@ -1088,7 +1088,7 @@ def _(doc):
                  "the old socket still answers")
 
 
-@row("agent", "agent.metrics_listen", "A", "either")
+@row("agent", "agent.metrics_listen", "A")
 def _(doc):
     doc["agent"]["metrics_listen"] = a(9)
     return lambda: (wait_until(lambda: metrics_at(9), 3), f"{a(9)} serves /metrics"), \
