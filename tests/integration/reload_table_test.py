@@ -89,6 +89,15 @@ OUTBOUND_READY = ("outbound.http_proxy_listen" in AGENT_KEYS and
 
 failures = []
 pending = []
+# Rows that fail because of a daemon bug reported to its owner: printed as
+# FAIL with the bug, not counted; once the row passes it fails until its
+# entry is removed here (strict expected failure).
+KNOWN_BUGS = {
+    "relay auth.agent_ca": "App::make_tls stores the new CA's bytes before reload_auth compares "
+                           "them with the old, so a changed agent_ca never re-verifies "
+                           "connected agents",
+}
+known = []
 procs = {}  # name -> Popen, every one stopped by pid at the end
 servers = []  # the test's own listeners
 
@@ -869,10 +878,16 @@ def agent_cert_refused(crt, key):
 @row("relay", "auth.agent_ca", "R2", name="auth.certificate")
 def _(doc):
     doc["auth"]["agent_ca"] = p("rogue-ca.crt")
-    return lambda: (wait_until(lambda: agent_cert_refused("agent.crt", "agent.pem"), 4)
-                    and not agent_cert_refused("rogue.crt", "rogue.pem"),
-                    "a new handshake with a certificate of the old CA is refused, one of the "
-                    "new CA accepted"), \
+    # Connected agents are verified again too: cert-agent's certificate is
+    # of the old CA, so it is no longer connected.
+    def check():
+        old_refused = wait_until(lambda: agent_cert_refused("agent.crt", "agent.pem"), 4)
+        new_accepted = not agent_cert_refused("rogue.crt", "rogue.pem")
+        dropped = wait_until(lambda: not cert_agent_id("cert-agent"), 10)
+        return old_refused and new_accepted and dropped, \
+            f"a new handshake with a certificate of the old CA refused: {old_refused}, of " \
+            f"the new CA accepted: {new_accepted}; the connected cert-agent dropped: {dropped}"
+    return check, \
         lambda: (not agent_cert_refused("agent.crt", "agent.pem"),
                  "a certificate of the old CA is still accepted")
 
@@ -1488,8 +1503,16 @@ def run_row(rid):
         ok, why = False, f"check raised {type(e).__name__}: {e}"
     if not ok and not why.startswith(("the daemon", "reload failed", "check raised")):
         why = "expected: " + why
+    if rid in KNOWN_BUGS and ok:
+        ok, why = False, f"passes now: remove it from KNOWN_BUGS ({why})"
+    elif rid in KNOWN_BUGS:
+        print(f"FAIL (known bug, not counted: {KNOWN_BUGS[rid]}): {label}: {why}", flush=True)
+        known.append(rid)
+        ok = None
     if ok:
         print(f"ok: {label}: {why}", flush=True)
+    elif ok is None:
+        pass
     elif rid in OUTBOUND_ROWS and not OUTBOUND_READY:
         print(f"pending: {label}: {why} (the forward proxy is not complete on main)", flush=True)
         pending.append(rid)
@@ -1588,6 +1611,7 @@ def main():
         else:
             shutil.rmtree(D, ignore_errors=True)
     print(f"{len(failures)} failure(s), {len(pending)} pending ({', '.join(pending)}), "
+          f"{len(known)} known bug(s) ({', '.join(known)}), "
           f"{time.monotonic() - t0:.0f} s")
     return 1 if failures else 0
 
