@@ -41,6 +41,7 @@ LAB_PASV=30000-30009
 # lan only through agent (SOCKS5 and HTTP CONNECT) and relay.
 LAB_PARTNER=203.0.113.20
 LAB_PARTNER_PORT=8080
+LAB_PARTNER_SSH=2222
 LAB_SOCKS_PORT=1080
 LAB_HTTP_PROXY_PORT=3128
 LAB_PUBLIC_PORTS="$LAB_SFTP_PORT, $LAB_HTTPS_PORT, $LAB_PP_PORT, $LAB_FTPS_PORT, $LAB_PASV"
@@ -70,7 +71,7 @@ table inet lab {
         ct state invalid drop
         iifname "r-inet" oifname "r-pub" ip daddr $LAB_PUB tcp dport { $LAB_PUBLIC_PORTS } ct state new accept
         iifname "r-lan" oifname "r-inner" ip daddr $LAB_INNER tcp dport $LAB_CONTROL_PORT ct state new accept
-        iifname "r-pub" oifname "r-inet" ip saddr $LAB_PUB ip daddr $LAB_PARTNER tcp dport $LAB_PARTNER_PORT ct state new counter name dmz_egress accept
+        iifname "r-pub" oifname "r-inet" ip saddr $LAB_PUB ip daddr $LAB_PARTNER tcp dport { $LAB_PARTNER_PORT, $LAB_PARTNER_SSH } ct state new counter name dmz_egress accept
         oifname "r-lan" counter name into_lan_dropped drop
         iifname "r-lan" counter name lan_out_dropped drop
     }
@@ -143,7 +144,7 @@ keys = "$d/relay.keys"
 allow_agents = ["10.99.0.0/24"]
 
 [outbound]
-allow = ["$LAB_PARTNER:$LAB_PARTNER_PORT"]
+allow = ["$LAB_PARTNER:$LAB_PARTNER_PORT", "$LAB_PARTNER:$LAB_PARTNER_SSH"]
 EOF
     cat >"$d/agent.toml" <<EOF
 [agent]
@@ -247,6 +248,10 @@ PasswordAuthentication no
 KbdInteractiveAuthentication no
 Subsystem sftp internal-sftp
 EOF
+    # The partner's sshd on the internet (the forward proxy's sftp case).
+    sed -e "s|^ListenAddress .*|ListenAddress $LAB_PARTNER:$LAB_PARTNER_SSH|" \
+        -e "s|^PidFile .*|PidFile $d/partner-sshd.pid|" "$d/sshd_config" >"$d/partner_sshd_config" ||
+        return 1
     # nginx: a certificate the lab makes; one TLS server, one TLS + PROXY v2 server.
     openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=www.lab.test" \
         -keyout "$d/www.key" -out "$d/www.crt" >/dev/null 2>&1 || return 1
@@ -316,7 +321,10 @@ lab_start_partner() {
     lab_spawn "$LAB_NS_I" "$d/partner.log" python3 -m http.server "$LAB_PARTNER_PORT" \
         --bind "$LAB_PARTNER" --directory "$d/partner"
     lab_wait "partner web server on $LAB_PARTNER:$LAB_PARTNER_PORT" 10 \
-        lab_tcp_open "$LAB_NS_I" "$LAB_PARTNER" "$LAB_PARTNER_PORT"
+        lab_tcp_open "$LAB_NS_I" "$LAB_PARTNER" "$LAB_PARTNER_PORT" || return 1
+    lab_spawn "$LAB_NS_I" "$d/partner-sshd.log" /usr/sbin/sshd -D -e -f "$d/partner_sshd_config"
+    lab_wait "partner sshd on $LAB_PARTNER:$LAB_PARTNER_SSH" 10 \
+        lab_tcp_open "$LAB_NS_I" "$LAB_PARTNER" "$LAB_PARTNER_SSH"
 }
 
 lab_start_relay() {
@@ -483,6 +491,19 @@ lab_test_outbound() {
     after=$(lab_counter dmz_egress)
     lab_check "the router counted the relay's egress to the partner ($before -> $after)" \
         test "$((${after:-0} - ${before:-0}))" -ge 2
+    # sftp to the partner's sshd with OpenBSD netcat as the SOCKS5 client.
+    head -c $((16 * 1048576)) /dev/urandom >"$d/out-up.bin"
+    mkdir -p "$d/partner-sftp"
+    printf 'put %s %s/partner-sftp/stored.bin\nget %s/partner-sftp/stored.bin %s/out-down.bin\n' \
+        "$d/out-up.bin" "$d" "$d" "$d" >"$d/out-sftp.batch"
+    lab_check "sftp with ProxyCommand nc -X 5 through the agent: put+get 16 MiB" \
+        lab_in "$LAB_NS_L" timeout 60 sftp -q -b "$d/out-sftp.batch" -i "$d/client_key" \
+        -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes \
+        -o "ProxyCommand=nc -X 5 -x $LAB_AGENT:$LAB_SOCKS_PORT %h %p" -P "$LAB_PARTNER_SSH" \
+        "root@$LAB_PARTNER"
+    lab_check "sftp through the forward proxy: stored and downloaded files match (sha256)" \
+        test "$(lab_sha "$d/out-up.bin")" = "$(lab_sha "$d/partner-sftp/stored.bin" 2>/dev/null)" \
+        -a "$(lab_sha "$d/out-up.bin")" = "$(lab_sha "$d/out-down.bin" 2>/dev/null)"
     lab_check "a port outside [outbound] allow is refused" \
         lab_fails lab_lan_curl --socks5-hostname "$LAB_AGENT:$LAB_SOCKS_PORT" -o /dev/null \
         "http://$LAB_PARTNER:22/"
@@ -589,7 +610,8 @@ lab_test() {
         fi
     done
     local t
-    for t in sshd:openssh-server sftp:openssh-client nginx:nginx-light curl:curl socat:socat nft:nftables; do
+    for t in sshd:openssh-server sftp:openssh-client nginx:nginx-light curl:curl socat:socat \
+        nft:nftables nc:netcat-openbsd; do
         if ! command -v "${t%%:*}" >/dev/null && [[ ! -x /usr/sbin/${t%%:*} ]]; then
             echo "SKIP: ${t%%:*} not installed (apt-get install ${t#*:})"
             return 77
