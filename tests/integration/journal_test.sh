@@ -131,6 +131,7 @@ wait_port=$(free_port)
 dead_backend=$(free_port) # nothing listens there: ECONNREFUSED
 health_port=$(free_port)
 health_backend=$(free_port) # nothing listens until backend-up is provoked
+socks_port=$(free_port)      # journal-agent's forward proxy (socks5_listen)
 range_port=$(free_range)
 
 "$relay_bin" --gen-key journal-agent >"$dir/journal-agent.key"
@@ -229,6 +230,7 @@ TOML
     service journal-range "127.0.0.1:$range_port-$((range_port + 2))" "$live"
     service journal-taken "127.0.0.1:$taken_port" "$live"
     service journal-low "127.0.0.1:1000" "$live"
+    printf '[outbound]\nsocks5_listen = "127.0.0.1:%s"\n' "$socks_port"
 }
 agent_toml journal-agent "$dir/journal-agent.key" 2 agent >"$dir/agent.toml"
 agent_toml journal-idle "$dir/journal-idle.key" 0 idle >"$dir/idle.toml"
@@ -278,6 +280,8 @@ client() {
     python3 "$dir/client.py" "$@"
 }
 
+# The forward proxy may reach the backend, and nothing else.
+printf '[outbound]\nallow = ["127.0.0.1:%s"]\n' "$backend_port" >>"$dir/relay.toml"
 (ulimit -n 2048 && exec "$relay_bin" -c "$dir/relay.toml" --log-target journal) &
 relay_pid=$!
 pids+=("$relay_pid")
@@ -568,6 +572,47 @@ check relay "$relay_pid" agent-rejected REASON=bad-key AGENT_ADDR=127.0.0.1
 # Retrying cannot help the agent by itself: error priority (sallyport(7)).
 check -p 3 agent "$intruder_pid" relay-disconnected REASON=bad-key
 kill "$intruder_pid"
+
+echo "== the forward proxy: outbound-open, outbound-close, outbound-rejected"
+# An inside application asks the agent's SOCKS5 listener for the backend
+# (allowed: it counts the 5 bytes sent), then for the taken port (refused).
+python3 - "$socks_port" "$backend_port" "$taken_port" >"$dir/socks.out" <<'PY'
+import socket, struct, sys
+def ask(port):
+    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+    s.sendall(b"\x05\x01\x00\x05\x01\x00\x01" + socket.inet_aton("127.0.0.1") +
+              struct.pack(">H", port))
+    r = b""
+    while len(r) < 12:
+        d = s.recv(12 - len(r))
+        if not d:
+            break
+        r += d
+    return s, r
+s, r = ask(int(sys.argv[2]))
+if r[3:4] == b"\x00":
+    s.sendall(b"hello")
+    s.shutdown(socket.SHUT_WR)
+    print("answer", s.recv(64).decode().strip())
+else:
+    print("refused", r.hex())
+s.close()
+s, r = ask(int(sys.argv[3]))
+print("second", "ok" if r[3:4] == b"\x00" else "refused")
+s.close()
+PY
+if ! grep -qx "answer 5" "$dir/socks.out" || ! grep -qx "second refused" "$dir/socks.out"; then
+    fail "forward proxy: want the backend's answer 5 and a refusal, got: $(tr '\n' ' ' <"$dir/socks.out")"
+fi
+check relay "$relay_pid" outbound-open AGENT=journal-agent \
+    DESTINATION="127.0.0.1:$backend_port"
+sid=$(field SESSION_ID)
+check agent "$agent_pid" outbound-open SESSION_ID="$sid" CLIENT_ADDR=127.0.0.1
+check relay "$relay_pid" outbound-close SESSION_ID="$sid" BYTES_UP=5
+check agent "$agent_pid" outbound-close SESSION_ID="$sid" BYTES_UP=5
+check relay "$relay_pid" outbound-rejected AGENT=journal-agent REASON=not-allowed \
+    DESTINATION="127.0.0.1:$taken_port"
+check agent "$agent_pid" outbound-rejected REASON=not-allowed DESTINATION="127.0.0.1:$taken_port"
 
 echo "== stopping: the last agent leaves, then the relay"
 kill "$agent_pid"

@@ -10,6 +10,7 @@
 # Topology (every address exists only inside this run's namespaces):
 #
 #   inet 203.0.113.10 --- router --- 198.51.100.10 dmz (relay public side)
+#   (203.0.113.20: a partner's server on the internet, for the forward proxy)
 #                           |   \--- 10.99.1.10    dmz (relay inner side, control port)
 #                           +------- 10.99.0.0/24  lan (agent .10, sshd .20, nginx .30/.31, vsftpd .40)
 set -uo pipefail
@@ -36,6 +37,13 @@ LAB_HTTPS_PORT=8443
 LAB_PP_PORT=9443
 LAB_FTPS_PORT=9990
 LAB_PASV=30000-30009
+# The forward proxy: a partner's web server on the internet, reached from the
+# lan only through agent (SOCKS5 and HTTP CONNECT) and relay.
+LAB_PARTNER=203.0.113.20
+LAB_PARTNER_PORT=8080
+LAB_PARTNER_SSH=2222
+LAB_SOCKS_PORT=1080
+LAB_HTTP_PROXY_PORT=3128
 LAB_PUBLIC_PORTS="$LAB_SFTP_PORT, $LAB_HTTPS_PORT, $LAB_PP_PORT, $LAB_FTPS_PORT, $LAB_PASV"
 # FTPS runs when vsftpd and lftp are installed (the lab says so when not).
 LAB_WITH_FTPS=0
@@ -56,12 +64,14 @@ lab_nft_rules() {
 table inet lab {
     counter into_lan_dropped {}
     counter lan_out_dropped {}
+    counter dmz_egress {}
     chain forward {
         type filter hook forward priority filter; policy drop;
         ct state established,related accept
         ct state invalid drop
         iifname "r-inet" oifname "r-pub" ip daddr $LAB_PUB tcp dport { $LAB_PUBLIC_PORTS } ct state new accept
         iifname "r-lan" oifname "r-inner" ip daddr $LAB_INNER tcp dport $LAB_CONTROL_PORT ct state new accept
+        iifname "r-pub" oifname "r-inet" ip saddr $LAB_PUB ip daddr $LAB_PARTNER tcp dport { $LAB_PARTNER_PORT, $LAB_PARTNER_SSH } ct state new counter name dmz_egress accept
         oifname "r-lan" counter name into_lan_dropped drop
         iifname "r-lan" counter name lan_out_dropped drop
     }
@@ -99,6 +109,7 @@ lab_topology() {
     lab_link "$LAB_NS_D" inner0 "$LAB_INNER/24" "$LAB_NS_R" r-inner 10.99.1.1/24 || return 1
     lab_link "$LAB_NS_L" eth0 "$LAB_AGENT/24" "$LAB_NS_R" r-lan 10.99.0.1/24 || return 1
     local a
+    lab_in "$LAB_NS_I" ip addr add "$LAB_PARTNER/24" dev eth0 || return 1
     for a in $LAB_SSH $LAB_WEB $LAB_WEBPP $LAB_FTP; do
         lab_in "$LAB_NS_L" ip addr add "$a/24" dev eth0 || return 1
     done
@@ -131,6 +142,9 @@ drain_timeout_s = 2
 [auth]
 keys = "$d/relay.keys"
 allow_agents = ["10.99.0.0/24"]
+
+[outbound]
+allow = ["$LAB_PARTNER:$LAB_PARTNER_PORT", "$LAB_PARTNER:$LAB_PARTNER_SSH"]
 EOF
     cat >"$d/agent.toml" <<EOF
 [agent]
@@ -158,6 +172,11 @@ name = "https-pp"
 listen = ["$LAB_PUB:$LAB_PP_PORT"]
 backend = ["$LAB_WEBPP:443"]
 proxy_protocol = "v2"
+
+[outbound]
+socks5_listen = "$LAB_AGENT:$LAB_SOCKS_PORT"
+http_proxy_listen = "$LAB_AGENT:$LAB_HTTP_PROXY_PORT"
+allow_clients = ["10.99.0.0/24"]
 EOF
     if ((LAB_WITH_FTPS)); then
         cat >>"$d/agent.toml" <<EOF
@@ -229,6 +248,10 @@ PasswordAuthentication no
 KbdInteractiveAuthentication no
 Subsystem sftp internal-sftp
 EOF
+    # The partner's sshd on the internet (the forward proxy's sftp case).
+    sed -e "s|^ListenAddress .*|ListenAddress $LAB_PARTNER:$LAB_PARTNER_SSH|" \
+        -e "s|^PidFile .*|PidFile $d/partner-sshd.pid|" "$d/sshd_config" >"$d/partner_sshd_config" ||
+        return 1
     # nginx: a certificate the lab makes; one TLS server, one TLS + PROXY v2 server.
     openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=www.lab.test" \
         -keyout "$d/www.key" -out "$d/www.crt" >/dev/null 2>&1 || return 1
@@ -292,6 +315,18 @@ lab_start_backends() {
     fi
 }
 
+lab_start_partner() {
+    local d=$LAB_DIR
+    mkdir -p "$d/partner" && head -c $((64 * 1048576)) /dev/urandom >"$d/partner/big.bin" || return 1
+    lab_spawn "$LAB_NS_I" "$d/partner.log" python3 -m http.server "$LAB_PARTNER_PORT" \
+        --bind "$LAB_PARTNER" --directory "$d/partner"
+    lab_wait "partner web server on $LAB_PARTNER:$LAB_PARTNER_PORT" 10 \
+        lab_tcp_open "$LAB_NS_I" "$LAB_PARTNER" "$LAB_PARTNER_PORT" || return 1
+    lab_spawn "$LAB_NS_I" "$d/partner-sshd.log" /usr/sbin/sshd -D -e -f "$d/partner_sshd_config"
+    lab_wait "partner sshd on $LAB_PARTNER:$LAB_PARTNER_SSH" 10 \
+        lab_tcp_open "$LAB_NS_I" "$LAB_PARTNER" "$LAB_PARTNER_SSH"
+}
+
 lab_start_relay() {
     lab_spawn "$LAB_NS_D" "$LAB_DIR/relay.log" "$1" -c "$LAB_DIR/relay.toml" --log-target stderr
     LAB_RELAY_PID=$LAB_LAST_PID
@@ -320,6 +355,7 @@ lab_up() {
     ((rc == 0)) || return $rc
     lab_files "$relay" || return 1
     lab_start_backends || return 1
+    lab_start_partner || return 1
     lab_start_relay "$relay" || return 1
     lab_start_agent "$agent" || return 1
 }
@@ -418,6 +454,61 @@ lab_test_firewall() {
     lab_check "the router's lan-out drop rule counted it ($before -> $after)" \
         test "${after:-0}" -gt "${before:-0}"
     lab_stop_pid "$pid"
+}
+
+# lab_fails CMD...: CMD must fail.
+lab_fails() { ! "$@"; }
+
+# lab_lan_curl ARGS...: curl run by an application on the lan.
+lab_lan_curl() {
+    lab_in "$LAB_NS_L" timeout 60 curl -sS --connect-timeout 5 "$@"
+}
+
+# The forward proxy: the lan has no route to the internet (the router drops
+# it), yet a lan application reaches the partner through agent and relay;
+# the router's counters show the only path taken (the relay's egress).
+lab_test_outbound() {
+    local d=$LAB_DIR before after want
+    want=$(lab_sha "$d/partner/big.bin")
+    before=$(lab_counter lan_out_dropped)
+    lab_check "lan -> partner directly: no connection" \
+        lab_no_connect "$LAB_NS_L" "$LAB_PARTNER" "$LAB_PARTNER_PORT"
+    after=$(lab_counter lan_out_dropped)
+    lab_check "the router's lan-out drop rule counted it ($before -> $after)" \
+        test "${after:-0}" -gt "${before:-0}"
+    before=$(lab_counter dmz_egress)
+    rm -f "$d/out-socks.bin" "$d/out-connect.bin"
+    lab_check "curl --socks5-hostname through the agent: 64 MiB from the partner" \
+        lab_lan_curl --socks5-hostname "$LAB_AGENT:$LAB_SOCKS_PORT" -o "$d/out-socks.bin" \
+        "http://$LAB_PARTNER:$LAB_PARTNER_PORT/big.bin"
+    lab_check "SOCKS5 download: bytes match (sha256)" \
+        test "$want" = "$(lab_sha "$d/out-socks.bin" 2>/dev/null)"
+    lab_check "curl -x (HTTP CONNECT) through the agent: 64 MiB from the partner" \
+        lab_lan_curl -p -x "http://$LAB_AGENT:$LAB_HTTP_PROXY_PORT" -o "$d/out-connect.bin" \
+        "http://$LAB_PARTNER:$LAB_PARTNER_PORT/big.bin"
+    lab_check "HTTP CONNECT download: bytes match (sha256)" \
+        test "$want" = "$(lab_sha "$d/out-connect.bin" 2>/dev/null)"
+    after=$(lab_counter dmz_egress)
+    lab_check "the router counted the relay's egress to the partner ($before -> $after)" \
+        test "$((${after:-0} - ${before:-0}))" -ge 2
+    # sftp to the partner's sshd with OpenBSD netcat as the SOCKS5 client.
+    head -c $((16 * 1048576)) /dev/urandom >"$d/out-up.bin"
+    mkdir -p "$d/partner-sftp"
+    printf 'put %s %s/partner-sftp/stored.bin\nget %s/partner-sftp/stored.bin %s/out-down.bin\n' \
+        "$d/out-up.bin" "$d" "$d" "$d" >"$d/out-sftp.batch"
+    lab_check "sftp with ProxyCommand nc -X 5 through the agent: put+get 16 MiB" \
+        lab_in "$LAB_NS_L" timeout 60 sftp -q -b "$d/out-sftp.batch" -i "$d/client_key" \
+        -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes \
+        -o "ProxyCommand=nc -X 5 -x $LAB_AGENT:$LAB_SOCKS_PORT %h %p" -P "$LAB_PARTNER_SSH" \
+        "root@$LAB_PARTNER"
+    lab_check "sftp through the forward proxy: stored and downloaded files match (sha256)" \
+        test "$(lab_sha "$d/out-up.bin")" = "$(lab_sha "$d/partner-sftp/stored.bin" 2>/dev/null)" \
+        -a "$(lab_sha "$d/out-up.bin")" = "$(lab_sha "$d/out-down.bin" 2>/dev/null)"
+    lab_check "a port outside [outbound] allow is refused" \
+        lab_fails lab_lan_curl --socks5-hostname "$LAB_AGENT:$LAB_SOCKS_PORT" -o /dev/null \
+        "http://$LAB_PARTNER:22/"
+    lab_check "the relay logged outbound-rejected for it" \
+        grep -q "outbound-rejected.*DESTINATION=$LAB_PARTNER:22" "$d/relay.log"
 }
 
 lab_lftp() {
@@ -519,7 +610,8 @@ lab_test() {
         fi
     done
     local t
-    for t in sshd:openssh-server sftp:openssh-client nginx:nginx-light curl:curl socat:socat nft:nftables; do
+    for t in sshd:openssh-server sftp:openssh-client nginx:nginx-light curl:curl socat:socat \
+        nft:nftables nc:netcat-openbsd; do
         if ! command -v "${t%%:*}" >/dev/null && [[ ! -x /usr/sbin/${t%%:*} ]]; then
             echo "SKIP: ${t%%:*} not installed (apt-get install ${t#*:})"
             return 77
@@ -542,6 +634,7 @@ lab_test() {
     lab_test_sftp
     lab_test_https
     lab_test_ftps
+    lab_test_outbound
     lab_test_agent_restart "$agent"
     lab_test_control_cut
     lab_check "the relay ran through every fault (PID $LAB_RELAY_PID alive)" kill -0 "$LAB_RELAY_PID"
