@@ -11,9 +11,7 @@
 # A key expected to be restart-only must be named in reload-failed
 # REASON=restart-only and its old value must still be in force. Rows marked
 # "either" accept a live change or a named restart-only with the old value.
-# Forward-proxy rows are "pending" (reported, not failed) while either half
-# of the forward proxy is missing from the source, and "unused" when their
-# key is not in the source at all.
+# A row whose key is not in the source is "unused".
 #
 # The lab, one port on many 127.x addresses:
 #   R   relay, shared keys: agent-a, agent-b and cert-agent connect to it
@@ -81,14 +79,10 @@ RELAY_KEYS = source_keys(RELAY_SRC, {"kRelayKeys": "relay", "kAuthKeys": "auth",
                                      "kLimitsKeys": "limits", "kOutboundKeys": "outbound"})
 AGENT_KEYS = source_keys(AGENT_SRC, {"kAgentKeys": "agent", "kRelayKeys": "relay",
                                      "kServiceKeys": "service", "kOutboundKeys": "outbound"})
-# The forward proxy works end to end once both halves are in.
-OUTBOUND_READY = ("outbound.http_proxy_listen" in AGENT_KEYS and
-                  "outbound.connect_timeout_ms" in RELAY_KEYS)
 
 # ---------------------------------------------------------------- helpers
 
 failures = []
-pending = []
 # Rows that fail because of a daemon bug reported to its owner: printed as
 # FAIL with the bug, not counted; once the row passes it fails until its
 # entry is removed here (strict expected failure).
@@ -1465,7 +1459,6 @@ def _(doc):
     return check, None
 
 
-OUTBOUND_ROWS = {k for k in ROWS if k.split()[1].startswith("outbound.") or "outbound_" in k}
 
 # ---------------------------------------------------------------- run
 
@@ -1522,9 +1515,6 @@ def run_row(rid):
         print(f"ok: {label}: {why}", flush=True)
     elif ok is None:
         pass
-    elif rid in OUTBOUND_ROWS and not OUTBOUND_READY:
-        print(f"pending: {label}: {why} (the forward proxy is not complete on main)", flush=True)
-        pending.append(rid)
     else:
         print(f"FAIL: {label}: {why}", flush=True)
         failures.append(f"{label}: {why}")
@@ -1619,7 +1609,7 @@ def main():
             print("kept", D)
         else:
             shutil.rmtree(D, ignore_errors=True)
-    print(f"{len(failures)} failure(s), {len(pending)} pending ({', '.join(pending)}), "
+    print(f"{len(failures)} failure(s), "
           f"{len(known)} known bug(s) ({', '.join(known)}), "
           f"{time.monotonic() - t0:.0f} s")
     return 1 if failures else 0
