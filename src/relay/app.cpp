@@ -454,13 +454,14 @@ std::optional<Error> App::reload_auth(config::RelayConfig& fresh) {
     // the same names included. The relay's own certificate and key apply to
     // the next handshake; a changed agent CA, or a switch from shared keys,
     // makes every agent authenticate again under it.
+    // make_tls records the CA it loaded: compare with the one before it.
+    std::string old_ca = agent_ca_bytes_;
     auto tls = make_tls(fresh);
     if (!tls) {
+        agent_ca_bytes_ = std::move(old_ca);
         return refuse(tls.error(), "the certificate, key or agent CA");
     }
-    std::string ca = file_bytes(fresh.auth.agent_ca);
-    const bool reauth = was_psk || ca != agent_ca_bytes_;
-    agent_ca_bytes_ = std::move(ca);
+    const bool reauth = was_psk || agent_ca_bytes_ != old_ca;
     agents_->set_tls(std::move(*tls), reauth);
     return std::nullopt;
 }

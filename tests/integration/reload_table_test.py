@@ -86,11 +86,7 @@ failures = []
 # Rows that fail because of a daemon bug reported to its owner: printed as
 # FAIL with the bug, not counted; once the row passes it fails until its
 # entry is removed here (strict expected failure).
-KNOWN_BUGS = {
-    "relay auth.agent_ca": "App::make_tls stores the new CA's bytes before reload_auth compares "
-                           "them with the old, so a changed agent_ca never re-verifies "
-                           "connected agents",
-}
+KNOWN_BUGS: dict[str, str] = {}
 known = []
 procs = {}  # name -> Popen, every one stopped by pid at the end
 servers = []  # the test's own listeners
