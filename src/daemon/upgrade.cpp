@@ -8,6 +8,7 @@
 #include <spawn.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -281,9 +282,14 @@ Result<std::unique_ptr<Predecessor>> Predecessor::start(Poller& poller,
     self->pid_ = pid;
     self->channel_ = std::move(mine);
     self->deadline_ = std::chrono::steady_clock::now() + ready_timeout;
-    // The socket buffer holds every message (a few hundred bytes each);
-    // a child that dies at once makes sendmsg fail with EPIPE: reported by
-    // its exit below, not here.
+    // The socket buffer holds most handovers whole; a larger one (hundreds
+    // of port-range listeners) waits for the child to read, bounded here so
+    // a child that hangs before reading cannot stall this control thread. A
+    // child that dies makes sendmsg fail with EPIPE: its exit is reported
+    // below, not here.
+    const timeval send_bound{5, 0};
+    (void)::setsockopt(self->channel_.get(), SOL_SOCKET, SO_SNDTIMEO, &send_bound,
+                       sizeof send_bound);
     bool sent = true;
     for (const auto& s : sockets) {
         for (size_t off = 0; off < std::max<size_t>(s.fds.size(), 1) && sent;
