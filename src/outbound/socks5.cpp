@@ -184,14 +184,17 @@ std::optional<Socks5Server::Step> Socks5Server::request() {
 
 std::vector<uint8_t> Socks5Server::reply(uint8_t code, const std::optional<SocketAddress>& bound) {
     std::vector<uint8_t> out{kVersion, code, 0};
-    if (bound && bound->ip().unmapped().family() == AF_INET6) {
+    // A copy: unmapped() returns a temporary whose bytes() would dangle.
+    const std::optional<IpAddress> ip =
+        bound ? std::optional<IpAddress>(bound->ip().unmapped()) : std::nullopt;
+    if (ip && ip->family() == AF_INET6) {
         out.push_back(kAtypV6);
-        const auto& b = bound->ip().bytes();
+        const auto& b = ip->bytes();
         out.insert(out.end(), b.begin(), b.begin() + 16);
     } else {
         out.push_back(kAtypV4);
-        if (bound) {
-            const auto& b = bound->ip().unmapped().bytes();
+        if (ip) {
+            const auto& b = ip->bytes();
             out.insert(out.end(), b.begin(), b.begin() + 4);
         } else {
             out.insert(out.end(), 4, 0);
