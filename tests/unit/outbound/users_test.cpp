@@ -21,14 +21,18 @@ TEST_CASE("users: parse and check") {
 
 TEST_CASE("users: refused files name the line") {
     struct Row {
-        const char* text;
+        std::string text;  // owned: a c_str() of a temporary would dangle
         int line;
     };
     const std::vector<Row> rows = {
-        {"alice\n", 1},           {"ok:1\n:pw\n", 2},
-        {"alice:\n", 1},          {"a:1\na:2\n", 2},
-        {"al\x01ice:pw\n", 1},    {"alice:p\x7fw\n", 1},
-        {"x:1\n\n# c\nbad\n", 4}, {(std::string(256, 'u') + ":p").c_str(), 1},
+        {"alice\n", 1},
+        {"ok:1\n:pw\n", 2},
+        {"alice:\n", 1},
+        {"a:1\na:2\n", 2},
+        {std::string("al\x01ice:pw\n"), 1},
+        {"alice:p\x7fw\n", 1},
+        {"x:1\n\n# c\nbad\n", 4},
+        {std::string(256, 'u') + ":p", 1},
     };
     for (const auto& r : rows) {
         CAPTURE(r.text);
