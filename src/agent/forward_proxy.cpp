@@ -100,13 +100,12 @@ Result<void> ForwardProxy::start(const config::OutboundSection& cfg,
             }
             fds.push_back(std::move(*fd));
         }
-        auto& dups = dups_[{handed_kind, addr->to_string()}];
+        auto dups = daemon::dup_sockets(fds, addr->to_string());
+        if (!dups) {
+            return Unexpected(dups.error());
+        }
+        dups_[{handed_kind, addr->to_string()}] = std::move(*dups);
         for (size_t i = 0; i < fds.size(); ++i) {
-            UniqueFd d(::fcntl(fds[i].get(), F_DUPFD_CLOEXEC, 0));
-            if (!d) {
-                return errno_error("{}: dup", addr->to_string());
-            }
-            dups.push_back(std::move(d));
             shards_.invoke_on(static_cast<unsigned>(i % shards_.size()),
                               [f = std::move(fds[i]), k = kind, a = *addr](OutboundShard& s,
                                                                            io::Worker& w) mutable {
@@ -119,15 +118,11 @@ Result<void> ForwardProxy::start(const config::OutboundSection& cfg,
 
 Result<void> ForwardProxy::hand_over(std::vector<daemon::HandedSocket>& out) const {
     for (const auto& [key, dups] : dups_) {
-        daemon::HandedSocket s{key.first, key.second, "", {}};
-        for (const auto& f : dups) {
-            UniqueFd d(::fcntl(f.get(), F_DUPFD_CLOEXEC, 0));
-            if (!d) {
-                return errno_error("{}: dup", key.second);
-            }
-            s.fds.push_back(std::move(d));
+        auto fds = daemon::dup_sockets(dups, key.second);
+        if (!fds) {
+            return Unexpected(fds.error());
         }
-        out.push_back(std::move(s));
+        out.push_back({key.first, key.second, "", std::move(*fds)});
     }
     return {};
 }

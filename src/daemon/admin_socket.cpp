@@ -13,6 +13,7 @@
 
 #include "base/events.hpp"
 #include "daemon/commands.hpp"
+#include "daemon/upgrade.hpp"
 
 namespace sp::daemon {
 
@@ -157,11 +158,7 @@ Result<void> AdminSocket::adopt(UniqueFd fd) {
 }
 
 Result<UniqueFd> AdminSocket::hand_over() {
-    UniqueFd copy(::fcntl(listen_fd_.get(), F_DUPFD_CLOEXEC, 0));
-    if (!copy) {
-        return errno_error("status socket {}: dup", path_);
-    }
-    return copy;
+    return dup_socket(listen_fd_.get(), fmt::format("status socket {}", path_));
 }
 
 void AdminSocket::stop_listening() noexcept {

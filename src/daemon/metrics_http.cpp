@@ -7,6 +7,7 @@
 #include <cstring>
 #include <string_view>
 
+#include "daemon/upgrade.hpp"
 #include "io/net.hpp"
 #include "obs/prometheus.hpp"
 
@@ -95,11 +96,7 @@ Result<std::unique_ptr<MetricsHttp>> MetricsHttp::start(const SocketAddress& add
 }
 
 Result<UniqueFd> MetricsHttp::hand_over() const {
-    UniqueFd copy(::fcntl(listen_fd_, F_DUPFD_CLOEXEC, 0));
-    if (!copy) {
-        return errno_error("metrics_listen {}: dup", address_.to_string());
-    }
-    return copy;
+    return dup_socket(listen_fd_, fmt::format("metrics_listen {}", address_.to_string()));
 }
 
 MetricsHttp::~MetricsHttp() {

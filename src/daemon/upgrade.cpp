@@ -123,6 +123,27 @@ std::string_view next_line(std::string_view& rest) {
 
 }  // namespace
 
+Result<UniqueFd> dup_socket(int fd, std::string_view what) {
+    UniqueFd copy(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
+    if (!copy) {
+        return errno_error("{}: dup", what);
+    }
+    return copy;
+}
+
+Result<std::vector<UniqueFd>> dup_sockets(std::span<const UniqueFd> fds, std::string_view what) {
+    std::vector<UniqueFd> out;
+    out.reserve(fds.size());
+    for (const auto& f : fds) {
+        auto d = dup_socket(f.get(), what);
+        if (!d) {
+            return Unexpected(d.error());
+        }
+        out.push_back(std::move(*d));
+    }
+    return out;
+}
+
 void record_command_line(int argc, char** argv) {
     std::array<char, 4096> path{};
     const ssize_t n = ::readlink("/proc/self/exe", path.data(), path.size() - 1);

@@ -19,6 +19,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -36,6 +37,14 @@ struct HandedSocket {
     std::string meta;     // free text for the adopter (the relay: the service's spec)
     std::vector<UniqueFd> fds;
 };
+
+/// A close-on-exec duplicate of the socket `fd` (the same open socket), for
+/// a daemon to keep or hand over while its workers own the original. An
+/// error says "`what`: dup".
+[[nodiscard]] Result<UniqueFd> dup_socket(int fd, std::string_view what);
+/// dup_socket of each of `fds`, in order.
+[[nodiscard]] Result<std::vector<UniqueFd>> dup_sockets(std::span<const UniqueFd> fds,
+                                                        std::string_view what);
 
 /// The environment variable naming the successor's end of the pair.
 inline constexpr std::string_view kUpgradeFdEnv = "SALLYPORT_UPGRADE_FD";

@@ -102,6 +102,17 @@ void Listeners::remove(uint64_t id) noexcept {
     l.fd.reset();
 }
 
+void Listeners::deliver(Listener& l, UniqueFd fd) noexcept {
+    auto peer = peer_address(fd.get());
+    auto local = l.local ? l.local : local_address(fd.get());
+    if (peer && local && l.on_accept) {
+        // Held here: the callback may remove this listener.
+        const std::shared_ptr<const Worker::AcceptFn> fn = l.on_accept;
+        (*fn)(owner_, std::move(fd), *peer, *local);
+    }
+    // else the client is already gone (ENOTCONN): drop it quietly.
+}
+
 void Listeners::sweep() noexcept {
     // Ids first: a callback may add or remove listeners.
     std::vector<uint32_t> ids;
@@ -127,12 +138,7 @@ void Listeners::sweep() noexcept {
                 break;  // taken by the ring meanwhile, or an error the ring reports
             }
             ++stats_.accept_sweeps;
-            auto peer = peer_address(fd.get());
-            auto local = l.local ? l.local : local_address(fd.get());
-            if (peer && local) {
-                const std::shared_ptr<const Worker::AcceptFn> fn = l.on_accept;
-                (*fn)(owner_, std::move(fd), *peer, *local);
-            }
+            deliver(l, std::move(fd));
         }
     }
 }
@@ -198,13 +204,7 @@ void Listeners::on_accept(const Tag& tag, const Completion& c) noexcept {
         // the socket lives on elsewhere: a binary upgrade's successor holds
         // it, and dropping this one would reset a client nobody refused).
         if (c.res >= 0) {
-            UniqueFd fd(c.res);
-            auto peer = peer_address(fd.get());
-            auto local = l.local ? l.local : local_address(fd.get());
-            if (peer && local && l.on_accept) {
-                const std::shared_ptr<const Worker::AcceptFn> fn = l.on_accept;
-                (*fn)(owner_, std::move(fd), *peer, *local);
-            }
+            deliver(l, UniqueFd(c.res));
         }
         return;
     }
@@ -213,14 +213,7 @@ void Listeners::on_accept(const Tag& tag, const Completion& c) noexcept {
         // A multishot that ended (CQ overflow, or our pause's cancel racing
         // this accept) continues here.
         maybe_arm(id, l);
-        auto peer = peer_address(fd.get());
-        auto local = l.local ? l.local : local_address(fd.get());
-        if (peer && local) {
-            // Held here: the callback may remove this listener.
-            const std::shared_ptr<const Worker::AcceptFn> fn = l.on_accept;
-            (*fn)(owner_, std::move(fd), *peer, *local);
-        }
-        // else the client is already gone (ENOTCONN): drop it quietly.
+        deliver(l, std::move(fd));
         return;
     }
     switch (classify(Op::Accept, c.res)) {

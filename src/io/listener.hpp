@@ -77,6 +77,9 @@ private:
     void maybe_arm(uint32_t id, Listener& l) noexcept;
     /// Resource error: stops the accept and arms it again ~100 ms later.
     void pause(uint32_t id, Listener& l) noexcept;
+    /// Hands an accepted client to the listener's callback with its peer and
+    /// local address; a client already gone (ENOTCONN) is dropped quietly.
+    void deliver(Listener& l, UniqueFd fd) noexcept;
     /// Calls the listener's error callback (a copy: it may remove the listener).
     void report(Listener& l, int err, bool paused) noexcept;
 

@@ -167,13 +167,9 @@ Result<void> App::open_control(const SocketAddress& addr) {
         }
         fds.push_back(std::move(*fd));
     }
-    std::vector<UniqueFd> dups;
-    for (const auto& f : fds) {
-        UniqueFd d(::fcntl(f.get(), F_DUPFD_CLOEXEC, 0));
-        if (!d) {
-            return errno_error("control address {}: dup", addr.to_string());
-        }
-        dups.push_back(std::move(d));
+    auto dups = daemon::dup_sockets(fds, fmt::format("control address {}", addr.to_string()));
+    if (!dups) {
+        return Unexpected(dups.error());
     }
     for (size_t i = 0; i < fds.size(); ++i) {
         shards_.invoke_on(static_cast<unsigned>(i % shards_.size()),
@@ -181,7 +177,7 @@ Result<void> App::open_control(const SocketAddress& addr) {
                               s.add_control_listener(w, std::move(f), addr);
                           });
     }
-    control_dups_[addr.to_string()] = std::move(dups);
+    control_dups_[addr.to_string()] = std::move(*dups);
     log::event(Level::Info, log::Ev::ControlListen, {{"LISTEN_ADDR", addr.to_string()}},
                fmt::format("accepting agents on {}", addr.to_string()));
     return {};
@@ -398,15 +394,11 @@ Result<std::vector<daemon::HandedSocket>> App::hand_over() const {
         return out;
     }
     for (const auto& [addr, dups] : control_dups_) {
-        daemon::HandedSocket s{"control", addr, "", {}};
-        for (const auto& f : dups) {
-            UniqueFd d(::fcntl(f.get(), F_DUPFD_CLOEXEC, 0));
-            if (!d) {
-                return errno_error("control address {}: dup", addr);
-            }
-            s.fds.push_back(std::move(d));
+        auto fds = daemon::dup_sockets(dups, fmt::format("control address {}", addr));
+        if (!fds) {
+            return Unexpected(fds.error());
         }
-        out->push_back(std::move(s));
+        out->push_back({"control", addr, "", std::move(*fds)});
     }
     return out;
 }

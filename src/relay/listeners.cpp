@@ -244,13 +244,9 @@ int Listeners::open(const SocketAddress& addr, const std::string& service,
         }
         fds.push_back(std::move(*fd));
     }
-    std::vector<UniqueFd> dups;
-    for (const auto& f : fds) {
-        UniqueFd d(::fcntl(f.get(), F_DUPFD_CLOEXEC, 0));
-        if (!d) {
-            return errno;
-        }
-        dups.push_back(std::move(d));
+    auto dups = daemon::dup_sockets(fds, fmt::format("listener {}", addr.to_string()));
+    if (!dups) {
+        return dups.error().code != 0 ? dups.error().code : EINVAL;
     }
     // Sockets beyond one per worker (handed over by a predecessor that had
     // more) are still in the kernel's SO_REUSEPORT group and get clients:
@@ -268,7 +264,7 @@ int Listeners::open(const SocketAddress& addr, const std::string& service,
             });
     }
     keys_[addr.to_string()] = std::move(keys);
-    dups_[addr.to_string()] = std::move(dups);
+    dups_[addr.to_string()] = std::move(*dups);
     return 0;
 }
 
@@ -356,15 +352,11 @@ Result<std::vector<daemon::HandedSocket>> Listeners::hand_over() const {
         if (d == dups_.end()) {
             continue;
         }
-        daemon::HandedSocket s{"listener", addr, service, {}};
-        for (const auto& f : d->second) {
-            UniqueFd copy(::fcntl(f.get(), F_DUPFD_CLOEXEC, 0));
-            if (!copy) {
-                return errno_error("listener {}: dup", addr);
-            }
-            s.fds.push_back(std::move(copy));
+        auto fds = daemon::dup_sockets(d->second, fmt::format("listener {}", addr));
+        if (!fds) {
+            return Unexpected(fds.error());
         }
-        out.push_back(std::move(s));
+        out.push_back({"listener", addr, service, std::move(*fds)});
     }
     for (const auto& name : services) {
         const ServiceSpec* spec = registry_.service(name);
