@@ -2,9 +2,7 @@
 #include "agent/relay_credentials.hpp"
 
 #include <array>
-#include <fstream>
 #include <initializer_list>
-#include <iterator>
 #include <memory>
 #include <string_view>
 
@@ -35,11 +33,6 @@ std::string fingerprint(std::initializer_list<std::string_view> parts) {
     return {reinterpret_cast<const char*>(md.data()), len};
 }
 
-std::string file_bytes(const std::string& path) {
-    std::ifstream f(path, std::ios::binary);
-    return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
-}
-
 }  // namespace
 
 Result<RelayCredentials> load_credentials(const config::RelayEntry& e) {
@@ -62,10 +55,11 @@ Result<RelayCredentials> load_credentials(const config::RelayEntry& e) {
     if (!ctx) {
         return Unexpected(ctx.error());
     }
-    return RelayCredentials{std::move(*ctx),
-                            {},
-                            fingerprint({file_bytes(e.certificate), file_bytes(e.private_key),
-                                         file_bytes(e.relay_ca)})};
+    return RelayCredentials{
+        std::move(*ctx),
+        {},
+        fingerprint({config::file_bytes(e.certificate), config::file_bytes(e.private_key),
+                     config::file_bytes(e.relay_ca)})};
 }
 
 }  // namespace sp::agent

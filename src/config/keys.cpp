@@ -11,6 +11,8 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <fstream>
+#include <iterator>
 #include <optional>
 
 #include "base/unique_fd.hpp"
@@ -413,6 +415,11 @@ Result<std::string> read_private_file(const std::string& path, std::string_view 
         return Unexpected(r.error());
     }
     return text;
+}
+
+std::string file_bytes(const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
 }
 
 }  // namespace sp::config

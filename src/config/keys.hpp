@@ -45,6 +45,10 @@ struct Key {
 /// caller wipes the text when done. Blocks only on the file read.
 [[nodiscard]] Result<std::string> read_private_file(const std::string& path, std::string_view what);
 
+/// The bytes of `path`, or "" when it cannot be read: for telling whether
+/// key material changed across a reload, never for parsing it.
+[[nodiscard]] std::string file_bytes(const std::string& path);
+
 /// --check-config for a key file: every error load_keys() would stop at the
 /// first of (each bad line is reported, then the whole-file rules). Empty
 /// when load_keys() would succeed. Blocks on the file read only.

@@ -8,8 +8,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <fstream>
-#include <iterator>
 
 #include <fmt/format.h>
 
@@ -61,11 +59,6 @@ void warn_fd_budget(const config::RelayConfig& cfg) {
                     rl.rlim_cur > kFdReserve ? (rl.rlim_cur - kFdReserve) / kFdsPerSession : 0));
 }
 
-std::string file_bytes(const std::string& path) {
-    std::ifstream f(path, std::ios::binary);
-    return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
-}
-
 Result<uint64_t> random_u64() {
     uint64_t v = 0;
     if (::getrandom(&v, sizeof v, 0) != static_cast<ssize_t>(sizeof v)) {
@@ -109,7 +102,7 @@ Result<void> App::load_keys(const std::string& path) {
 
 Result<control::TlsContext> App::make_tls(const config::RelayConfig& cfg) {
     if (!psk_mode(cfg)) {
-        agent_ca_bytes_ = file_bytes(cfg.auth.agent_ca);
+        agent_ca_bytes_ = config::file_bytes(cfg.auth.agent_ca);
         return control::TlsContext::cert_server(cfg.auth.certificate, cfg.auth.private_key,
                                                 cfg.auth.agent_ca);
     }
